@@ -1,0 +1,71 @@
+//! Code generation for `#[command]`: `quote!` only, no decisions.
+
+use proc_macro2::TokenStream;
+use quote::quote;
+use syn::DeriveInput;
+
+use super::validate::Spec;
+
+pub(super) fn command(item: &DeriveInput, spec: &Spec) -> TokenStream {
+    let ident = &item.ident;
+    let Spec { domain, name, reply, max_attempts, backoff_ms } = spec;
+    let derived = derived_traits(item);
+    let has = |t: &str| derived.iter().any(|d| d == t);
+
+    let mut derives = Vec::new();
+    if !has("Serialize") {
+        derives.push(quote!(::cmdbus::__private::serde::Serialize));
+    }
+    if !has("Deserialize") {
+        derives.push(quote!(::cmdbus::__private::serde::Deserialize));
+    }
+    let serde_crate =
+        (!derives.is_empty()).then(|| quote!(#[serde(crate = "::cmdbus::__private::serde")]));
+    let schemars_crate = (!has("JsonSchema")).then(|| {
+        derives.push(quote!(::cmdbus::__private::schemars::JsonSchema));
+        quote!(#[schemars(crate = "::cmdbus::__private::schemars")])
+    });
+    let derive = (!derives.is_empty()).then(|| quote!(#[derive(#(#derives),*)]));
+
+    let retry_policy = (max_attempts.is_some() || backoff_ms.is_some()).then(|| {
+        let max = max_attempts.map(|n| quote!(.with_max_attempts(#n)));
+        let backoff = backoff_ms.as_ref().map(|ms| quote!(.with_backoff_millis(&[#(#ms),*])));
+        quote! {
+            fn retry_policy() -> ::cmdbus::RetryPolicy {
+                ::cmdbus::RetryPolicy::default() #max #backoff
+            }
+        }
+    });
+
+    quote! {
+        #derive
+        #serde_crate
+        #schemars_crate
+        #item
+
+        const _: () = {
+            #[automatically_derived]
+            impl ::cmdbus::Command for #ident {
+                const DOMAIN: &'static str = #domain;
+                const NAME: &'static str = #name;
+                type Reply = #reply;
+                #retry_policy
+            }
+        };
+    }
+}
+
+/// The last path segment of every trait already in a `#[derive(...)]`.
+fn derived_traits(item: &DeriveInput) -> Vec<String> {
+    let mut found = Vec::new();
+    for attr in item.attrs.iter().filter(|a| a.path().is_ident("derive")) {
+        // A malformed derive is rustc's to report; we just see no traits in it.
+        let _ = attr.parse_nested_meta(|meta| {
+            if let Some(last) = meta.path.segments.last() {
+                found.push(last.ident.to_string());
+            }
+            Ok(())
+        });
+    }
+    found
+}

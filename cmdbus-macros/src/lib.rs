@@ -1,0 +1,27 @@
+//! Procedural macros for [cmdbus](https://docs.rs/cmdbus). Use them through
+//! the `cmdbus` crate (`cmdbus::command`, `cmdbus::handler`), never directly:
+//! the generated code names `::cmdbus` paths only.
+//!
+//! Each macro is a thin entry point: parse the input into a typed view,
+//! validate it (collecting every mistake at once), then expand. On error the
+//! user's item is still emitted so that one mistake does not cascade.
+
+mod command;
+mod errors;
+mod handler;
+mod names;
+mod symbol;
+
+use proc_macro::TokenStream;
+
+/// Declares a struct or enum as a command. See `cmdbus::command`.
+#[proc_macro_attribute]
+pub fn command(args: TokenStream, input: TokenStream) -> TokenStream {
+    command::expand(args.into(), input.into()).into()
+}
+
+/// Registers an async function as the handler of a command. See `cmdbus::handler`.
+#[proc_macro_attribute]
+pub fn handler(args: TokenStream, input: TokenStream) -> TokenStream {
+    handler::expand(args.into(), input.into()).into()
+}

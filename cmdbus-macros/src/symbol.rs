@@ -1,0 +1,9 @@
+//! Attribute keywords, named once so parsing and error messages agree.
+
+pub(crate) const DOMAIN: &str = "domain";
+pub(crate) const NAME: &str = "name";
+pub(crate) const REPLY: &str = "reply";
+pub(crate) const MAX_ATTEMPTS: &str = "max_attempts";
+pub(crate) const BACKOFF: &str = "backoff";
+
+pub(crate) const ALL: &[&str] = &[DOMAIN, NAME, REPLY, MAX_ATTEMPTS, BACKOFF];

@@ -1,0 +1,133 @@
+//! The typed front door: send commands, await replies, start workers.
+
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use crate::{
+    AuditEntry, Command, CommandRecord, DEFAULT_REPLY_QUEUE, Error, NewCommand, Result,
+    SendOptions, SendOutcome, Transport, TypedReply, WorkerBuilder,
+};
+
+/// Largest serialized payload accepted by default: 1 MiB. Commands are
+/// instructions, not documents; store large data elsewhere and send its key.
+/// Raise it with [`Bus::with_max_payload_bytes`].
+pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
+
+/// A command bus over a transport (`cmdbus_pg::PgBus`, or
+/// `cmdbus::testing::MemoryBus` in unit tests). Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Bus<T> {
+    transport: T,
+    max_payload_bytes: usize,
+}
+
+impl<T: Transport> Bus<T> {
+    /// A bus over `transport`.
+    pub fn new(transport: T) -> Self {
+        Self { transport, max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES }
+    }
+
+    /// Sets the payload size limit checked at send.
+    #[must_use]
+    pub fn with_max_payload_bytes(mut self, limit: usize) -> Self {
+        self.max_payload_bytes = limit;
+        self
+    }
+
+    /// The transport underneath.
+    pub fn transport(&self) -> &T {
+        &self.transport
+    }
+
+    /// Sends a command with default options.
+    pub async fn send<C: Command>(&self, command: C) -> Result<SendOutcome> {
+        self.send_with(command, SendOptions::new()).await
+    }
+
+    /// Sends a command. Sending an id that exists in the domain returns
+    /// [`SendOutcome::Duplicate`] and leaves the existing command untouched.
+    pub async fn send_with<C: Command>(
+        &self,
+        command: C,
+        options: SendOptions,
+    ) -> Result<SendOutcome> {
+        let prepared = self.prepare(&command, options)?;
+        let mut outcomes = self.transport.commands_send(vec![prepared]).await?;
+        outcomes.pop().ok_or_else(|| Error::backend("send", "transport returned no outcome"))
+    }
+
+    /// Sends many commands in one round trip, all or none; outcomes in order.
+    pub async fn send_batch<C: Command>(
+        &self,
+        commands: impl IntoIterator<Item = C>,
+    ) -> Result<Vec<SendOutcome>> {
+        let prepared = commands
+            .into_iter()
+            .map(|command| self.prepare(&command, SendOptions::new()))
+            .collect::<Result<Vec<_>>>()?;
+        if prepared.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.transport.commands_send(prepared).await
+    }
+
+    /// Validates and encodes a command for a transport, without sending it.
+    /// Backends use it for their own send forms (e.g. inside a transaction).
+    pub fn prepare<C: Command>(&self, command: &C, options: SendOptions) -> Result<NewCommand> {
+        let payload = serde_json::value::to_raw_value(command).map_err(|source| Error::Encode {
+            domain: C::DOMAIN,
+            command_type: C::NAME,
+            source,
+        })?;
+        if payload.get().len() > self.max_payload_bytes {
+            return Err(Error::PayloadTooLarge {
+                domain: C::DOMAIN.to_owned(),
+                command_type: C::NAME.to_owned(),
+                size: payload.get().len(),
+                limit: self.max_payload_bytes,
+            });
+        }
+        let command_id = options.command_id.unwrap_or_else(Uuid::now_v7);
+        Ok(NewCommand::new(
+            C::DOMAIN.to_owned(),
+            C::NAME.to_owned(),
+            command_id,
+            options.correlation_id.unwrap_or(command_id),
+            options.reply_to.unwrap_or_else(|| DEFAULT_REPLY_QUEUE.to_owned()),
+            options.max_attempts.unwrap_or_else(|| C::retry_policy().max_attempts()),
+            payload,
+        ))
+    }
+
+    /// Waits up to `timeout` for the reply to command `command_id` of type `C`.
+    pub async fn wait_reply<C: Command>(
+        &self,
+        command_id: Uuid,
+        timeout: Duration,
+    ) -> Result<TypedReply<C::Reply>> {
+        match self.transport.reply_wait(C::DOMAIN, command_id, timeout).await? {
+            Some(reply) => reply.typed::<C::Reply>(),
+            None => Err(Error::ReplyTimeout { command_id, timeout }),
+        }
+    }
+
+    /// A command of type `C` as stored.
+    pub async fn command<C: Command>(&self, command_id: Uuid) -> Result<CommandRecord> {
+        self.transport
+            .command_get(C::DOMAIN, command_id)
+            .await?
+            .ok_or_else(|| Error::NotFound { domain: C::DOMAIN.to_owned(), command_id })
+    }
+
+    /// A command's audit trail, oldest first.
+    pub async fn audit_trail(&self, domain: &str, command_id: Uuid) -> Result<Vec<AuditEntry>> {
+        crate::validate_domain(domain)?;
+        self.transport.audit_list(domain, command_id).await
+    }
+
+    /// Configures a worker over this bus's transport.
+    pub fn worker(&self) -> WorkerBuilder<T> {
+        WorkerBuilder::new(self.transport.clone())
+    }
+}

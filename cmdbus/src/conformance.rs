@@ -1,0 +1,522 @@
+//! The conformance suite every [`Transport`] must pass. **For backend authors.**
+//!
+//! [`conformance_suite!`](crate::conformance_suite) expands to one
+//! `#[tokio::test]` per case; give it an async factory that returns a fresh,
+//! empty transport (its own database or schema) for each test:
+//!
+//! ```ignore
+//! cmdbus::conformance_suite!(|| async { my_backend::connect_fresh().await });
+//! ```
+//!
+//! Cases use the domain [`DOMAIN`] and millisecond backoffs.
+
+use std::{collections::HashSet, time::Duration};
+
+use serde_json::value::RawValue;
+use uuid::Uuid;
+
+use crate::{
+    AuditEvent, Bus, CommandStatus, CommandsLease, ErrorKind, HandlerContext, HandlerError,
+    LeaseRef, NewCommand, Outcome, OutcomeKind, RecordResult, SendOptions, Transport, TsqReason,
+    TypedReply, Worker, command, handler,
+};
+
+/// The domain of the suite's commands.
+pub const DOMAIN: &str = "cmdbus-conformance";
+
+/// Replies with its text.
+#[command(domain = "cmdbus-conformance", reply = String)]
+pub struct Echo {
+    /// Echoed back.
+    pub text: String,
+}
+
+/// Fails transiently until attempt `fail_times + 1`; replies with the attempt.
+#[command(domain = "cmdbus-conformance", reply = u32, max_attempts = 3, backoff = ["20ms"])]
+pub struct Flaky {
+    /// How many attempts fail.
+    pub fail_times: u32,
+}
+
+/// Refused by a business rule.
+#[command(domain = "cmdbus-conformance")]
+pub struct Refuse {}
+
+/// Fails permanently.
+#[command(domain = "cmdbus-conformance")]
+pub struct Broken {}
+
+/// Panics until attempt `times + 1`.
+#[command(domain = "cmdbus-conformance", max_attempts = 3, backoff = ["20ms"])]
+pub struct Panics {
+    /// How many attempts panic.
+    pub times: u32,
+}
+
+/// Sleeps, extending its lease first.
+#[command(domain = "cmdbus-conformance")]
+pub struct Sleep {
+    /// How long.
+    pub ms: u64,
+}
+
+#[handler]
+async fn echo(cmd: Echo) -> Result<String, HandlerError> {
+    Ok(cmd.text)
+}
+
+#[handler]
+async fn flaky(cmd: Flaky, ctx: &mut HandlerContext) -> Result<u32, HandlerError> {
+    if ctx.attempt() <= cmd.fail_times {
+        return Err(std::io::Error::other(format!("flaky attempt {}", ctx.attempt())).into());
+    }
+    Ok(ctx.attempt())
+}
+
+#[handler]
+async fn refuse(_cmd: Refuse) -> Result<(), HandlerError> {
+    Err(HandlerError::business_rule("insufficient_funds", "balance too low"))
+}
+
+#[handler]
+async fn broken(_cmd: Broken) -> Result<(), HandlerError> {
+    Err(HandlerError::permanent("bad_account", "account does not exist"))
+}
+
+#[handler]
+async fn panics(cmd: Panics, ctx: &mut HandlerContext) -> Result<(), HandlerError> {
+    assert!(ctx.attempt() > cmd.times, "conformance panic on attempt {}", ctx.attempt());
+    Ok(())
+}
+
+#[handler]
+async fn sleep(cmd: Sleep, ctx: &mut HandlerContext) -> Result<(), HandlerError> {
+    ctx.extend_lease(Duration::from_secs(60)).await?;
+    tokio::time::sleep(Duration::from_millis(cmd.ms)).await;
+    Ok(())
+}
+
+/// Expands to one test per conformance case, each on a fresh transport.
+#[macro_export]
+macro_rules! conformance_suite {
+    ($factory:expr) => {
+        $crate::conformance_suite!(@cases $factory;
+            send_lease_complete,
+            duplicate_send_is_idempotent,
+            batch_send_reports_each_command,
+            leases_are_exclusive,
+            visibility_timeout_redelivers,
+            transient_failure_retries_then_succeeds,
+            transient_failure_exhausts_into_tsq,
+            permanent_failure_goes_to_tsq,
+            business_rule_failure_replies_failed,
+            panic_counts_as_transient,
+            undecodable_payload_goes_to_tsq,
+            unknown_type_goes_to_tsq,
+            max_attempts_at_send_overrides_type,
+            shutdown_finishes_in_flight_handlers,
+            shutdown_releases_unfinished_handlers,
+            lease_can_be_extended,
+        );
+    };
+    (@cases $factory:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let transport = ($factory)().await;
+                $crate::conformance::$case(transport).await;
+            }
+        )*
+    };
+}
+
+const WAIT: Duration = Duration::from_secs(10);
+
+async fn worker<T: Transport>(bus: &Bus<T>) -> Worker {
+    bus.worker()
+        .domain(DOMAIN)
+        .concurrency(4)
+        .poll_interval(Duration::from_millis(50))
+        .rescue_interval(Duration::from_millis(50))
+        .shutdown_timeout(Duration::from_secs(5))
+        .start()
+        .await
+        .expect("worker starts")
+}
+
+/// Polls until the command reaches `status`.
+async fn wait_for<T: Transport>(
+    transport: &T,
+    command_id: Uuid,
+    status: CommandStatus,
+) -> crate::CommandRecord {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let record = transport.command_get(DOMAIN, command_id).await.expect("get").expect("exists");
+        if record.status == status {
+            return record;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "command stuck in {} (wanted {status})",
+            record.status
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn events<T: Transport>(transport: &T, command_id: Uuid) -> Vec<AuditEvent> {
+    transport
+        .audit_list(DOMAIN, command_id)
+        .await
+        .expect("audit")
+        .into_iter()
+        .map(|e| e.event)
+        .collect()
+}
+
+fn raw(command_type: &str, payload: &str) -> NewCommand {
+    let id = Uuid::now_v7();
+    NewCommand::new(
+        DOMAIN.to_owned(),
+        command_type.to_owned(),
+        id,
+        id,
+        crate::DEFAULT_REPLY_QUEUE.to_owned(),
+        3,
+        RawValue::from_string(payload.to_owned()).expect("valid json"),
+    )
+}
+
+fn lease_params(limit: usize, visibility: Duration) -> CommandsLease {
+    CommandsLease::new(vec![DOMAIN.to_owned()], limit, visibility, "conformance".to_owned())
+}
+
+/// Send → lease → complete → one SUCCESS reply; audited in order.
+pub async fn send_lease_complete<T: Transport>(transport: T) {
+    let bus = Bus::new(transport.clone());
+    let correlation = Uuid::now_v7();
+    let sent = bus
+        .send_with(Echo { text: "hi".into() }, SendOptions::new().correlation_id(correlation))
+        .await
+        .expect("send");
+    assert!(!sent.is_duplicate());
+    let pending = bus.command::<Echo>(sent.command_id()).await.expect("stored");
+    assert_eq!(
+        (pending.status, pending.attempts, pending.correlation_id),
+        (CommandStatus::Pending, 0, correlation)
+    );
+    let worker = worker(&bus).await;
+    let reply = bus.wait_reply::<Echo>(sent.command_id(), WAIT).await.expect("reply");
+    assert_eq!(reply, TypedReply::Success("hi".to_owned()));
+    let record = wait_for(&transport, sent.command_id(), CommandStatus::Completed).await;
+    assert_eq!(record.attempts, 1);
+    worker.shutdown().await;
+    assert_eq!(
+        events(&transport, sent.command_id()).await,
+        [AuditEvent::Sent, AuditEvent::Received, AuditEvent::Completed]
+    );
+    let replies = transport.replies_take(crate::DEFAULT_REPLY_QUEUE, 10).await.expect("take");
+    assert_eq!(replies.len(), 1);
+    assert_eq!(replies[0].correlation_id, correlation);
+    assert!(transport.replies_take(crate::DEFAULT_REPLY_QUEUE, 10).await.expect("take").is_empty());
+}
+
+/// The same id twice: one command, the first payload kept, a Duplicate outcome.
+pub async fn duplicate_send_is_idempotent<T: Transport>(transport: T) {
+    let bus = Bus::new(transport.clone());
+    let id = Uuid::now_v7();
+    let first = bus
+        .send_with(Echo { text: "first".into() }, SendOptions::new().command_id(id))
+        .await
+        .expect("send");
+    let second = bus
+        .send_with(Echo { text: "second".into() }, SendOptions::new().command_id(id))
+        .await
+        .expect("send");
+    assert_eq!(first, crate::SendOutcome::Accepted { command_id: id });
+    assert_eq!(second, crate::SendOutcome::Duplicate { command_id: id });
+    let record = bus.command::<Echo>(id).await.expect("stored");
+    assert_eq!(record.payload.get(), r#"{"text":"first"}"#);
+    assert_eq!(events(&transport, id).await, [AuditEvent::Sent]);
+}
+
+/// A batch stores every new command and reports existing ids as duplicates.
+pub async fn batch_send_reports_each_command<T: Transport>(transport: T) {
+    let bus = Bus::new(transport.clone());
+    let outcomes =
+        bus.send_batch((0..10).map(|i| Echo { text: i.to_string() })).await.expect("batch");
+    assert_eq!(outcomes.len(), 10);
+    assert!(outcomes.iter().all(|o| !o.is_duplicate()));
+    let existing = outcomes[3].command_id();
+    let again = transport
+        .commands_send(vec![
+            bus.prepare(&Echo { text: "x".into() }, SendOptions::new().command_id(existing))
+                .expect("prepare"),
+            bus.prepare(&Echo { text: "y".into() }, SendOptions::new()).expect("prepare"),
+        ])
+        .await
+        .expect("send");
+    assert!(again[0].is_duplicate() && !again[1].is_duplicate());
+    assert!(bus.send_batch(Vec::<Echo>::new()).await.expect("empty").is_empty());
+}
+
+/// Concurrent leases never hand one command to two holders.
+pub async fn leases_are_exclusive<T: Transport>(transport: T) {
+    let bus = Bus::new(transport.clone());
+    bus.send_batch((0..40).map(|i| Echo { text: i.to_string() })).await.expect("batch");
+    let leases = (0..4).map(|_| {
+        let transport = transport.clone();
+        tokio::spawn(async move {
+            transport.commands_lease(lease_params(15, Duration::from_secs(30))).await
+        })
+    });
+    let mut seen = HashSet::new();
+    for lease in leases {
+        for command in lease.await.expect("join").expect("lease") {
+            assert_eq!(command.attempt, 1);
+            assert!(seen.insert(command.command_id), "leased twice: {}", command.command_id);
+        }
+    }
+    assert_eq!(seen.len(), 40);
+    assert!(
+        transport
+            .commands_lease(lease_params(10, Duration::from_secs(30)))
+            .await
+            .expect("lease")
+            .is_empty()
+    );
+}
+
+/// A lease that expires (crashed worker) is rescued, counted, and delivered
+/// again; the stale holder can no longer record an outcome.
+pub async fn visibility_timeout_redelivers<T: Transport>(transport: T) {
+    let bus = Bus::new(transport.clone());
+    let id = bus.send(Echo { text: "x".into() }).await.expect("send").command_id();
+    let first =
+        transport.commands_lease(lease_params(1, Duration::from_millis(100))).await.expect("lease");
+    assert_eq!(first.len(), 1);
+    assert!(
+        transport
+            .commands_lease(lease_params(1, Duration::from_secs(30)))
+            .await
+            .expect("lease")
+            .is_empty()
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(transport.leases_rescue().await.expect("rescue"), 1);
+    let second =
+        transport.commands_lease(lease_params(1, Duration::from_secs(30))).await.expect("lease");
+    assert_eq!((second[0].command_id, second[0].attempt), (id, 2));
+    assert_ne!(first[0].lease_id, second[0].lease_id);
+    let reply = serde_json::value::to_raw_value("done").expect("json");
+    let stale =
+        Outcome::new(LeaseRef::of(&first[0]), 1, OutcomeKind::Completed { reply: reply.clone() });
+    let current = Outcome::new(LeaseRef::of(&second[0]), 2, OutcomeKind::Completed { reply });
+    let results = transport.commands_record(&[stale, current]).await.expect("record");
+    assert_eq!(results, [RecordResult::LeaseLost, RecordResult::Recorded]);
+    let record = wait_for(&transport, id, CommandStatus::Completed).await;
+    assert_eq!(record.attempts, 2);
+    let events = events(&transport, id).await;
+    assert_eq!(
+        events,
+        [
+            AuditEvent::Sent,
+            AuditEvent::Received,
+            AuditEvent::LeaseExpired,
+            AuditEvent::Received,
+            AuditEvent::Completed
+        ]
+    );
+}
+
+/// Two transient failures, then success: attempts 3, two retries, one reply.
+pub async fn transient_failure_retries_then_succeeds<T: Transport>(transport: T) {
+    let bus = Bus::new(transport.clone());
+    let id = bus.send(Flaky { fail_times: 2 }).await.expect("send").command_id();
+    let worker = worker(&bus).await;
+    assert_eq!(bus.wait_reply::<Flaky>(id, WAIT).await.expect("reply"), TypedReply::Success(3));
+    worker.shutdown().await;
+    let record = wait_for(&transport, id, CommandStatus::Completed).await;
+    assert_eq!(record.attempts, 3);
+    assert_eq!(record.last_error.map(|e| e.kind), Some(ErrorKind::Transient));
+    let events = events(&transport, id).await;
+    assert_eq!(events.iter().filter(|e| **e == AuditEvent::RetryScheduled).count(), 2);
+    assert_eq!(events.last(), Some(&AuditEvent::Completed));
+}
+
+/// Always transient: the troubleshooting queue after exactly max_attempts, no reply.
+pub async fn transient_failure_exhausts_into_tsq<T: Transport>(transport: T) {
+    let bus = Bus::new(transport.clone());
+    let id = bus.send(Flaky { fail_times: 99 }).await.expect("send").command_id();
+    let worker = worker(&bus).await;
+    let record = wait_for(&transport, id, CommandStatus::InTroubleshootingQueue).await;
+    worker.shutdown().await;
+    assert_eq!(record.attempts, 3);
+    let error = record.last_error.expect("last error");
+    assert_eq!((error.kind, error.code.as_str()), (ErrorKind::Transient, "error"));
+    assert!(error.message.contains("flaky attempt 3"), "{}", error.message);
+    let events = events(&transport, id).await;
+    let tail = &events[events.len() - 3..];
+    assert_eq!(tail, [AuditEvent::Failed, AuditEvent::RetryExhausted, AuditEvent::MovedToTsq]);
+    assert_eq!(events.iter().filter(|e| **e == AuditEvent::Received).count(), 3);
+    assert!(
+        transport.reply_wait(DOMAIN, id, Duration::from_millis(50)).await.expect("wait").is_none()
+    );
+}
+
+/// A permanent error: the troubleshooting queue after one attempt, no reply.
+pub async fn permanent_failure_goes_to_tsq<T: Transport>(transport: T) {
+    let bus = Bus::new(transport.clone());
+    let id = bus.send(Broken {}).await.expect("send").command_id();
+    let worker = worker(&bus).await;
+    let record = wait_for(&transport, id, CommandStatus::InTroubleshootingQueue).await;
+    worker.shutdown().await;
+    assert_eq!(record.attempts, 1);
+    assert_eq!(record.last_error.map(|e| e.code), Some("bad_account".to_owned()));
+    let trail = transport.audit_list(DOMAIN, id).await.expect("audit");
+    let moved = trail.iter().find(|e| e.event == AuditEvent::MovedToTsq).expect("moved");
+    assert_eq!(moved.details["reason"], TsqReason::Permanent.as_str());
+    assert!(
+        transport.reply_wait(DOMAIN, id, Duration::from_millis(50)).await.expect("wait").is_none()
+    );
+}
+
+/// A business-rule refusal: FAILED with one FAILED reply carrying code and message.
+pub async fn business_rule_failure_replies_failed<T: Transport>(transport: T) {
+    let bus = Bus::new(transport.clone());
+    let id = bus.send(Refuse {}).await.expect("send").command_id();
+    let worker = worker(&bus).await;
+    let reply = bus.wait_reply::<Refuse>(id, WAIT).await.expect("reply");
+    worker.shutdown().await;
+    assert_eq!(
+        reply,
+        TypedReply::Failed {
+            code: "insufficient_funds".into(),
+            message: "balance too low".into(),
+            details: None
+        }
+    );
+    let record = wait_for(&transport, id, CommandStatus::Failed).await;
+    assert_eq!(record.attempts, 1);
+    assert_eq!(
+        events(&transport, id).await,
+        [AuditEvent::Sent, AuditEvent::Received, AuditEvent::Failed]
+    );
+}
+
+/// A panicking handler is a transient failure and the worker keeps going.
+pub async fn panic_counts_as_transient<T: Transport>(transport: T) {
+    let bus = Bus::new(transport.clone());
+    let id = bus.send(Panics { times: 1 }).await.expect("send").command_id();
+    let worker = worker(&bus).await;
+    let record = wait_for(&transport, id, CommandStatus::Completed).await;
+    let after = bus.send(Echo { text: "still alive".into() }).await.expect("send").command_id();
+    assert!(bus.wait_reply::<Echo>(after, WAIT).await.is_ok());
+    worker.shutdown().await;
+    assert_eq!(record.attempts, 2);
+    let error = record.last_error.expect("panic recorded");
+    assert_eq!(error.code, "panic");
+    assert!(error.message.contains("conformance panic on attempt 1"), "{}", error.message);
+}
+
+/// A payload that no longer decodes: the troubleshooting queue, payload kept.
+pub async fn undecodable_payload_goes_to_tsq<T: Transport>(transport: T) {
+    let bus = Bus::new(transport.clone());
+    let command = raw("Echo", r#"{"txet":"renamed field"}"#);
+    let id = command.command_id;
+    transport.commands_send(vec![command]).await.expect("send");
+    let worker = worker(&bus).await;
+    let record = wait_for(&transport, id, CommandStatus::InTroubleshootingQueue).await;
+    worker.shutdown().await;
+    assert_eq!(record.attempts, 1);
+    let error = record.last_error.expect("decode error");
+    assert_eq!((error.kind, error.code.as_str()), (ErrorKind::Permanent, "decode"));
+    assert!(error.message.contains("missing field `text`"), "{}", error.message);
+    let payload: serde_json::Value = serde_json::from_str(record.payload.get()).expect("json");
+    assert_eq!(payload, serde_json::json!({ "txet": "renamed field" }));
+}
+
+/// A type no handler serves: the troubleshooting queue, not a loop.
+pub async fn unknown_type_goes_to_tsq<T: Transport>(transport: T) {
+    let bus = Bus::new(transport.clone());
+    let command = raw("NoSuchCommand", "{}");
+    let id = command.command_id;
+    transport.commands_send(vec![command]).await.expect("send");
+    let worker = worker(&bus).await;
+    let record = wait_for(&transport, id, CommandStatus::InTroubleshootingQueue).await;
+    worker.shutdown().await;
+    assert_eq!(record.last_error.map(|e| e.code), Some("no_handler".to_owned()));
+}
+
+/// `max_attempts` given at send wins over the type's.
+pub async fn max_attempts_at_send_overrides_type<T: Transport>(transport: T) {
+    let bus = Bus::new(transport.clone());
+    let id = bus
+        .send_with(Flaky { fail_times: 99 }, SendOptions::new().max_attempts(1))
+        .await
+        .expect("send")
+        .command_id();
+    let worker = worker(&bus).await;
+    let record = wait_for(&transport, id, CommandStatus::InTroubleshootingQueue).await;
+    worker.shutdown().await;
+    assert_eq!((record.attempts, record.max_attempts), (1, 1));
+}
+
+/// Shutdown lets running handlers finish and records their outcomes.
+pub async fn shutdown_finishes_in_flight_handlers<T: Transport>(transport: T) {
+    let bus = Bus::new(transport.clone());
+    let id = bus.send(Sleep { ms: 300 }).await.expect("send").command_id();
+    let worker = worker(&bus).await;
+    wait_for(&transport, id, CommandStatus::InProgress).await;
+    let report = worker.shutdown().await;
+    assert_eq!((report.finished, report.released), (1, 0));
+    let record = bus.command::<Sleep>(id).await.expect("stored");
+    assert_eq!(record.status, CommandStatus::Completed);
+}
+
+/// Handlers still running at the deadline are stopped and their commands
+/// given back (PENDING, attempt returned), not lost.
+pub async fn shutdown_releases_unfinished_handlers<T: Transport>(transport: T) {
+    let bus = Bus::new(transport.clone());
+    let id = bus.send(Sleep { ms: 60_000 }).await.expect("send").command_id();
+    let worker = bus
+        .worker()
+        .domain(DOMAIN)
+        .poll_interval(Duration::from_millis(20))
+        .shutdown_timeout(Duration::from_millis(100))
+        .start()
+        .await
+        .expect("worker starts");
+    wait_for(&transport, id, CommandStatus::InProgress).await;
+    let report = worker.shutdown().await;
+    assert_eq!((report.finished, report.released), (0, 1));
+    let record = bus.command::<Sleep>(id).await.expect("stored");
+    assert_eq!((record.status, record.attempts), (CommandStatus::Pending, 0));
+    assert_eq!(events(&transport, id).await.last(), Some(&AuditEvent::Released));
+}
+
+/// A handler extends its lease; the extension needs the current lease.
+pub async fn lease_can_be_extended<T: Transport>(transport: T) {
+    let bus = Bus::new(transport.clone());
+    bus.send(Echo { text: "x".into() }).await.expect("send");
+    let leased =
+        transport.commands_lease(lease_params(1, Duration::from_millis(200))).await.expect("lease");
+    let lease = LeaseRef::of(&leased[0]);
+    let extended = transport
+        .lease_extend(crate::LeaseExtend::new(lease.clone(), Duration::from_secs(60)))
+        .await
+        .expect("extend")
+        .expect("held");
+    assert!(extended > leased[0].lease_expires_at);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        transport.leases_rescue().await.expect("rescue"),
+        0,
+        "an extended lease is not expired"
+    );
+    let stranger = LeaseRef::new(lease.domain.clone(), lease.command_id, Uuid::new_v4());
+    let refused =
+        transport.lease_extend(crate::LeaseExtend::new(stranger, Duration::from_secs(1))).await;
+    assert_eq!(refused.expect("extend"), None);
+}

@@ -1,0 +1,138 @@
+//! Errors of bus operations (sending, leasing, waiting, starting workers).
+//! Handler failures are [`HandlerError`](crate::HandlerError), not this.
+
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use crate::CommandStatus;
+
+/// `Result` with [`Error`] as the default error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What can go wrong on the bus.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A command could not be serialized.
+    #[error("cannot encode command {domain}/{command_type}")]
+    Encode {
+        /// Domain of the command.
+        domain: &'static str,
+        /// Type of the command.
+        command_type: &'static str,
+        /// What serde said.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A serialized command is larger than the bus accepts.
+    #[error("command {domain}/{command_type} is {size} bytes, over the {limit}-byte payload limit")]
+    PayloadTooLarge {
+        /// Domain of the command.
+        domain: String,
+        /// Type of the command.
+        command_type: String,
+        /// Size of the serialized payload.
+        size: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// A domain, command type or schema name breaks the naming rules.
+    #[error("invalid {kind} {value:?}: {reason}")]
+    InvalidName {
+        /// What kind of name ("domain", "command type", "schema").
+        kind: &'static str,
+        /// The name as given.
+        value: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+    /// Two handlers are registered for one command type.
+    #[error("two handlers for command {domain}/{command_type}: `{first}` and `{second}`")]
+    DuplicateHandler {
+        /// Domain of the command.
+        domain: String,
+        /// Type of the command.
+        command_type: String,
+        /// The first handler (path and location).
+        first: String,
+        /// The second handler (path and location).
+        second: String,
+    },
+    /// A worker was asked to serve a domain that has no handler in this binary.
+    #[error(
+        "worker asked to serve domain {domain:?}, which has no handler; domains with handlers: {known:?}"
+    )]
+    NoHandlers {
+        /// The requested domain.
+        domain: String,
+        /// Domains that do have handlers.
+        known: Vec<String>,
+    },
+    /// A worker was started without any domain to serve.
+    #[error("worker has no domain to serve; call .domain(\"...\")")]
+    NoDomains,
+    /// A status transition the state machine does not allow.
+    #[error("illegal status transition from {from} to {to}")]
+    IllegalTransition {
+        /// Current status.
+        from: CommandStatus,
+        /// Requested status.
+        to: CommandStatus,
+    },
+    /// A status name that does not exist.
+    #[error("unknown command status {value:?}")]
+    UnknownStatus {
+        /// The name as given.
+        value: String,
+    },
+    /// No command with this id exists in the domain.
+    #[error("no command {command_id} in domain {domain:?}")]
+    NotFound {
+        /// Domain searched.
+        domain: String,
+        /// Id searched.
+        command_id: Uuid,
+    },
+    /// No reply arrived within the wait.
+    #[error("no reply to command {command_id} within {timeout:?}")]
+    ReplyTimeout {
+        /// The command waited for.
+        command_id: Uuid,
+        /// How long we waited.
+        timeout: Duration,
+    },
+    /// A reply's payload does not decode into the expected reply type.
+    #[error("reply to command {command_id} does not decode as {expected}")]
+    ReplyDecode {
+        /// The command the reply belongs to.
+        command_id: Uuid,
+        /// The expected Rust type.
+        expected: &'static str,
+        /// What serde said.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The handler's transaction could not be used by this transport.
+    #[error("this transport does not support handler transactions")]
+    UnitOfWorkUnsupported,
+    /// The storage backend failed (connection, query, timeout).
+    #[error("{context}")]
+    Backend {
+        /// What the bus was doing.
+        context: String,
+        /// The backend's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl Error {
+    /// Wraps a backend error with what the bus was doing; for backend authors.
+    pub fn backend(
+        context: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self::Backend { context: context.into(), source: source.into() }
+    }
+}

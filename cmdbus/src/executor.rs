@@ -1,0 +1,72 @@
+//! The one place that decides what happens after a run: dispatch, catch
+//! panics, classify the result, and turn it into an [`OutcomeKind`].
+
+use std::{any::Any, panic::AssertUnwindSafe};
+
+use futures_util::FutureExt;
+
+use crate::{
+    Classifier, ErrorKind, Failure, HandlerContext, HandlerError, LeasedCommand, OutcomeKind,
+    Registry, RetryPolicy, TsqReason,
+};
+
+/// Runs `command`'s handler and decides its outcome.
+pub(crate) async fn execute(
+    registry: &Registry,
+    classifier: &Classifier,
+    command: &LeasedCommand,
+    ctx: &mut HandlerContext,
+) -> OutcomeKind {
+    let Some(entry) = registry.get(&command.domain, &command.command_type) else {
+        let failure = Failure::new(
+            ErrorKind::Permanent,
+            "cmdbus::NoHandler",
+            "no_handler",
+            &format!("this worker has no handler for {}/{}", command.domain, command.command_type),
+            None,
+        );
+        return OutcomeKind::Troubleshoot { failure, reason: TsqReason::NoHandler };
+    };
+    let run = entry.registration.call(&command.payload, ctx);
+    let error = match AssertUnwindSafe(run).catch_unwind().await {
+        Ok(Ok(reply)) => return OutcomeKind::Completed { reply },
+        Ok(Err(error)) => error,
+        Err(panic) => HandlerError::transient("panic", panic_message(panic.as_ref())),
+    };
+    decide(&entry.policy, classifier, command, &error)
+}
+
+/// The outcome of a failed attempt: classify, then retry, refuse or give up.
+pub(crate) fn decide(
+    policy: &RetryPolicy,
+    classifier: &Classifier,
+    command: &LeasedCommand,
+    error: &HandlerError,
+) -> OutcomeKind {
+    let kind = error.kind().unwrap_or_else(|| {
+        error.source().map_or(ErrorKind::Transient, |source| classifier.classify(source))
+    });
+    let failure = error.to_failure(kind);
+    match kind {
+        ErrorKind::BusinessRule => OutcomeKind::Failed { failure },
+        ErrorKind::Permanent => OutcomeKind::Troubleshoot { failure, reason: TsqReason::Permanent },
+        ErrorKind::Transient if command.attempt >= command.max_attempts => {
+            OutcomeKind::Troubleshoot { failure, reason: TsqReason::RetriesExhausted }
+        }
+        ErrorKind::Transient => {
+            let delay = error
+                .requested_retry_after()
+                .unwrap_or_else(|| policy.delay_after(command.attempt));
+            OutcomeKind::Retry { failure, delay }
+        }
+    }
+}
+
+fn panic_message(panic: &(dyn Any + Send)) -> String {
+    let text = panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(non-string panic payload)");
+    format!("handler panicked: {text}")
+}

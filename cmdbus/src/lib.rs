@@ -1,0 +1,60 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+// Lets `#[command]` / `#[handler]` emit `::cmdbus::…` paths inside this crate too.
+extern crate self as cmdbus;
+
+mod bus;
+mod classify;
+mod command;
+mod context;
+mod envelope;
+mod error;
+mod executor;
+mod handler_error;
+mod name;
+mod registry;
+mod reply;
+mod retry;
+mod status;
+mod transport;
+mod wake;
+mod worker;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use bus::{Bus, DEFAULT_MAX_PAYLOAD_BYTES};
+pub use classify::{Classifier, Classify};
+pub use cmdbus_macros::{command, handler};
+pub use command::Command;
+pub use context::HandlerContext;
+pub use envelope::{CommandRecord, LeasedCommand, NewCommand, SendOptions, SendOutcome};
+pub use error::{Error, Result};
+pub use handler_error::{ErrorKind, Failure, HandlerError};
+pub use name::{validate_command_type, validate_domain};
+pub use registry::{HandlerRegistration, Registry};
+pub use reply::{
+    DEFAULT_REPLY_QUEUE, Reply, ReplyStatus, TypedReply, canceled_reply_body, failed_reply_body,
+};
+pub use retry::RetryPolicy;
+pub use status::{AuditEntry, AuditEvent, CommandStatus};
+pub use transport::{
+    CommandsLease, LeaseExtend, LeaseRef, Outcome, OutcomeKind, RecordResult, Transport, TsqReason,
+};
+pub use wake::{WakeSender, WakeUps};
+pub use worker::{ShutdownReport, Worker, WorkerBuilder};
+
+/// What the macros' generated code needs. Not a public API: it changes without notice.
+#[doc(hidden)]
+pub mod __private {
+    pub use futures_util::future::BoxFuture;
+    pub use inventory;
+    pub use schemars;
+    pub use serde;
+    pub use serde_json::value::RawValue;
+
+    pub use crate::registry::{ErasedResult, HandlerOutput, HandlerRegistration, decode};
+}

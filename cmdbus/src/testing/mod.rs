@@ -1,0 +1,114 @@
+//! Helpers for testing code that uses cmdbus, without a database.
+//!
+//! ```
+//! use cmdbus::{HandlerError, command, handler, testing::MemoryBus};
+//!
+//! #[command(domain = "docs-testing", reply = String)]
+//! struct Greet { name: String }
+//!
+//! #[handler]
+//! async fn greet(cmd: Greet) -> Result<String, HandlerError> {
+//!     Ok(format!("hello {}", cmd.name))
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> cmdbus::Result<()> {
+//! let bus = MemoryBus::in_memory();
+//! let sent = bus.send(Greet { name: "ada".into() }).await?;
+//! assert_eq!(cmdbus::testing::sent::<Greet>(&bus)[0].name, "ada");
+//!
+//! let worker = bus.worker().domain("docs-testing").start().await?;
+//! let reply = bus.wait_reply::<Greet>(sent.command_id(), std::time::Duration::from_secs(5)).await?;
+//! assert_eq!(reply.success().as_deref(), Some("hello ada"));
+//! worker.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+mod memory;
+
+use std::time::Duration;
+
+use chrono::Utc;
+use uuid::Uuid;
+
+pub use memory::MemoryTransport;
+
+use crate::{Bus, Command, HandlerContext, LeasedCommand, NewCommand};
+
+/// A bus over the in-memory transport.
+pub type MemoryBus = Bus<MemoryTransport>;
+
+impl Bus<MemoryTransport> {
+    /// A bus over a fresh in-memory store.
+    pub fn in_memory() -> Self {
+        Bus::new(MemoryTransport::new())
+    }
+}
+
+/// Every command of type `C` sent on `bus`, decoded, in send order.
+pub fn sent<C: Command>(bus: &MemoryBus) -> Vec<C> {
+    bus.transport()
+        .commands()
+        .into_iter()
+        .filter(|c| c.domain == C::DOMAIN && c.command_type == C::NAME)
+        .filter_map(|c| serde_json::from_str(c.payload.get()).ok())
+        .collect()
+}
+
+/// Asserts that at least one `C` was sent and returns them all.
+///
+/// # Panics
+///
+/// When no command of type `C` was sent: this is a test assertion.
+#[track_caller]
+pub fn assert_sent<C: Command>(bus: &MemoryBus) -> Vec<C> {
+    let sent = sent::<C>(bus);
+    assert!(!sent.is_empty(), "expected a {}/{} command to have been sent", C::DOMAIN, C::NAME);
+    sent
+}
+
+/// A context for calling a handler of `C` directly in a unit test
+/// (attempt 1 of the type's `max_attempts`, not bound to any transport).
+pub fn context<C: Command>() -> HandlerContext {
+    HandlerContext::detached(&leased::<C>(1))
+}
+
+/// A leased command of type `C` with an empty payload, at `attempt`.
+fn leased<C: Command>(attempt: u32) -> LeasedCommand {
+    let id = Uuid::now_v7();
+    let command = NewCommand::new(
+        C::DOMAIN.to_owned(),
+        C::NAME.to_owned(),
+        id,
+        id,
+        crate::DEFAULT_REPLY_QUEUE.to_owned(),
+        C::retry_policy().max_attempts(),
+        serde_json::value::RawValue::NULL.to_owned(),
+    );
+    let now = Utc::now();
+    LeasedCommand::new(command, attempt, Uuid::new_v4(), now + Duration::from_secs(30), now)
+}
+
+/// Runs a worker for `domains` until the store is idle (nothing running,
+/// nothing due) or `timeout` passes; returns whether it became idle.
+pub async fn run_until_idle(
+    bus: &MemoryBus,
+    domains: &[&str],
+    timeout: Duration,
+) -> crate::Result<bool> {
+    let mut builder = bus.worker().poll_interval(Duration::from_millis(10));
+    for domain in domains {
+        builder = builder.domain(*domain);
+    }
+    let worker = builder.start().await?;
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut idle = false;
+    while tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        if bus.transport().is_idle() {
+            idle = true;
+            break;
+        }
+    }
+    worker.shutdown().await;
+    Ok(idle)
+}

@@ -1,0 +1,271 @@
+//! The backend contract.
+//!
+//! **For backend authors.** Applications use [`Bus`](crate::Bus) and
+//! [`Worker`](crate::Worker); they never call these methods. The contract may
+//! change between minor versions while cmdbus is 0.x. Every backend must pass
+//! the conformance suite (`cmdbus::conformance`, feature `conformance`).
+//!
+//! Methods are named `<noun>_<verb>`; parameters that may grow are
+//! `#[non_exhaustive]` structs.
+
+use std::{any::Any, future::Future, time::Duration};
+
+use chrono::{DateTime, Utc};
+use serde_json::value::RawValue;
+use uuid::Uuid;
+
+use crate::{
+    AuditEntry, CommandRecord, Failure, LeasedCommand, NewCommand, Reply, Result, SendOutcome,
+    WakeUps,
+};
+
+/// A storage backend for the bus.
+pub trait Transport: Clone + Send + Sync + 'static {
+    /// Stores commands, each with a SENT audit row, all or none. A command
+    /// whose (domain, id) exists is left untouched and reported
+    /// [`SendOutcome::Duplicate`]. Outcomes are in input order. Workers
+    /// serving the domains are woken after the commit, never before.
+    fn commands_send(
+        &self,
+        commands: Vec<NewCommand>,
+    ) -> impl Future<Output = Result<Vec<SendOutcome>>> + Send;
+
+    /// Leases up to `params.limit` due commands of `params.domains`, oldest
+    /// due first: PENDING commands whose due time has come. Each lease counts
+    /// an attempt and writes a RECEIVED audit row. No command is leased twice
+    /// at once.
+    fn commands_lease(
+        &self,
+        params: CommandsLease,
+    ) -> impl Future<Output = Result<Vec<LeasedCommand>>> + Send;
+
+    /// Records outcomes of leased commands (status, audit rows, reply), each
+    /// only if its lease is still current; in input order.
+    fn commands_record(
+        &self,
+        outcomes: &[Outcome],
+    ) -> impl Future<Output = Result<Vec<RecordResult>>> + Send;
+
+    /// Records one outcome inside the unit of work (database transaction) the
+    /// handler opened through its context, and commits it. Backends without
+    /// handler transactions keep the default, which refuses.
+    fn command_record_in(
+        &self,
+        unit_of_work: Box<dyn Any + Send>,
+        outcome: Outcome,
+    ) -> impl Future<Output = Result<RecordResult>> + Send {
+        let _ = (unit_of_work, outcome);
+        async { Err(crate::Error::UnitOfWorkUnsupported) }
+    }
+
+    /// Pushes a lease's expiry to now + `params.extend_by`; `None` if the lease
+    /// is no longer held.
+    fn lease_extend(
+        &self,
+        params: LeaseExtend,
+    ) -> impl Future<Output = Result<Option<DateTime<Utc>>>> + Send;
+
+    /// Gives leased commands back without an outcome (graceful shutdown):
+    /// PENDING, due now, the unused attempt returned, RELEASED audited.
+    /// Returns how many were still held.
+    fn leases_release(&self, leases: Vec<LeaseRef>) -> impl Future<Output = Result<u64>> + Send;
+
+    /// Returns expired leases to PENDING (counting the lost attempt; to the
+    /// troubleshooting queue when it was the last), with a LEASE_EXPIRED
+    /// audit row. Returns how many were rescued.
+    fn leases_rescue(&self) -> impl Future<Output = Result<u64>> + Send;
+
+    /// One command, if it exists.
+    fn command_get(
+        &self,
+        domain: &str,
+        command_id: Uuid,
+    ) -> impl Future<Output = Result<Option<CommandRecord>>> + Send;
+
+    /// A command's audit trail, oldest first.
+    fn audit_list(
+        &self,
+        domain: &str,
+        command_id: Uuid,
+    ) -> impl Future<Output = Result<Vec<AuditEntry>>> + Send;
+
+    /// Waits up to `timeout` for a command's reply; `None` if none came.
+    fn reply_wait(
+        &self,
+        domain: &str,
+        command_id: Uuid,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Option<Reply>>> + Send;
+
+    /// Takes (removes) up to `limit` replies from a reply queue, oldest first.
+    fn replies_take(
+        &self,
+        reply_to: &str,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Reply>>> + Send;
+
+    /// A subscription that fires when commands of `domains` may be due.
+    fn wakeups(&self, domains: &[String]) -> impl Future<Output = Result<WakeUps>> + Send;
+
+    /// How long until the earliest not-yet-due PENDING command of `domains`
+    /// is due, so the worker can sleep exactly that long (retries become due
+    /// on time without waiting for the fallback poll).
+    fn next_due_in(
+        &self,
+        domains: &[String],
+    ) -> impl Future<Output = Result<Option<Duration>>> + Send;
+}
+
+/// Parameters of [`Transport::commands_lease`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct CommandsLease {
+    /// Domains to lease from.
+    pub domains: Vec<String>,
+    /// At most this many commands.
+    pub limit: usize,
+    /// How long the lease lasts.
+    pub visibility_timeout: Duration,
+    /// Who leases (recorded for operators).
+    pub worker_id: String,
+}
+
+impl CommandsLease {
+    /// Builds the parameters.
+    pub fn new(
+        domains: Vec<String>,
+        limit: usize,
+        visibility_timeout: Duration,
+        worker_id: String,
+    ) -> Self {
+        Self { domains, limit, visibility_timeout, worker_id }
+    }
+}
+
+/// Parameters of [`Transport::lease_extend`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct LeaseExtend {
+    /// The lease.
+    pub lease: LeaseRef,
+    /// New expiry: now + this.
+    pub extend_by: Duration,
+}
+
+impl LeaseExtend {
+    /// Builds the parameters.
+    pub fn new(lease: LeaseRef, extend_by: Duration) -> Self {
+        Self { lease, extend_by }
+    }
+}
+
+/// Names one lease of one command.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct LeaseRef {
+    /// Domain.
+    pub domain: String,
+    /// Command id.
+    pub command_id: Uuid,
+    /// Lease id from [`LeasedCommand::lease_id`].
+    pub lease_id: Uuid,
+}
+
+impl LeaseRef {
+    /// Builds a reference.
+    pub fn new(domain: String, command_id: Uuid, lease_id: Uuid) -> Self {
+        Self { domain, command_id, lease_id }
+    }
+
+    /// The lease of a leased command.
+    pub fn of(command: &LeasedCommand) -> Self {
+        Self::new(command.domain.clone(), command.command_id, command.lease_id)
+    }
+}
+
+/// What happened to one leased command.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Outcome {
+    /// The lease the outcome is recorded under.
+    pub lease: LeaseRef,
+    /// The attempt that produced it.
+    pub attempt: u32,
+    /// What happened.
+    pub kind: OutcomeKind,
+}
+
+impl Outcome {
+    /// Builds an outcome.
+    pub fn new(lease: LeaseRef, attempt: u32, kind: OutcomeKind) -> Self {
+        Self { lease, attempt, kind }
+    }
+}
+
+/// The decision for one attempt, made by the worker's executor.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum OutcomeKind {
+    /// COMPLETED; COMPLETED audit; SUCCESS reply with `reply`.
+    Completed {
+        /// The handler's reply, serialized.
+        reply: Box<RawValue>,
+    },
+    /// FAILED (business rule); FAILED audit; FAILED reply.
+    Failed {
+        /// Why.
+        failure: Failure,
+    },
+    /// PENDING due after `delay`; FAILED + RETRY_SCHEDULED audit.
+    Retry {
+        /// Why.
+        failure: Failure,
+        /// When the next attempt is due.
+        delay: Duration,
+    },
+    /// IN_TROUBLESHOOTING_QUEUE; FAILED (+ RETRY_EXHAUSTED) + MOVED_TO_TSQ audit; no reply.
+    Troubleshoot {
+        /// Why.
+        failure: Failure,
+        /// What sent it there.
+        reason: TsqReason,
+    },
+}
+
+/// Why a command entered the troubleshooting queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum TsqReason {
+    /// A permanent error (including a payload that no longer decodes).
+    Permanent,
+    /// Transient errors used up every attempt.
+    RetriesExhausted,
+    /// No handler for its type in the worker that leased it.
+    NoHandler,
+    /// Its lease expired on the last attempt (the worker kept dying).
+    LeaseExpired,
+}
+
+impl TsqReason {
+    /// The stored name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Permanent => "permanent",
+            Self::RetriesExhausted => "retries_exhausted",
+            Self::NoHandler => "no_handler",
+            Self::LeaseExpired => "lease_expired",
+        }
+    }
+}
+
+/// Whether an outcome was recorded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RecordResult {
+    /// Recorded.
+    Recorded,
+    /// The lease was no longer held (expired and taken by another worker,
+    /// or released); nothing was written.
+    LeaseLost,
+}

@@ -1,0 +1,402 @@
+//! The worker runtime: lease in batches, run handlers concurrently, record
+//! outcomes in batches, shut down gracefully. Generic over [`Transport`].
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use tokio::{
+    sync::{mpsc, watch},
+    task::{Id, JoinSet},
+    time::{Instant, sleep, sleep_until},
+};
+use tracing::{Instrument, debug, info_span, warn};
+
+use crate::{
+    Classifier, CommandsLease, HandlerContext, HandlerError, LeaseRef, LeasedCommand, Outcome,
+    OutcomeKind, RecordResult, Registry, Result, Transport, executor,
+};
+
+/// Outcomes recorded per transport call, at most.
+const RECORD_BATCH: usize = 256;
+
+/// Configures and starts a [`Worker`]. Get one from [`Bus::worker`](crate::Bus::worker).
+///
+/// Defaults: concurrency 16, lease batches of up to 64, visibility timeout
+/// 30 s, fallback poll every 1 s, expired-lease rescue every 5 s, shutdown
+/// deadline 30 s, every unclassified error transient.
+#[must_use]
+pub struct WorkerBuilder<T: Transport> {
+    transport: T,
+    registry: Option<Arc<Registry>>,
+    domains: Vec<String>,
+    concurrency: usize,
+    batch_size: usize,
+    visibility_timeout: Duration,
+    poll_interval: Duration,
+    rescue_interval: Duration,
+    shutdown_timeout: Duration,
+    classifier: Classifier,
+    worker_id: String,
+}
+
+impl<T: Transport> WorkerBuilder<T> {
+    pub(crate) fn new(transport: T) -> Self {
+        Self {
+            transport,
+            registry: None,
+            domains: Vec::new(),
+            concurrency: 16,
+            batch_size: 64,
+            visibility_timeout: Duration::from_secs(30),
+            poll_interval: Duration::from_secs(1),
+            rescue_interval: Duration::from_secs(5),
+            shutdown_timeout: Duration::from_secs(30),
+            classifier: Classifier::new(),
+            worker_id: format!(
+                "{}-{}",
+                std::process::id(),
+                &uuid::Uuid::new_v4().simple().to_string()[..8]
+            ),
+        }
+    }
+
+    /// Serves `domain` (call again for several).
+    pub fn domain(mut self, domain: impl Into<String>) -> Self {
+        self.domains.push(domain.into());
+        self
+    }
+
+    /// Serves every domain that has a handler in this binary.
+    pub fn all_domains(mut self) -> Self {
+        self.domains.clear();
+        self.domains.push("*".to_owned());
+        self
+    }
+
+    /// Handlers running at once (at least 1).
+    pub fn concurrency(mut self, concurrency: usize) -> Self {
+        self.concurrency = concurrency.max(1);
+        self
+    }
+
+    /// Most commands leased in one round trip (at least 1).
+    pub fn batch_size(mut self, batch_size: usize) -> Self {
+        self.batch_size = batch_size.max(1);
+        self
+    }
+
+    /// How long a lease lasts before another worker may take the command.
+    pub fn visibility_timeout(mut self, timeout: Duration) -> Self {
+        self.visibility_timeout = timeout;
+        self
+    }
+
+    /// How often to look for work when no wake-up came (the fallback when
+    /// notifications are lost, e.g. behind a transaction-mode pooler).
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval;
+        self
+    }
+
+    /// How often to return expired leases to the queue.
+    pub fn rescue_interval(mut self, interval: Duration) -> Self {
+        self.rescue_interval = interval;
+        self
+    }
+
+    /// How long shutdown waits for running handlers before releasing them.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// How unclassified handler errors are classified.
+    pub fn classifier(mut self, classifier: Classifier) -> Self {
+        self.classifier = classifier;
+        self
+    }
+
+    /// Uses this registry instead of every `#[handler]` in the binary.
+    pub fn registry(mut self, registry: Registry) -> Self {
+        self.registry = Some(Arc::new(registry));
+        self
+    }
+
+    /// Names this worker (recorded with its leases).
+    pub fn worker_id(mut self, id: impl Into<String>) -> Self {
+        self.worker_id = id.into();
+        self
+    }
+
+    /// Checks the configuration and starts leasing.
+    ///
+    /// Fails if no domain was given, a domain has no handler, or two
+    /// handlers serve one command type.
+    pub async fn start(mut self) -> Result<Worker> {
+        let registry = match self.registry.take() {
+            Some(registry) => registry,
+            None => Arc::new(Registry::from_inventory()?),
+        };
+        if self.domains.iter().any(|d| d == "*") {
+            self.domains = registry.domains();
+        }
+        self.domains.sort();
+        self.domains.dedup();
+        registry.check_serves(&self.domains)?;
+        let wakeups = self.transport.wakeups(&self.domains).await?;
+        let (stop, stopped) = watch::channel(false);
+        let id = self.worker_id.clone();
+        let runtime = Runtime { config: self, registry, wakeups, stopped };
+        let task = tokio::spawn(runtime.run());
+        Ok(Worker { id, stop, task })
+    }
+}
+
+/// A running worker. [`shutdown`](Self::shutdown) stops it gracefully;
+/// dropping it does the same in the background.
+pub struct Worker {
+    id: String,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<ShutdownReport>,
+}
+
+impl Worker {
+    /// This worker's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Stops leasing, lets running handlers finish within the shutdown
+    /// deadline, records their outcomes, and gives back the leases of any
+    /// that did not finish, so nothing is lost.
+    pub async fn shutdown(self) -> ShutdownReport {
+        let _ = self.stop.send(true);
+        self.task.await.unwrap_or_default()
+    }
+}
+
+/// What a graceful shutdown did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShutdownReport {
+    /// Handlers that were running at shutdown and finished in time.
+    pub finished: usize,
+    /// Handlers stopped at the deadline whose commands were given back.
+    pub released: usize,
+}
+
+struct Runtime<T: Transport> {
+    config: WorkerBuilder<T>,
+    registry: Arc<Registry>,
+    wakeups: crate::WakeUps,
+    stopped: watch::Receiver<bool>,
+}
+
+impl<T: Transport> Runtime<T> {
+    async fn run(mut self) -> ShutdownReport {
+        let (outcomes, receiver) = mpsc::unbounded_channel();
+        let completer = tokio::spawn(complete(self.config.transport.clone(), receiver));
+        let mut tasks = JoinSet::new();
+        let mut running: HashMap<Id, LeaseRef> = HashMap::new();
+        let mut lease_errors = 0u32;
+        let mut next_rescue = Instant::now();
+
+        while !*self.stopped.borrow() {
+            while let Some(done) = tasks.try_join_next_with_id() {
+                running.remove(&task_id(&done));
+            }
+            if Instant::now() >= next_rescue {
+                next_rescue = Instant::now() + self.config.rescue_interval;
+                if let Err(error) = self.config.transport.leases_rescue().await {
+                    warn!(%error, "cmdbus: rescuing expired leases failed");
+                }
+            }
+            let free = self.config.concurrency.saturating_sub(tasks.len());
+            let mut wait = self.config.poll_interval;
+            if free > 0 {
+                let limit = free.min(self.config.batch_size);
+                match self.lease(limit).await {
+                    Ok(commands) => {
+                        lease_errors = 0;
+                        let full = commands.len() == limit;
+                        let none = commands.is_empty();
+                        for command in commands {
+                            let lease = LeaseRef::of(&command);
+                            let handle = tasks.spawn(self.handle(command, outcomes.clone()));
+                            running.insert(handle.id(), lease);
+                        }
+                        if full {
+                            continue;
+                        }
+                        if none {
+                            wait = self.next_due(wait).await;
+                        }
+                    }
+                    Err(error) => {
+                        // The database may be restarting: back off, then try again.
+                        lease_errors = lease_errors.saturating_add(1);
+                        wait = Duration::from_millis(50 << lease_errors.min(5))
+                            .min(self.config.poll_interval);
+                        warn!(%error, retry_in = ?wait, "cmdbus: leasing failed");
+                    }
+                }
+            }
+            let deadline = Instant::now() + wait;
+            tokio::select! {
+                _ = self.stopped.changed() => break,
+                () = self.wakeups.next() => {}
+                Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
+                    running.remove(&task_id(&done));
+                }
+                () = sleep_until(deadline) => {}
+            }
+        }
+        self.drain(tasks, running, outcomes, completer).await
+    }
+
+    async fn lease(&self, limit: usize) -> Result<Vec<LeasedCommand>> {
+        let params = CommandsLease::new(
+            self.config.domains.clone(),
+            limit,
+            self.config.visibility_timeout,
+            self.config.worker_id.clone(),
+        );
+        self.config.transport.commands_lease(params).await
+    }
+
+    /// How long to sleep when idle: until the next delayed command is due,
+    /// but no longer than `poll`.
+    async fn next_due(&self, poll: Duration) -> Duration {
+        match self.config.transport.next_due_in(&self.config.domains).await {
+            Ok(Some(due)) => due.min(poll),
+            Ok(None) => poll,
+            Err(error) => {
+                debug!(%error, "cmdbus: next-due lookup failed");
+                poll
+            }
+        }
+    }
+
+    fn handle(
+        &self,
+        command: LeasedCommand,
+        outcomes: mpsc::UnboundedSender<Outcome>,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let transport = self.config.transport.clone();
+        let registry = Arc::clone(&self.registry);
+        let classifier = self.config.classifier.clone();
+        let span = info_span!(
+            "cmdbus.handle",
+            domain = %command.domain,
+            command_type = %command.command_type,
+            command_id = %command.command_id,
+            correlation_id = %command.correlation_id,
+            attempt = command.attempt,
+        );
+        async move {
+            let mut ctx = HandlerContext::for_lease(&command, &transport);
+            let kind = executor::execute(&registry, &classifier, &command, &mut ctx).await;
+            let completed = matches!(kind, OutcomeKind::Completed { .. });
+            let outcome = Outcome::new(LeaseRef::of(&command), command.attempt, kind);
+            // The handler's own transaction commits only with a success;
+            // on any failure it is dropped, which rolls it back.
+            let unit_of_work = ctx.take_unit_of_work().filter(|_| completed);
+            let Some(unit_of_work) = unit_of_work else {
+                let _ = outcomes.send(outcome);
+                return;
+            };
+            match transport.command_record_in(unit_of_work, outcome).await {
+                Ok(RecordResult::Recorded) => {}
+                Ok(_) => {
+                    warn!("cmdbus: lease lost before completion; handler transaction rolled back")
+                }
+                Err(error) => {
+                    warn!(%error, "cmdbus: committing the handler transaction failed");
+                    let error = HandlerError::transient("commit_failed", error.to_string());
+                    let policy = registry
+                        .get(&command.domain, &command.command_type)
+                        .map(|entry| entry.policy.clone())
+                        .unwrap_or_default();
+                    let kind = executor::decide(&policy, &classifier, &command, &error);
+                    let _ =
+                        outcomes.send(Outcome::new(LeaseRef::of(&command), command.attempt, kind));
+                }
+            }
+        }
+        .instrument(span)
+    }
+
+    async fn drain(
+        self,
+        mut tasks: JoinSet<()>,
+        mut running: HashMap<Id, LeaseRef>,
+        outcomes: mpsc::UnboundedSender<Outcome>,
+        completer: tokio::task::JoinHandle<()>,
+    ) -> ShutdownReport {
+        let mut report = ShutdownReport::default();
+        let deadline = sleep(self.config.shutdown_timeout);
+        tokio::pin!(deadline);
+        while !tasks.is_empty() {
+            tokio::select! {
+                Some(done) = tasks.join_next_with_id() => {
+                    running.remove(&task_id(&done));
+                    report.finished += 1;
+                }
+                () = &mut deadline => break,
+            }
+        }
+        tasks.abort_all();
+        while let Some(done) = tasks.join_next_with_id().await {
+            // A handler that finished in the same instant keeps its outcome.
+            if done.is_ok() {
+                running.remove(&task_id(&done));
+                report.finished += 1;
+            }
+        }
+        drop(outcomes);
+        let _ = completer.await;
+        let leases: Vec<LeaseRef> = running.into_values().collect();
+        if !leases.is_empty() {
+            match self.config.transport.leases_release(leases.clone()).await {
+                Ok(n) => report.released = usize::try_from(n).unwrap_or(usize::MAX),
+                Err(error) => {
+                    warn!(%error, count = leases.len(), "cmdbus: releasing leases at shutdown failed; they return when they expire")
+                }
+            }
+        }
+        report
+    }
+}
+
+fn task_id(done: &std::result::Result<(Id, ()), tokio::task::JoinError>) -> Id {
+    match done {
+        Ok((id, ())) => *id,
+        Err(error) => error.id(),
+    }
+}
+
+/// Records outcomes in batches until every sender is gone.
+async fn complete<T: Transport>(transport: T, mut receiver: mpsc::UnboundedReceiver<Outcome>) {
+    let mut batch = Vec::with_capacity(RECORD_BATCH);
+    while receiver.recv_many(&mut batch, RECORD_BATCH).await > 0 {
+        let mut delay = Duration::from_millis(50);
+        // Retried while the database is away; if it never comes back, the
+        // leases expire and the commands are delivered again.
+        for attempt in 1..=8 {
+            match transport.commands_record(&batch).await {
+                Ok(results) => {
+                    let lost = results.iter().filter(|r| **r == RecordResult::LeaseLost).count();
+                    if lost > 0 {
+                        warn!(lost, "cmdbus: outcomes dropped because their lease was lost");
+                    }
+                    break;
+                }
+                Err(error) => {
+                    warn!(%error, attempt, "cmdbus: recording outcomes failed");
+                    sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+        batch.clear();
+    }
+}

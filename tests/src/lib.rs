@@ -1,0 +1,1 @@
+//! Shared fixtures for cmdbus's own integration tests.
