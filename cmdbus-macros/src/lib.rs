@@ -10,6 +10,7 @@ mod command;
 mod errors;
 mod handler;
 mod names;
+mod reply;
 mod symbol;
 
 use proc_macro::TokenStream;
@@ -18,6 +19,13 @@ use proc_macro::TokenStream;
 #[proc_macro_attribute]
 pub fn command(args: TokenStream, input: TokenStream) -> TokenStream {
     command::expand(args.into(), input.into()).into()
+}
+
+/// Derives serialization and a JSON schema for a reply type, through
+/// cmdbus's re-exports (no direct serde or schemars dependency needed).
+#[proc_macro_attribute]
+pub fn reply(args: TokenStream, input: TokenStream) -> TokenStream {
+    reply::expand(args.into(), input.into()).into()
 }
 
 /// Registers an async function as the handler of a command. See `cmdbus::handler`.

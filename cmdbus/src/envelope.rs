@@ -174,6 +174,25 @@ impl LeasedCommand {
     }
 }
 
+#[cfg(any(test, feature = "testing"))]
+impl LeasedCommand {
+    /// A leased `C` with a `null` payload at `attempt`, bound to no store.
+    pub(crate) fn detached<C: crate::Command>(attempt: u32) -> Self {
+        let id = Uuid::now_v7();
+        let command = NewCommand::new(
+            C::DOMAIN.to_owned(),
+            C::NAME.to_owned(),
+            id,
+            id,
+            crate::DEFAULT_REPLY_QUEUE.to_owned(),
+            C::retry_policy().max_attempts(),
+            RawValue::NULL.to_owned(),
+        );
+        let now = Utc::now();
+        Self::new(command, attempt, Uuid::new_v4(), now + std::time::Duration::from_secs(30), now)
+    }
+}
+
 /// A command as stored, for queries and operators.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[non_exhaustive]

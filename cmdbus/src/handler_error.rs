@@ -38,7 +38,10 @@ pub enum ErrorKind {
 /// assert_eq!(io.kind(), None);
 /// assert_eq!(io.message(), "connection reset");
 /// ```
-pub struct HandlerError {
+pub struct HandlerError(Box<Inner>);
+
+// Boxed so `Result<_, HandlerError>` stays one pointer wide on the hot path.
+struct Inner {
     kind: Option<ErrorKind>,
     code: Cow<'static, str>,
     message: String,
@@ -54,7 +57,7 @@ impl HandlerError {
         code: impl Into<Cow<'static, str>>,
         message: impl Into<String>,
     ) -> Self {
-        Self {
+        Self(Box::new(Inner {
             kind,
             code: code.into(),
             message: message.into(),
@@ -62,7 +65,7 @@ impl HandlerError {
             details: None,
             retry_after: None,
             source: None,
-        }
+        }))
     }
 
     /// A failure that may go away: retried with the command's backoff.
@@ -83,7 +86,7 @@ impl HandlerError {
     /// Wraps `error` with an explicit kind, keeping it as the source.
     pub fn with_kind<E: StdError + Send + Sync + 'static>(kind: ErrorKind, error: E) -> Self {
         let mut this = Self::from(error);
-        this.kind = Some(kind);
+        this.0.kind = Some(kind);
         this
     }
 
@@ -96,55 +99,61 @@ impl HandlerError {
     /// Attaches structured details (recorded with the failure and in the FAILED reply).
     #[must_use]
     pub fn with_details(mut self, details: serde_json::Value) -> Self {
-        self.details = Some(details);
+        self.0.details = Some(details);
         self
     }
 
     /// For a transient failure: retry after `delay` instead of the backoff schedule.
     #[must_use]
     pub fn retry_after(mut self, delay: Duration) -> Self {
-        self.retry_after = Some(delay);
+        self.0.retry_after = Some(delay);
         self
     }
 
     /// The kind, or `None` when the worker's classifier decides.
     pub fn kind(&self) -> Option<ErrorKind> {
-        self.kind
+        self.0.kind
     }
 
     /// A short machine-readable code, e.g. `insufficient_funds`.
     pub fn code(&self) -> &str {
-        &self.code
+        &self.0.code
     }
 
     /// The human-readable message.
     pub fn message(&self) -> &str {
-        &self.message
+        &self.0.message
     }
 
     /// The Rust type of the underlying error, or `HandlerError`.
     pub fn error_type(&self) -> &str {
-        &self.error_type
+        &self.0.error_type
     }
 
     /// Structured details, if any.
     pub fn details(&self) -> Option<&serde_json::Value> {
-        self.details.as_ref()
+        self.0.details.as_ref()
     }
 
     /// The requested retry delay, if any.
     pub fn requested_retry_after(&self) -> Option<Duration> {
-        self.retry_after
+        self.0.retry_after
     }
 
     /// The underlying error, if this wraps one.
     pub fn source(&self) -> Option<&(dyn StdError + Send + Sync + 'static)> {
-        self.source.as_deref()
+        self.0.source.as_deref()
     }
 
     /// What gets recorded, with `kind` decided.
     pub(crate) fn to_failure(&self, kind: ErrorKind) -> Failure {
-        Failure::new(kind, &self.error_type, &self.code, &self.message, self.details.clone())
+        Failure::new(
+            kind,
+            &self.0.error_type,
+            &self.0.code,
+            &self.0.message,
+            self.0.details.clone(),
+        )
     }
 }
 
@@ -157,29 +166,28 @@ impl<E: StdError + Send + Sync + 'static> From<E> for HandlerError {
             message.push_str(&inner.to_string());
             cause = inner.source();
         }
-        Self {
-            error_type: Cow::Borrowed(std::any::type_name::<E>()),
-            source: Some(Box::new(error)),
-            ..Self::new(None, "error", message)
-        }
+        let mut this = Self::new(None, "error", message);
+        this.0.error_type = Cow::Borrowed(std::any::type_name::<E>());
+        this.0.source = Some(Box::new(error));
+        this
     }
 }
 
 impl fmt::Display for HandlerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.code, self.message)
+        write!(f, "{}: {}", self.0.code, self.0.message)
     }
 }
 
 impl fmt::Debug for HandlerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HandlerError")
-            .field("kind", &self.kind)
-            .field("code", &self.code)
-            .field("message", &self.message)
-            .field("error_type", &self.error_type)
-            .field("details", &self.details)
-            .field("retry_after", &self.retry_after)
+            .field("kind", &self.0.kind)
+            .field("code", &self.0.code)
+            .field("message", &self.0.message)
+            .field("error_type", &self.0.error_type)
+            .field("details", &self.0.details)
+            .field("retry_after", &self.0.retry_after)
             .finish_non_exhaustive()
     }
 }

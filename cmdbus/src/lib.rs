@@ -2,6 +2,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 // Lets `#[command]` / `#[handler]` emit `::cmdbus::…` paths inside this crate too.
+#[allow(unused_extern_crates)]
 extern crate self as cmdbus;
 
 mod bus;
@@ -28,7 +29,7 @@ pub mod testing;
 
 pub use bus::{Bus, DEFAULT_MAX_PAYLOAD_BYTES};
 pub use classify::{Classifier, Classify};
-pub use cmdbus_macros::{command, handler};
+pub use cmdbus_macros::{command, handler, reply};
 pub use command::Command;
 pub use context::HandlerContext;
 pub use envelope::{CommandRecord, LeasedCommand, NewCommand, SendOptions, SendOutcome};

@@ -202,3 +202,66 @@ impl<C: Command, E: Into<HandlerError>> HandlerOutput<C> for Result<C::Reply, E>
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command;
+
+    #[command(domain = "registry-test", reply = u8, max_attempts = 7)]
+    struct Ping {}
+
+    fn call<'a>(payload: &'a RawValue, ctx: &'a mut HandlerContext) -> BoxFuture<'a, ErasedResult> {
+        Box::pin(async move {
+            let _ = (decode::<Ping>(payload)?, ctx);
+            HandlerOutput::<Ping>::into_reply(Ok::<u8, HandlerError>(1))
+        })
+    }
+
+    static FIRST: HandlerRegistration =
+        HandlerRegistration::new::<Ping>("app::ping", "src/a.rs:1", call);
+    static SECOND: HandlerRegistration =
+        HandlerRegistration::new::<Ping>("app::pong", "src/b.rs:9", call);
+
+    #[test]
+    fn duplicate_handlers_are_refused_naming_both() {
+        let error = Registry::from_registrations([&SECOND, &FIRST]).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "two handlers for command registry-test/Ping: `app::ping (src/a.rs:1)` and `app::pong (src/b.rs:9)`"
+        );
+    }
+
+    #[test]
+    fn serves_only_domains_with_handlers() {
+        let registry = Registry::from_registrations([&FIRST]).unwrap();
+        assert_eq!(registry.domains(), ["registry-test"]);
+        assert!(registry.check_serves(&["registry-test".into()]).is_ok());
+        let error = registry.check_serves(&["payments".into()]).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "worker asked to serve domain \"payments\", which has no handler; domains with handlers: [\"registry-test\"]"
+        );
+        assert!(matches!(registry.check_serves(&[]), Err(Error::NoDomains)));
+        assert!(matches!(
+            registry.check_serves(&["Bad Domain".into()]),
+            Err(Error::InvalidName { .. })
+        ));
+        let entry = registry.get("registry-test", "Ping").unwrap();
+        assert_eq!(entry.policy.max_attempts(), 7);
+        assert!(registry.get("registry-test", "Pong").is_none());
+        assert_eq!(FIRST.json_schema()["type"], "object");
+        assert_eq!(format!("{registry:?}"), "[registry-test/Ping -> app::ping (src/a.rs:1)]");
+    }
+
+    #[tokio::test]
+    async fn erased_call_decodes_runs_and_encodes() {
+        let mut ctx = HandlerContext::detached(&crate::LeasedCommand::detached::<Ping>(1));
+        let payload = RawValue::from_string("{}".into()).unwrap();
+        assert_eq!(FIRST.call(&payload, &mut ctx).await.unwrap().get(), "1");
+        let bad = RawValue::from_string("5".into()).unwrap();
+        let error = FIRST.call(&bad, &mut ctx).await.unwrap_err();
+        assert_eq!((error.kind(), error.code()), (Some(crate::ErrorKind::Permanent), "decode"));
+        assert!(error.message().contains("registry-test/Ping"), "{}", error.message());
+    }
+}

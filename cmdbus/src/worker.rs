@@ -307,7 +307,7 @@ impl<T: Transport> Runtime<T> {
             match transport.command_record_in(unit_of_work, outcome).await {
                 Ok(RecordResult::Recorded) => {}
                 Ok(_) => {
-                    warn!("cmdbus: lease lost before completion; handler transaction rolled back")
+                    warn!("cmdbus: lease lost before completion; handler transaction rolled back");
                 }
                 Err(error) => {
                     warn!(%error, "cmdbus: committing the handler transaction failed");
@@ -359,7 +359,7 @@ impl<T: Transport> Runtime<T> {
             match self.config.transport.leases_release(leases.clone()).await {
                 Ok(n) => report.released = usize::try_from(n).unwrap_or(usize::MAX),
                 Err(error) => {
-                    warn!(%error, count = leases.len(), "cmdbus: releasing leases at shutdown failed; they return when they expire")
+                    warn!(%error, count = leases.len(), "cmdbus: releasing leases at shutdown failed; they return when they expire");
                 }
             }
         }

@@ -9,23 +9,7 @@ use super::validate::Spec;
 pub(super) fn command(item: &DeriveInput, spec: &Spec) -> TokenStream {
     let ident = &item.ident;
     let Spec { domain, name, reply, max_attempts, backoff_ms } = spec;
-    let derived = derived_traits(item);
-    let has = |t: &str| derived.iter().any(|d| d == t);
-
-    let mut derives = Vec::new();
-    if !has("Serialize") {
-        derives.push(quote!(::cmdbus::__private::serde::Serialize));
-    }
-    if !has("Deserialize") {
-        derives.push(quote!(::cmdbus::__private::serde::Deserialize));
-    }
-    let serde_crate =
-        (!derives.is_empty()).then(|| quote!(#[serde(crate = "::cmdbus::__private::serde")]));
-    let schemars_crate = (!has("JsonSchema")).then(|| {
-        derives.push(quote!(::cmdbus::__private::schemars::JsonSchema));
-        quote!(#[schemars(crate = "::cmdbus::__private::schemars")])
-    });
-    let derive = (!derives.is_empty()).then(|| quote!(#[derive(#(#derives),*)]));
+    let derive = serde_derives(item);
 
     let retry_policy = (max_attempts.is_some() || backoff_ms.is_some()).then(|| {
         let max = max_attempts.map(|n| quote!(.with_max_attempts(#n)));
@@ -39,8 +23,6 @@ pub(super) fn command(item: &DeriveInput, spec: &Spec) -> TokenStream {
 
     quote! {
         #derive
-        #serde_crate
-        #schemars_crate
         #item
 
         const _: () = {
@@ -52,6 +34,34 @@ pub(super) fn command(item: &DeriveInput, spec: &Spec) -> TokenStream {
                 #retry_policy
             }
         };
+    }
+}
+
+/// `#[derive(Serialize, Deserialize, JsonSchema)]` pointed at cmdbus's
+/// re-exports, leaving out what the item already derives.
+pub(crate) fn serde_derives(item: &DeriveInput) -> TokenStream {
+    let derived = derived_traits(item);
+    let has = |t: &str| derived.iter().any(|d| d == t);
+    let mut derives = Vec::new();
+    if !has("Serialize") {
+        derives.push(quote!(::cmdbus::__private::serde::Serialize));
+    }
+    if !has("Deserialize") {
+        derives.push(quote!(::cmdbus::__private::serde::Deserialize));
+    }
+    let serde_crate =
+        (!derives.is_empty()).then(|| quote!(#[serde(crate = "::cmdbus::__private::serde")]));
+    let schemars_crate = (!has("JsonSchema")).then(|| {
+        derives.push(quote!(::cmdbus::__private::schemars::JsonSchema));
+        quote!(#[schemars(crate = "::cmdbus::__private::schemars")])
+    });
+    if derives.is_empty() {
+        return TokenStream::new();
+    }
+    quote! {
+        #[derive(#(#derives),*)]
+        #serde_crate
+        #schemars_crate
     }
 }
 

@@ -6,7 +6,7 @@
 //! direct serde or schemars dependency, and one line declares a command.
 
 mod attr;
-mod expand;
+pub(crate) mod expand;
 mod validate;
 
 use proc_macro2::TokenStream;

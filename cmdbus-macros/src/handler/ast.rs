@@ -51,7 +51,7 @@ impl<'a> Handler<'a> {
             [command, context] => (Some(*command), Some(*context)),
             _ => {
                 errors.push(syn::Error::new(
-                    sig.inputs.span(),
+                    sig.paren_token.span.join(),
                     "a handler takes the command and optionally the context: `(cmd: MyCommand, ctx: &mut HandlerContext)`",
                 ));
                 (None, None)

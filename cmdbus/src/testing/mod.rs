@@ -27,12 +27,9 @@ mod memory;
 
 use std::time::Duration;
 
-use chrono::Utc;
-use uuid::Uuid;
-
 pub use memory::MemoryTransport;
 
-use crate::{Bus, Command, HandlerContext, LeasedCommand, NewCommand};
+use crate::{Bus, Command, HandlerContext, LeasedCommand};
 
 /// A bus over the in-memory transport.
 pub type MemoryBus = Bus<MemoryTransport>;
@@ -69,23 +66,7 @@ pub fn assert_sent<C: Command>(bus: &MemoryBus) -> Vec<C> {
 /// A context for calling a handler of `C` directly in a unit test
 /// (attempt 1 of the type's `max_attempts`, not bound to any transport).
 pub fn context<C: Command>() -> HandlerContext {
-    HandlerContext::detached(&leased::<C>(1))
-}
-
-/// A leased command of type `C` with an empty payload, at `attempt`.
-fn leased<C: Command>(attempt: u32) -> LeasedCommand {
-    let id = Uuid::now_v7();
-    let command = NewCommand::new(
-        C::DOMAIN.to_owned(),
-        C::NAME.to_owned(),
-        id,
-        id,
-        crate::DEFAULT_REPLY_QUEUE.to_owned(),
-        C::retry_policy().max_attempts(),
-        serde_json::value::RawValue::NULL.to_owned(),
-    );
-    let now = Utc::now();
-    LeasedCommand::new(command, attempt, Uuid::new_v4(), now + Duration::from_secs(30), now)
+    HandlerContext::detached(&LeasedCommand::detached::<C>(1))
 }
 
 /// Runs a worker for `domains` until the store is idle (nothing running,

@@ -1,0 +1,40 @@
+# cmdbus — run `make help` for the targets.
+SHELL := bash
+.DEFAULT_GOAL := help
+CARGO ?= cargo
+export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
+
+.PHONY: help setup postgres demo test lint typecheck test-coverage
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
+
+setup: ## Install what the project needs (toolchain components, nextest, llvm-cov)
+	rustup show active-toolchain >/dev/null
+	rustup component add rustfmt clippy llvm-tools-preview
+	@command -v cargo-nextest >/dev/null || $(CARGO) install --locked cargo-nextest
+	@command -v cargo-llvm-cov >/dev/null || $(CARGO) install --locked cargo-llvm-cov
+
+postgres: ## Start the local PostgreSQL if it is not running
+	./scripts/ensure-postgres.sh
+
+demo: ## Run the demo: typed commands, a worker, replies
+	$(CARGO) run -q -p cmdbus-examples --example demo
+
+test: postgres ## Run every test (unit, conformance, integration, UI, doc)
+	@command -v cargo-nextest >/dev/null || $(MAKE) setup
+	$(CARGO) nextest run --workspace --all-features --no-fail-fast
+	$(CARGO) test --workspace --all-features --doc
+
+lint: ## rustfmt check and clippy -D warnings on all targets
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-features --all-targets -- -D warnings
+
+typecheck: ## cargo check on all targets
+	$(CARGO) check --workspace --all-features --all-targets
+
+test-coverage: postgres ## Line coverage of cmdbus + cmdbus-macros; fails under 80%
+	@command -v cargo-llvm-cov >/dev/null || $(MAKE) setup
+	$(CARGO) llvm-cov nextest --workspace --all-features \
+		--ignore-filename-regex '(tests|examples)/' \
+		--fail-under-lines 80 --summary-only

@@ -1,0 +1,6 @@
+#[cmdbus::command(domain = "")]
+struct DebitAccount {
+    amount_cents: i64,
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[cmdbus::command(domain = "payments")]
+struct Debit<T> {
+    amount: T,
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[cmdbus::command(reply = ())]
+struct DebitAccount {
+    amount_cents: i64,
+}
+
+fn main() {}

@@ -1,0 +1,7 @@
+#[cmdbus::command(domain = "payments")]
+union Amount {
+    cents: i64,
+    units: u64,
+}
+
+fn main() {}

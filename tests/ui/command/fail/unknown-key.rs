@@ -1,0 +1,6 @@
+#[cmdbus::command(domain = "payments", retries = 3)]
+struct DebitAccount {
+    amount_cents: i64,
+}
+
+fn main() {}
