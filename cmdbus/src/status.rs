@@ -141,6 +141,27 @@ pub enum AuditEvent {
 }
 
 impl AuditEvent {
+    /// Every event.
+    pub const ALL: [AuditEvent; 12] = [
+        Self::Sent,
+        Self::Received,
+        Self::Completed,
+        Self::Failed,
+        Self::RetryScheduled,
+        Self::RetryExhausted,
+        Self::MovedToTsq,
+        Self::LeaseExpired,
+        Self::Released,
+        Self::OperatorRetry,
+        Self::OperatorCancel,
+        Self::OperatorComplete,
+    ];
+
+    /// Parses a stored name.
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|event| event.as_str() == value)
+    }
+
     /// The stored name, e.g. `MOVED_TO_TSQ`.
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -233,6 +254,11 @@ mod tests {
         }
         assert_eq!("tsq".parse::<CommandStatus>().unwrap(), InTroubleshootingQueue);
         assert!("DONE".parse::<CommandStatus>().is_err());
+        for event in super::AuditEvent::ALL {
+            assert_eq!(super::AuditEvent::parse(event.as_str()), Some(event));
+            assert_eq!(event.to_string(), event.as_str());
+        }
+        assert_eq!(super::AuditEvent::parse("NOPE"), None);
         assert!(Completed.is_terminal() && !InTroubleshootingQueue.is_terminal());
     }
 }

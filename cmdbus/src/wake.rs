@@ -21,6 +21,11 @@ impl WakeSender {
         self.0.send_modify(|n| *n = n.wrapping_add(1));
     }
 
+    /// Resolves when every subscription is gone.
+    pub async fn closed(&self) {
+        self.0.closed().await;
+    }
+
     /// A new subscription.
     pub fn subscribe(&self) -> WakeUps {
         WakeUps(Some(self.0.subscribe()))

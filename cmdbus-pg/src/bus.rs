@@ -1,0 +1,127 @@
+//! [`PgBus`]: a [`Bus`] on PostgreSQL, plus what only Postgres can do.
+
+use std::{ops::Deref, time::Duration};
+
+use cmdbus::{Bus, Command, Result, SendOptions, SendOutcome};
+use sqlx::{PgConnection, PgPool, postgres::PgPoolOptions};
+
+use crate::{
+    schema::{DEFAULT_SCHEMA, Schema},
+    transport::PgTransport,
+};
+
+/// A command bus on PostgreSQL. Dereferences to [`Bus`] for `send`,
+/// `send_with`, `send_batch`, `wait_reply`, `worker` and the rest.
+///
+/// ```no_run
+/// # async fn run() -> cmdbus::Result<()> {
+/// let bus = cmdbus_pg::PgBus::connect("postgres://postgres@127.0.0.1/postgres").await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct PgBus {
+    bus: Bus<PgTransport>,
+}
+
+impl PgBus {
+    /// Connects to `url`, applies migrations in schema `cmdbus`.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await
+            .map_err(|e| cmdbus::Error::backend("connecting to PostgreSQL", e))?;
+        Self::builder(pool).build().await
+    }
+
+    /// Builds a bus over the caller's pool.
+    pub fn builder(pool: PgPool) -> PgBusBuilder {
+        PgBusBuilder { pool, schema: DEFAULT_SCHEMA.to_owned(), max_payload_bytes: None }
+    }
+
+    /// Sends inside the caller's transaction: nothing is visible, and no
+    /// worker woken, unless the caller commits.
+    ///
+    /// ```no_run
+    /// # #[cmdbus::command(domain = "payments")] struct DebitAccount {}
+    /// # async fn run(bus: cmdbus_pg::PgBus) -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut tx = bus.pool().begin().await?;
+    /// // ... the caller's own writes ...
+    /// bus.send_in(&mut tx, DebitAccount {}).await?;
+    /// tx.commit().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn send_in<C: Command>(
+        &self,
+        conn: &mut PgConnection,
+        command: C,
+    ) -> Result<SendOutcome> {
+        self.send_in_with(conn, command, SendOptions::new()).await
+    }
+
+    /// [`send_in`](Self::send_in) with options.
+    pub async fn send_in_with<C: Command>(
+        &self,
+        conn: &mut PgConnection,
+        command: C,
+        options: SendOptions,
+    ) -> Result<SendOutcome> {
+        let prepared = self.bus.prepare(&command, options)?;
+        let mut outcomes = self.bus.transport().send_in(conn, vec![prepared]).await?;
+        outcomes.pop().ok_or_else(|| cmdbus::Error::backend("send", "no outcome returned"))
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &PgPool {
+        self.bus.transport().pool()
+    }
+
+    /// The generic bus.
+    pub fn bus(&self) -> &Bus<PgTransport> {
+        &self.bus
+    }
+}
+
+impl Deref for PgBus {
+    type Target = Bus<PgTransport>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.bus
+    }
+}
+
+/// Configures a [`PgBus`].
+#[derive(Debug)]
+#[must_use]
+pub struct PgBusBuilder {
+    pool: PgPool,
+    schema: String,
+    max_payload_bytes: Option<usize>,
+}
+
+impl PgBusBuilder {
+    /// The schema holding cmdbus's tables (default `cmdbus`): lowercase ASCII
+    /// letters, digits and `_`.
+    pub fn schema(mut self, schema: impl Into<String>) -> Self {
+        self.schema = schema.into();
+        self
+    }
+
+    /// The payload size limit (default [`cmdbus::DEFAULT_MAX_PAYLOAD_BYTES`]).
+    pub fn max_payload_bytes(mut self, limit: usize) -> Self {
+        self.max_payload_bytes = Some(limit);
+        self
+    }
+
+    /// Validates the schema name, applies migrations, and returns the bus.
+    pub async fn build(self) -> Result<PgBus> {
+        let schema = Schema::new(&self.schema)?;
+        let transport = PgTransport::open(self.pool, schema).await?;
+        let mut bus = Bus::new(transport);
+        if let Some(limit) = self.max_payload_bytes {
+            bus = bus.with_max_payload_bytes(limit);
+        }
+        Ok(PgBus { bus })
+    }
+}

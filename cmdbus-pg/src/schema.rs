@@ -1,0 +1,116 @@
+//! The schema cmdbus owns, and the SQL rendered for it once at start-up.
+
+use std::sync::Arc;
+
+use cmdbus::Error;
+use sqlx::AssertSqlSafe;
+
+/// Default schema name.
+pub const DEFAULT_SCHEMA: &str = "cmdbus";
+
+/// A validated schema name: it is spliced into SQL as a quoted identifier,
+/// so it must be one we can trust.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Schema(String);
+
+impl Schema {
+    /// Accepts `[a-z_][a-z0-9_]*`, at most 63 bytes (PostgreSQL's limit).
+    pub(crate) fn new(name: &str) -> Result<Self, Error> {
+        let reason = if name.is_empty() {
+            Some("it is empty")
+        } else if name.len() > 63 {
+            Some("it is longer than 63 bytes")
+        } else if !name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_') {
+            Some("it must start with a lowercase ASCII letter or `_`")
+        } else if !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+            Some("only lowercase ASCII letters, digits and `_` are allowed")
+        } else if name.starts_with("pg_") {
+            Some("names starting with `pg_` are reserved by PostgreSQL")
+        } else {
+            None
+        };
+        match reason {
+            Some(reason) => {
+                Err(Error::InvalidName { kind: "schema", value: name.to_owned(), reason })
+            }
+            None => Ok(Self(name.to_owned())),
+        }
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.0
+    }
+
+    /// `sql` with every `{schema}` replaced by the quoted schema name.
+    pub(crate) fn render(&self, sql: &str) -> String {
+        sql.replace("{schema}", &format!("\"{}\"", self.0))
+    }
+
+    /// The LISTEN/NOTIFY channel for work in this schema.
+    pub(crate) fn channel(&self) -> String {
+        format!("cmdbus_{}", self.0)
+    }
+}
+
+/// Every statement of the hot path, rendered for one schema.
+#[derive(Debug)]
+pub(crate) struct Statements {
+    pub(crate) commands_send: Arc<str>,
+    pub(crate) commands_lease: Arc<str>,
+    pub(crate) commands_record: Arc<str>,
+    pub(crate) leases_rescue: Arc<str>,
+    pub(crate) leases_release: Arc<str>,
+    pub(crate) lease_extend: Arc<str>,
+    pub(crate) command_get: Arc<str>,
+    pub(crate) audit_list: Arc<str>,
+    pub(crate) reply_get: Arc<str>,
+    pub(crate) replies_take: Arc<str>,
+    pub(crate) next_due: Arc<str>,
+}
+
+impl Statements {
+    pub(crate) fn new(schema: &Schema) -> Self {
+        let r = |sql: &str| Arc::from(schema.render(sql));
+        Self {
+            commands_send: r(include_str!("sql/commands_send.sql")),
+            commands_lease: r(include_str!("sql/commands_lease.sql")),
+            commands_record: r(include_str!("sql/commands_record.sql")),
+            leases_rescue: r(include_str!("sql/leases_rescue.sql")),
+            leases_release: r(include_str!("sql/leases_release.sql")),
+            lease_extend: r(include_str!("sql/lease_extend.sql")),
+            command_get: r(include_str!("sql/command_get.sql")),
+            audit_list: r(include_str!("sql/audit_list.sql")),
+            reply_get: r(include_str!("sql/reply_get.sql")),
+            replies_take: r(include_str!("sql/replies_take.sql")),
+            next_due: r(include_str!("sql/next_due.sql")),
+        }
+    }
+}
+
+/// A rendered statement, vouched for: its only dynamic part is the validated,
+/// quoted schema name; every value is a bind parameter.
+pub(crate) fn sql(statement: &Arc<str>) -> AssertSqlSafe<Arc<str>> {
+    AssertSqlSafe(Arc::clone(statement))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_names_are_validated() {
+        for ok in ["cmdbus", "_private", "tenant_42"] {
+            assert_eq!(Schema::new(ok).unwrap().name(), ok);
+        }
+        for bad in ["", "Cmdbus", "1x", "a-b", "x\"; drop table y; --", "pg_temp", &"a".repeat(64)]
+        {
+            assert!(Schema::new(bad).is_err(), "{bad:?}");
+        }
+        let schema = Schema::new("app").unwrap();
+        assert_eq!(
+            schema.render("SELECT * FROM {schema}.commands"),
+            "SELECT * FROM \"app\".commands"
+        );
+        assert_eq!(schema.channel(), "cmdbus_app");
+    }
+}

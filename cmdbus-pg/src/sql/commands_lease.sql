@@ -1,0 +1,31 @@
+-- Leases up to $2 due commands of the domains $1 for $3 milliseconds,
+-- counting the attempt and auditing RECEIVED, in one statement.
+WITH due AS (
+    SELECT domain, command_id
+    FROM {schema}.commands
+    WHERE status = 'PENDING' AND due_at <= now() AND domain = ANY($1::text[])
+    ORDER BY due_at
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+),
+leased AS (
+    UPDATE {schema}.commands c
+    SET status = 'IN_PROGRESS',
+        attempts = c.attempts + 1,
+        lease_id = gen_random_uuid(),
+        lease_expires_at = now() + $3::bigint * interval '1 millisecond',
+        leased_by = $4,
+        updated_at = now()
+    FROM due
+    WHERE c.domain = due.domain AND c.command_id = due.command_id
+    RETURNING c.domain, c.command_id, c.command_type, c.correlation_id, c.reply_to, c.payload,
+              c.attempts, c.max_attempts, c.lease_id, c.lease_expires_at, c.created_at, c.due_at
+),
+audited AS (
+    INSERT INTO {schema}.audit (domain, command_id, event, attempt, details)
+    SELECT domain, command_id, 'RECEIVED', attempts, jsonb_build_object('worker', $4::text) FROM leased
+)
+SELECT domain, command_id, command_type, correlation_id, reply_to, payload::text AS payload,
+       attempts, max_attempts, lease_id, lease_expires_at, created_at
+FROM leased
+ORDER BY due_at

@@ -1,0 +1,24 @@
+-- Stores a batch of commands with their SENT audit rows in one statement.
+-- Existing (domain, command_id) pairs are left untouched and reported.
+WITH input AS (
+    SELECT *
+    FROM unnest($1::text[], $2::uuid[], $3::text[], $4::uuid[], $5::text[], $6::int[], $7::text[])
+        WITH ORDINALITY AS t(domain, command_id, command_type, correlation_id, reply_to, max_attempts, payload, ord)
+),
+inserted AS (
+    INSERT INTO {schema}.commands
+        (domain, command_id, command_type, correlation_id, reply_to, status, max_attempts, payload)
+    SELECT domain, command_id, command_type, correlation_id, reply_to, 'PENDING', max_attempts, payload::jsonb
+    FROM input
+    ORDER BY ord
+    ON CONFLICT (domain, command_id) DO NOTHING
+    RETURNING domain, command_id
+),
+audited AS (
+    INSERT INTO {schema}.audit (domain, command_id, event, attempt)
+    SELECT domain, command_id, 'SENT', 0 FROM inserted
+)
+SELECT i.command_id, (n.command_id IS NOT NULL) AS inserted
+FROM input i
+LEFT JOIN inserted n ON n.domain = i.domain AND n.command_id = i.command_id
+ORDER BY i.ord

@@ -1,0 +1,485 @@
+//! [`PgTransport`]: the [`Transport`] contract on PostgreSQL.
+
+use std::{any::Any, sync::Arc, time::Duration};
+
+use chrono::{DateTime, Utc};
+use cmdbus::{
+    AuditEntry, AuditEvent, CommandRecord, CommandsLease, Error, Failure, LeaseExtend, LeaseRef,
+    LeasedCommand, NewCommand, Outcome, OutcomeKind, RecordResult, Reply, ReplyStatus, Result,
+    SendOutcome, Transport, WakeUps, failed_reply_body,
+};
+use serde_json::value::RawValue;
+use sqlx::{PgConnection, PgPool, Postgres, Row, Transaction, postgres::PgRow};
+use uuid::Uuid;
+
+use crate::{
+    notify::{self, Notifier},
+    schema::{Schema, Statements, sql},
+};
+
+/// The PostgreSQL transport. Cheap to clone; clones share the pool.
+#[derive(Clone, Debug)]
+pub struct PgTransport {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    pool: PgPool,
+    schema: Schema,
+    statements: Statements,
+    notifier: Notifier,
+}
+
+/// The handler's unit of work: a transaction on the transport's pool.
+pub(crate) type PgUnitOfWork = Transaction<'static, Postgres>;
+
+fn db(context: &'static str) -> impl FnOnce(sqlx::Error) -> Error {
+    move |error| Error::backend(context, error)
+}
+
+fn count(n: i32) -> u32 {
+    u32::try_from(n).unwrap_or(0)
+}
+
+fn raw(text: String, what: &'static str) -> Result<Box<RawValue>> {
+    RawValue::from_string(text).map_err(|e| Error::backend(what, e))
+}
+
+impl PgTransport {
+    /// Uses `pool` and the schema `schema`, applying migrations first.
+    pub(crate) async fn open(pool: PgPool, schema: Schema) -> Result<Self> {
+        crate::migrate::migrate(&pool, &schema).await?;
+        let statements = Statements::new(&schema);
+        let notifier = Notifier::spawn(pool.clone(), schema.channel());
+        Ok(Self { inner: Arc::new(Inner { pool, schema, statements, notifier }) })
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.inner.pool
+    }
+
+    /// The schema name.
+    pub fn schema(&self) -> &str {
+        self.inner.schema.name()
+    }
+
+    /// Sends within `conn` (the caller's transaction). Workers are woken by a
+    /// NOTIFY in that same transaction, so at its commit and never before.
+    pub(crate) async fn send_in(
+        &self,
+        conn: &mut PgConnection,
+        commands: Vec<NewCommand>,
+    ) -> Result<Vec<SendOutcome>> {
+        let domains: std::collections::BTreeSet<String> =
+            commands.iter().map(|c| c.domain.clone()).collect();
+        let outcomes = self.insert(&mut *conn, commands).await?;
+        for domain in domains {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(self.inner.schema.channel())
+                .bind(domain)
+                .execute(&mut *conn)
+                .await
+                .map_err(db("notifying workers"))?;
+        }
+        Ok(outcomes)
+    }
+
+    async fn insert<'c, E>(
+        &self,
+        executor: E,
+        commands: Vec<NewCommand>,
+    ) -> Result<Vec<SendOutcome>>
+    where
+        E: sqlx::Executor<'c, Database = Postgres>,
+    {
+        let n = commands.len();
+        let (
+            mut domains,
+            mut ids,
+            mut types,
+            mut correlations,
+            mut reply_tos,
+            mut maxes,
+            mut payloads,
+        ) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        for command in commands {
+            cmdbus::validate_domain(&command.domain)?;
+            cmdbus::validate_command_type(&command.command_type)?;
+            domains.push(command.domain);
+            ids.push(command.command_id);
+            types.push(command.command_type);
+            correlations.push(command.correlation_id);
+            reply_tos.push(command.reply_to);
+            maxes.push(i32::try_from(command.max_attempts).unwrap_or(i32::MAX));
+            payloads.push(String::from(Box::<str>::from(command.payload)));
+        }
+        let rows = sqlx::query(sql(&self.inner.statements.commands_send))
+            .bind(&domains)
+            .bind(&ids)
+            .bind(&types)
+            .bind(&correlations)
+            .bind(&reply_tos)
+            .bind(&maxes)
+            .bind(&payloads)
+            .fetch_all(executor)
+            .await
+            .map_err(db("sending commands"))?;
+        rows.iter()
+            .map(|row| {
+                let command_id: Uuid =
+                    row.try_get("command_id").map_err(db("reading send result"))?;
+                let inserted: bool = row.try_get("inserted").map_err(db("reading send result"))?;
+                Ok(if inserted {
+                    SendOutcome::Accepted { command_id }
+                } else {
+                    SendOutcome::Duplicate { command_id }
+                })
+            })
+            .collect()
+    }
+
+    async fn record<'c, E>(&self, executor: E, outcomes: &[Outcome]) -> Result<Vec<RecordResult>>
+    where
+        E: sqlx::Executor<'c, Database = Postgres>,
+    {
+        let n = outcomes.len();
+        let mut columns = RecordColumns::with_capacity(n);
+        for outcome in outcomes {
+            columns.push(outcome);
+        }
+        let rows = sqlx::query(sql(&self.inner.statements.commands_record))
+            .bind(&columns.domains)
+            .bind(&columns.ids)
+            .bind(&columns.leases)
+            .bind(&columns.attempts)
+            .bind(&columns.kinds)
+            .bind(&columns.replies)
+            .bind(&columns.failures)
+            .bind(&columns.delays)
+            .bind(&columns.reasons)
+            .fetch_all(executor)
+            .await
+            .map_err(db("recording outcomes"))?;
+        rows.iter()
+            .map(|row| {
+                let recorded: bool =
+                    row.try_get("recorded").map_err(db("reading record result"))?;
+                Ok(if recorded { RecordResult::Recorded } else { RecordResult::LeaseLost })
+            })
+            .collect()
+    }
+
+    async fn reply_get(&self, domain: &str, command_id: Uuid) -> Result<Option<Reply>> {
+        let row = sqlx::query(sql(&self.inner.statements.reply_get))
+            .bind(domain)
+            .bind(command_id)
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(db("reading a reply"))?;
+        row.as_ref().map(reply_from_row).transpose()
+    }
+}
+
+/// Outcomes as parallel arrays for `unnest`.
+struct RecordColumns {
+    domains: Vec<String>,
+    ids: Vec<Uuid>,
+    leases: Vec<Uuid>,
+    attempts: Vec<i32>,
+    kinds: Vec<&'static str>,
+    replies: Vec<Option<String>>,
+    failures: Vec<Option<String>>,
+    delays: Vec<i64>,
+    reasons: Vec<Option<&'static str>>,
+}
+
+impl RecordColumns {
+    fn with_capacity(n: usize) -> Self {
+        Self {
+            domains: Vec::with_capacity(n),
+            ids: Vec::with_capacity(n),
+            leases: Vec::with_capacity(n),
+            attempts: Vec::with_capacity(n),
+            kinds: Vec::with_capacity(n),
+            replies: Vec::with_capacity(n),
+            failures: Vec::with_capacity(n),
+            delays: Vec::with_capacity(n),
+            reasons: Vec::with_capacity(n),
+        }
+    }
+
+    fn push(&mut self, outcome: &Outcome) {
+        let failure_json = |f: &Failure| serde_json::to_string(f).ok();
+        let (kind, reply, failure, delay, reason) = match &outcome.kind {
+            OutcomeKind::Completed { reply } => {
+                ("completed", Some(reply.get().to_owned()), None, 0, None)
+            }
+            OutcomeKind::Failed { failure } => (
+                "failed",
+                Some(failed_reply_body(failure).get().to_owned()),
+                failure_json(failure),
+                0,
+                None,
+            ),
+            OutcomeKind::Retry { failure, delay } => (
+                "retry",
+                None,
+                failure_json(failure),
+                i64::try_from(delay.as_millis()).unwrap_or(i64::MAX),
+                None,
+            ),
+            OutcomeKind::Troubleshoot { failure, reason } => {
+                ("tsq", None, failure_json(failure), 0, Some(reason.as_str()))
+            }
+            // A future outcome kind this backend does not know: refuse by
+            // recording it as a troubleshooting case rather than dropping it.
+            _ => ("tsq", None, None, 0, Some("unknown_outcome")),
+        };
+        self.domains.push(outcome.lease.domain.clone());
+        self.ids.push(outcome.lease.command_id);
+        self.leases.push(outcome.lease.lease_id);
+        self.attempts.push(i32::try_from(outcome.attempt).unwrap_or(i32::MAX));
+        self.kinds.push(kind);
+        self.replies.push(reply);
+        self.failures.push(failure);
+        self.delays.push(delay);
+        self.reasons.push(reason);
+    }
+}
+
+fn reply_from_row(row: &PgRow) -> Result<Reply> {
+    let get = || db("decoding a reply");
+    let status: String = row.try_get("status").map_err(get())?;
+    let status = ReplyStatus::parse(&status).ok_or_else(|| {
+        Error::backend("decoding a reply", format!("unknown reply status {status:?}"))
+    })?;
+    Ok(Reply::new(
+        row.try_get("domain").map_err(get())?,
+        row.try_get("command_id").map_err(get())?,
+        row.try_get("correlation_id").map_err(get())?,
+        row.try_get("reply_to").map_err(get())?,
+        status,
+        raw(row.try_get("body").map_err(get())?, "decoding a reply body")?,
+        row.try_get("created_at").map_err(get())?,
+    ))
+}
+
+impl Transport for PgTransport {
+    async fn commands_send(&self, commands: Vec<NewCommand>) -> Result<Vec<SendOutcome>> {
+        let domains: std::collections::BTreeSet<String> =
+            commands.iter().map(|c| c.domain.clone()).collect();
+        let outcomes = self.insert(&self.inner.pool, commands).await?;
+        // Committed (autocommit): now wake the workers.
+        for domain in &domains {
+            self.inner.notifier.poke(domain);
+        }
+        Ok(outcomes)
+    }
+
+    async fn commands_lease(&self, params: CommandsLease) -> Result<Vec<LeasedCommand>> {
+        let rows = sqlx::query(sql(&self.inner.statements.commands_lease))
+            .bind(&params.domains)
+            .bind(i64::try_from(params.limit).unwrap_or(i64::MAX))
+            .bind(i64::try_from(params.visibility_timeout.as_millis()).unwrap_or(i64::MAX))
+            .bind(&params.worker_id)
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(db("leasing commands"))?;
+        rows.iter()
+            .map(|row| {
+                let get = || db("decoding a leased command");
+                let command = NewCommand::new(
+                    row.try_get("domain").map_err(get())?,
+                    row.try_get("command_type").map_err(get())?,
+                    row.try_get("command_id").map_err(get())?,
+                    row.try_get("correlation_id").map_err(get())?,
+                    row.try_get("reply_to").map_err(get())?,
+                    count(row.try_get("max_attempts").map_err(get())?),
+                    raw(row.try_get("payload").map_err(get())?, "decoding a payload")?,
+                );
+                Ok(LeasedCommand::new(
+                    command,
+                    count(row.try_get("attempts").map_err(get())?),
+                    row.try_get("lease_id").map_err(get())?,
+                    row.try_get("lease_expires_at").map_err(get())?,
+                    row.try_get("created_at").map_err(get())?,
+                ))
+            })
+            .collect()
+    }
+
+    async fn commands_record(&self, outcomes: &[Outcome]) -> Result<Vec<RecordResult>> {
+        self.record(&self.inner.pool, outcomes).await
+    }
+
+    async fn command_record_in(
+        &self,
+        unit_of_work: Box<dyn Any + Send>,
+        outcome: Outcome,
+    ) -> Result<RecordResult> {
+        let mut tx =
+            unit_of_work.downcast::<PgUnitOfWork>().map_err(|_| Error::UnitOfWorkUnsupported)?;
+        let results = self.record(&mut **tx, std::slice::from_ref(&outcome)).await?;
+        let result = results.first().copied().unwrap_or(RecordResult::LeaseLost);
+        if result == RecordResult::Recorded {
+            tx.commit().await.map_err(db("committing the handler transaction"))?;
+        }
+        Ok(result)
+    }
+
+    async fn lease_extend(&self, params: LeaseExtend) -> Result<Option<DateTime<Utc>>> {
+        sqlx::query_scalar(sql(&self.inner.statements.lease_extend))
+            .bind(&params.lease.domain)
+            .bind(params.lease.command_id)
+            .bind(params.lease.lease_id)
+            .bind(i64::try_from(params.extend_by.as_millis()).unwrap_or(i64::MAX))
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(db("extending a lease"))
+    }
+
+    async fn leases_release(&self, leases: Vec<LeaseRef>) -> Result<u64> {
+        let domains: Vec<&str> = leases.iter().map(|l| l.domain.as_str()).collect();
+        let ids: Vec<Uuid> = leases.iter().map(|l| l.command_id).collect();
+        let lease_ids: Vec<Uuid> = leases.iter().map(|l| l.lease_id).collect();
+        let released: i64 = sqlx::query_scalar(sql(&self.inner.statements.leases_release))
+            .bind(&domains)
+            .bind(&ids)
+            .bind(&lease_ids)
+            .fetch_one(&self.inner.pool)
+            .await
+            .map_err(db("releasing leases"))?;
+        for domain in domains.iter().collect::<std::collections::BTreeSet<_>>() {
+            self.inner.notifier.poke(domain);
+        }
+        Ok(u64::try_from(released).unwrap_or(0))
+    }
+
+    async fn leases_rescue(&self) -> Result<u64> {
+        let failure = Failure::new(
+            cmdbus::ErrorKind::Transient,
+            "cmdbus::LeaseExpired",
+            "lease_expired",
+            "the lease expired before the worker recorded an outcome (worker crashed or stalled)",
+            None,
+        );
+        let rescued: i64 = sqlx::query_scalar(sql(&self.inner.statements.leases_rescue))
+            .bind(serde_json::to_string(&failure).unwrap_or_default())
+            .fetch_one(&self.inner.pool)
+            .await
+            .map_err(db("rescuing expired leases"))?;
+        Ok(u64::try_from(rescued).unwrap_or(0))
+    }
+
+    async fn command_get(&self, domain: &str, command_id: Uuid) -> Result<Option<CommandRecord>> {
+        let row = sqlx::query(sql(&self.inner.statements.command_get))
+            .bind(domain)
+            .bind(command_id)
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(db("reading a command"))?;
+        let Some(row) = row else { return Ok(None) };
+        let get = || db("decoding a command");
+        let status: String = row.try_get("status").map_err(get())?;
+        let last_error: Option<String> = row.try_get("last_error").map_err(get())?;
+        let command = NewCommand::new(
+            row.try_get("domain").map_err(get())?,
+            row.try_get("command_type").map_err(get())?,
+            row.try_get("command_id").map_err(get())?,
+            row.try_get("correlation_id").map_err(get())?,
+            row.try_get("reply_to").map_err(get())?,
+            count(row.try_get("max_attempts").map_err(get())?),
+            raw(row.try_get("payload").map_err(get())?, "decoding a payload")?,
+        );
+        Ok(Some(CommandRecord::new(
+            command,
+            status.parse()?,
+            count(row.try_get("attempts").map_err(get())?),
+            last_error.and_then(|text| serde_json::from_str(&text).ok()),
+            row.try_get("created_at").map_err(get())?,
+            row.try_get("updated_at").map_err(get())?,
+        )))
+    }
+
+    async fn audit_list(&self, domain: &str, command_id: Uuid) -> Result<Vec<AuditEntry>> {
+        let rows = sqlx::query(sql(&self.inner.statements.audit_list))
+            .bind(domain)
+            .bind(command_id)
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(db("reading the audit trail"))?;
+        rows.iter()
+            .map(|row| {
+                let get = || db("decoding an audit row");
+                let event: String = row.try_get("event").map_err(get())?;
+                let details: String = row.try_get("details").map_err(get())?;
+                Ok(AuditEntry::new(
+                    row.try_get("domain").map_err(get())?,
+                    row.try_get("command_id").map_err(get())?,
+                    AuditEvent::parse(&event).ok_or_else(|| {
+                        Error::backend("decoding an audit row", format!("unknown event {event:?}"))
+                    })?,
+                    count(row.try_get("attempt").map_err(get())?),
+                    row.try_get("at").map_err(get())?,
+                    serde_json::from_str(&details).unwrap_or_default(),
+                ))
+            })
+            .collect()
+    }
+
+    async fn reply_wait(
+        &self,
+        domain: &str,
+        command_id: Uuid,
+        timeout: Duration,
+    ) -> Result<Option<Reply>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut pause = Duration::from_millis(2);
+        loop {
+            if let Some(reply) = self.reply_get(domain, command_id).await? {
+                return Ok(Some(reply));
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(None);
+            }
+            tokio::time::sleep(pause.min(deadline - now)).await;
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
+    }
+
+    async fn replies_take(&self, reply_to: &str, limit: usize) -> Result<Vec<Reply>> {
+        let rows = sqlx::query(sql(&self.inner.statements.replies_take))
+            .bind(reply_to)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(db("taking replies"))?;
+        let mut replies = rows.iter().map(reply_from_row).collect::<Result<Vec<_>>>()?;
+        replies.sort_by_key(|r| r.created_at);
+        Ok(replies)
+    }
+
+    async fn wakeups(&self, domains: &[String]) -> Result<WakeUps> {
+        notify::listen(&self.inner.pool, &self.inner.schema.channel(), domains).await
+    }
+
+    async fn next_due_in(&self, domains: &[String]) -> Result<Option<Duration>> {
+        let due_in_ms: Option<i64> = sqlx::query_scalar(sql(&self.inner.statements.next_due))
+            .bind(domains)
+            .fetch_one(&self.inner.pool)
+            .await
+            .map_err(db("finding the next due command"))?;
+        Ok(due_in_ms.map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0))))
+    }
+}
