@@ -19,7 +19,7 @@ postgres: ## Start the local PostgreSQL if it is not running
 	./scripts/ensure-postgres.sh
 
 demo: ## Run the demo: typed commands, a worker, replies
-	$(CARGO) run -q -p cmdbus-examples --example demo
+	./scripts/demo.sh
 
 test: postgres ## Run every test (unit, conformance, integration, UI, doc)
 	@command -v cargo-nextest >/dev/null || $(MAKE) setup

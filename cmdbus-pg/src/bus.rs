@@ -26,13 +26,18 @@ pub struct PgBus {
 impl PgBus {
     /// Connects to `url`, applies migrations in schema `cmdbus`.
     pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_schema(url, DEFAULT_SCHEMA).await
+    }
+
+    /// Connects to `url`, applies migrations in `schema`.
+    pub async fn connect_schema(url: &str, schema: &str) -> Result<Self> {
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(10))
             .connect(url)
             .await
             .map_err(|e| cmdbus::Error::backend("connecting to PostgreSQL", e))?;
-        Self::builder(pool).build().await
+        Self::builder(pool).schema(schema).build().await
     }
 
     /// Builds a bus over the caller's pool.

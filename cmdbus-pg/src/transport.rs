@@ -446,12 +446,16 @@ impl Transport for PgTransport {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut pause = Duration::from_millis(2);
         loop {
-            if let Some(reply) = self.reply_get(domain, command_id).await? {
-                return Ok(Some(reply));
-            }
+            // A dropped connection is retried until the deadline: waiting
+            // callers should not fail because the database blinked.
+            let last = match self.reply_get(domain, command_id).await {
+                Ok(Some(reply)) => return Ok(Some(reply)),
+                Ok(None) => Ok(None),
+                Err(error) => Err(error),
+            };
             let now = tokio::time::Instant::now();
             if now >= deadline {
-                return Ok(None);
+                return last;
             }
             tokio::time::sleep(pause.min(deadline - now)).await;
             pause = (pause * 2).min(Duration::from_millis(50));

@@ -5,10 +5,8 @@
 
 use std::time::Duration;
 
-use cmdbus::{
-    HandlerContext, HandlerError, SendOptions, TypedReply, command, handler, reply,
-    testing::MemoryBus,
-};
+use cmdbus::{HandlerContext, HandlerError, SendOptions, TypedReply, command, handler, reply};
+use cmdbus_pg::PgBus;
 
 #[reply]
 #[derive(Debug)]
@@ -40,13 +38,19 @@ async fn debit(cmd: DebitAccount, ctx: &mut HandlerContext) -> Result<DebitRecei
 
 #[tokio::main]
 async fn main() -> Result<(), cmdbus::Error> {
-    let bus = MemoryBus::in_memory();
-    println!("cmdbus demo (in-memory transport)");
+    let url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let bus = PgBus::connect_schema(&url, "cmdbus_demo").await?;
+    println!("cmdbus demo on {url} (schema cmdbus_demo)");
     let worker = bus.worker().domain("payments").concurrency(4).start().await?;
 
     let requests = [("alice", 2_500), ("bob", 25_000), ("flaky-partner", 100)];
+    let mut flaky = None;
     for (account, amount_cents) in requests {
         let sent = bus.send(DebitAccount { account: account.into(), amount_cents }).await?;
+        if account == "flaky-partner" {
+            flaky = Some(sent.command_id());
+        }
         let reply =
             bus.wait_reply::<DebitAccount>(sent.command_id(), Duration::from_secs(5)).await?;
         let record = bus.command::<DebitAccount>(sent.command_id()).await?;
@@ -72,10 +76,14 @@ async fn main() -> Result<(), cmdbus::Error> {
     println!("  same command id sent twice -> {first:?}, then {again:?}");
 
     println!("  audit trail of the retried debit:");
-    let flaky = bus.transport().commands().into_iter().find(|c| c.payload.get().contains("flaky"));
     if let Some(flaky) = flaky {
-        for entry in bus.audit_trail("payments", flaky.command_id).await? {
-            println!("    attempt {} {}", entry.attempt, entry.event);
+        for entry in bus.audit_trail("payments", flaky).await? {
+            println!(
+                "    {} attempt {} {}",
+                entry.at.format("%H:%M:%S%.3f"),
+                entry.attempt,
+                entry.event
+            );
         }
     }
     let report = worker.shutdown().await;

@@ -1,0 +1,329 @@
+//! PostgreSQL-specific behaviour: concurrency, transactions, migrations,
+//! connection loss. Each test works in a fresh schema (or database).
+
+use std::{collections::HashSet, time::Duration};
+
+use cmdbus::{
+    CommandStatus, HandlerContext, HandlerError, SendOptions, TypedReply, command, handler,
+};
+use cmdbus_pg::{PgBus, PgHandlerContext, PgTransport};
+use cmdbus_tests::{fresh_schema, pg_bus, pool};
+use sqlx::{AssertSqlSafe, Row};
+use uuid::Uuid;
+
+const DOMAIN: &str = "pg-it";
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Writes a ledger row in the handler's transaction, then succeeds, refuses,
+/// or has its lease stolen before completion.
+#[command(domain = "pg-it", reply = u32)]
+struct Deposit {
+    mode: Mode,
+}
+
+#[cmdbus::reply]
+#[derive(Clone, Copy, Debug)]
+enum Mode {
+    Succeed,
+    Refuse,
+    LoseLease,
+}
+
+#[handler]
+async fn deposit(cmd: Deposit, ctx: &mut HandlerContext) -> Result<u32, HandlerError> {
+    let command_id = ctx.command_id();
+    let transport = ctx.backend::<PgTransport>().expect("runs on Postgres").clone();
+    let insert = format!("INSERT INTO \"{}\".ledger (command_id) VALUES ($1)", transport.schema());
+    let tx = ctx.transaction().await?;
+    sqlx::query(AssertSqlSafe(insert)).bind(command_id).execute(&mut *tx).await?;
+    match cmd.mode {
+        Mode::Succeed => Ok(ctx.attempt()),
+        Mode::Refuse => Err(HandlerError::business_rule("refused", "after writing")),
+        Mode::LoseLease => {
+            // Another worker "takes" the command: our lease is no longer current.
+            let steal = format!(
+                "UPDATE \"{}\".commands SET lease_id = gen_random_uuid() WHERE command_id = $1",
+                transport.schema()
+            );
+            sqlx::query(AssertSqlSafe(steal)).bind(command_id).execute(transport.pool()).await?;
+            Ok(ctx.attempt())
+        }
+    }
+}
+
+async fn with_ledger(bus: &PgBus) {
+    let ddl = format!(
+        "CREATE TABLE \"{}\".ledger (command_id uuid PRIMARY KEY)",
+        bus.transport().schema()
+    );
+    sqlx::query(AssertSqlSafe(ddl)).execute(bus.pool()).await.expect("ledger table");
+}
+
+async fn ledger_has(bus: &PgBus, command_id: Uuid) -> bool {
+    let select = format!(
+        "SELECT count(*) FROM \"{}\".ledger WHERE command_id = $1",
+        bus.transport().schema()
+    );
+    let n: i64 = sqlx::query_scalar(AssertSqlSafe(select))
+        .bind(command_id)
+        .fetch_one(bus.pool())
+        .await
+        .expect("count");
+    n == 1
+}
+
+async fn wait_status(bus: &PgBus, id: Uuid, status: CommandStatus) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let record = bus.command::<Deposit>(id).await.expect("exists");
+        if record.status == status {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "stuck in {}", record.status);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn start_worker(bus: &PgBus) -> cmdbus::Worker {
+    bus.worker()
+        .domain(DOMAIN)
+        .concurrency(8)
+        .visibility_timeout(Duration::from_secs(5))
+        .poll_interval(Duration::from_millis(200))
+        .start()
+        .await
+        .expect("worker starts")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_send_from_16_tasks_creates_one_command() {
+    let bus = pg_bus().await;
+    let id = Uuid::now_v7();
+    let sends = (0..16).map(|_| {
+        let bus = bus.clone();
+        tokio::spawn(async move {
+            bus.send_with(Deposit { mode: Mode::Succeed }, SendOptions::new().command_id(id)).await
+        })
+    });
+    let mut accepted = 0;
+    for send in sends {
+        let outcome = send.await.expect("join").expect("send");
+        assert_eq!(outcome.command_id(), id);
+        accepted += usize::from(!outcome.is_duplicate());
+    }
+    assert_eq!(accepted, 1);
+    let sent = bus.audit_trail(DOMAIN, id).await.expect("audit");
+    assert_eq!(sent.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_in_follows_the_callers_transaction() {
+    let bus = pg_bus().await;
+    let mut tx = bus.pool().begin().await.expect("begin");
+    let rolled_back = bus.send_in(&mut tx, Deposit { mode: Mode::Succeed }).await.expect("send");
+    tx.rollback().await.expect("rollback");
+    assert!(bus.command::<Deposit>(rolled_back.command_id()).await.is_err());
+    assert!(bus.audit_trail(DOMAIN, rolled_back.command_id()).await.expect("audit").is_empty());
+
+    let mut tx = bus.pool().begin().await.expect("begin");
+    let committed = bus.send_in(&mut tx, Deposit { mode: Mode::Succeed }).await.expect("send");
+    tx.commit().await.expect("commit");
+    let record =
+        bus.command::<Deposit>(committed.command_id()).await.expect("visible after commit");
+    assert_eq!(record.status, CommandStatus::Pending);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handler_write_commits_with_completion() {
+    let bus = pg_bus().await;
+    with_ledger(&bus).await;
+    let worker = start_worker(&bus).await;
+    let id = bus.send(Deposit { mode: Mode::Succeed }).await.expect("send").command_id();
+    assert_eq!(bus.wait_reply::<Deposit>(id, WAIT).await.expect("reply"), TypedReply::Success(1));
+    worker.shutdown().await;
+    wait_status(&bus, id, CommandStatus::Completed).await;
+    assert!(ledger_has(&bus, id).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handler_write_rolls_back_when_the_handler_fails() {
+    let bus = pg_bus().await;
+    with_ledger(&bus).await;
+    let worker = start_worker(&bus).await;
+    let id = bus.send(Deposit { mode: Mode::Refuse }).await.expect("send").command_id();
+    let reply = bus.wait_reply::<Deposit>(id, WAIT).await.expect("reply");
+    worker.shutdown().await;
+    assert!(matches!(reply, TypedReply::Failed { ref code, .. } if code == "refused"), "{reply:?}");
+    assert!(!ledger_has(&bus, id).await, "the refused handler's write must roll back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handler_write_rolls_back_when_completion_cannot_be_recorded() {
+    let bus = pg_bus().await;
+    with_ledger(&bus).await;
+    let worker = start_worker(&bus).await;
+    let id = bus.send(Deposit { mode: Mode::LoseLease }).await.expect("send").command_id();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while bus.audit_trail(DOMAIN, id).await.expect("audit").len() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "never received");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    worker.shutdown().await;
+    assert!(
+        !ledger_has(&bus, id).await,
+        "a completion that lost its lease must not commit the write"
+    );
+    let record = bus.command::<Deposit>(id).await.expect("exists");
+    assert_eq!(record.status, CommandStatus::InProgress, "left for the rescuer, not completed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_complete_2000_commands_exactly_once() {
+    let bus = pg_bus().await;
+    with_ledger(&bus).await;
+    let outcomes = bus
+        .send_batch((0..2000).map(|_| Deposit { mode: Mode::Succeed }))
+        .await
+        .expect("batch send");
+    let ids: HashSet<Uuid> = outcomes.iter().map(cmdbus::SendOutcome::command_id).collect();
+    assert_eq!(ids.len(), 2000);
+    let (a, b) = (start_worker(&bus).await, start_worker(&bus).await);
+    let schema = bus.transport().schema().to_owned();
+    let done = format!("SELECT count(*) FROM \"{schema}\".commands WHERE status = 'COMPLETED'");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let n: i64 = sqlx::query_scalar(AssertSqlSafe(done.clone()))
+            .fetch_one(bus.pool())
+            .await
+            .expect("count");
+        if n == 2000 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "only {n} of 2000 completed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    a.shutdown().await;
+    b.shutdown().await;
+    let per_event = format!(
+        "SELECT event, count(*) AS n, count(DISTINCT command_id) AS distinct_commands
+         FROM \"{schema}\".audit GROUP BY event ORDER BY event"
+    );
+    let rows = sqlx::query(AssertSqlSafe(per_event)).fetch_all(bus.pool()).await.expect("audit");
+    for row in rows {
+        let (event, n, distinct): (String, i64, i64) =
+            (row.get("event"), row.get("n"), row.get("distinct_commands"));
+        assert_eq!((n, distinct), (2000, 2000), "{event}: every command exactly once");
+    }
+    let ledger = format!("SELECT count(*) FROM \"{schema}\".ledger");
+    let writes: i64 =
+        sqlx::query_scalar(AssertSqlSafe(ledger)).fetch_one(bus.pool()).await.expect("ledger");
+    let replies = format!("SELECT count(*) FROM \"{schema}\".replies WHERE status = 'SUCCESS'");
+    let replies: i64 =
+        sqlx::query_scalar(AssertSqlSafe(replies)).fetch_one(bus.pool()).await.expect("replies");
+    assert_eq!((writes, replies), (2000, 2000));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_survives_terminated_connections() {
+    // A database of its own, so terminating its backends touches no other test.
+    let admin = pool().await;
+    let database = format!("cmdbus_{}", Uuid::new_v4().simple());
+    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{database}\"")))
+        .execute(&admin)
+        .await
+        .expect("create db");
+    let url = format!(
+        "{}/{database}",
+        cmdbus_tests::database_url().rsplit_once('/').expect("url has a path").0
+    );
+    let bus = PgBus::connect(&url).await.expect("connect");
+    with_ledger(&bus).await;
+    let worker = start_worker(&bus).await;
+    let first = bus.send(Deposit { mode: Mode::Refuse }).await.expect("send").command_id();
+    assert!(bus.wait_reply::<Deposit>(first, WAIT).await.is_ok());
+
+    let terminate =
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = $1";
+    let killed: i64 =
+        sqlx::query_scalar(terminate).bind(&database).fetch_one(&admin).await.expect("terminate");
+    assert!(killed >= 2, "the pool and the listener were connected ({killed})");
+
+    // Sends may hit a dead pooled connection once; the bus reports it, loses nothing.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let second = loop {
+        match bus.send(Deposit { mode: Mode::Refuse }).await {
+            Ok(sent) => break sent.command_id(),
+            Err(error) => {
+                assert!(tokio::time::Instant::now() < deadline, "never reconnected: {error}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let reply = bus.wait_reply::<Deposit>(second, WAIT).await;
+    let record = bus.command::<Deposit>(second).await;
+    assert!(reply.is_ok(), "worker processed after reconnecting: {reply:?} {record:?}");
+    worker.shutdown().await;
+    drop(bus);
+    let _ = sqlx::query(AssertSqlSafe(format!("DROP DATABASE \"{database}\" WITH (FORCE)")))
+        .execute(&admin)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_migrations_apply_once() {
+    let pool = pool().await;
+    let schema = fresh_schema();
+    let builds = (0..8).map(|_| {
+        let (pool, schema) = (pool.clone(), schema.clone());
+        tokio::spawn(async move { PgBus::builder(pool).schema(schema).build().await })
+    });
+    for build in builds {
+        build.await.expect("join").expect("migrates");
+    }
+    let applied: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT count(*) FROM \"{schema}\".schema_migrations"
+    )))
+    .fetch_one(&pool)
+    .await
+    .expect("count");
+    assert_eq!(applied, i64::from(cmdbus_pg::SCHEMA_VERSION));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_from_a_newer_version_is_refused() {
+    let bus = pg_bus().await;
+    let schema = bus.transport().schema().to_owned();
+    sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO \"{schema}\".schema_migrations (version, name) VALUES (999, 'future')"
+    )))
+    .execute(bus.pool())
+    .await
+    .expect("insert");
+    let error =
+        PgBus::builder(bus.pool().clone()).schema(&schema).build().await.expect_err("refused");
+    let chain = format!(
+        "{error}: {}",
+        std::error::Error::source(&error).map(ToString::to_string).unwrap_or_default()
+    );
+    assert!(chain.contains("version 999, newer than this cmdbus-pg supports (1)"), "{chain}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_schema_names_are_refused_before_any_sql() {
+    for bad in ["", "Bad", "x\"; drop table y; --", "pg_catalog"] {
+        let error = PgBus::builder(pool().await).schema(bad).build().await.expect_err("refused");
+        assert!(
+            matches!(error, cmdbus::Error::InvalidName { kind: "schema", .. }),
+            "{bad:?}: {error}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_sql_is_exposed_for_external_tools() {
+    let migrations = cmdbus_pg::migrations_sql("billing").expect("valid");
+    assert_eq!(migrations.len(), 1);
+    assert!(migrations[0].2.contains("CREATE TABLE \"billing\".commands"));
+    assert!(cmdbus_pg::migrations_sql("Bad Name").is_err());
+}
