@@ -12,6 +12,8 @@ mod handler;
 mod names;
 mod reply;
 mod symbol;
+#[cfg(test)]
+mod tests;
 
 use proc_macro::TokenStream;
 

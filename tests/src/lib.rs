@@ -37,3 +37,10 @@ pub async fn pg_bus() -> PgBus {
 pub async fn pg_transport() -> PgTransport {
     pg_bus().await.transport().clone()
 }
+
+/// Commands shared by the crash tests and their child worker process.
+pub mod crash {
+    /// Its handler in `crash_worker` never returns.
+    #[cmdbus::command(domain = "crash", max_attempts = 3, backoff = ["10ms"])]
+    pub struct Hang {}
+}

@@ -1,0 +1,289 @@
+//! Expansion tests run in-process, so the macro crate's own coverage is
+//! measured; `tests/ui` checks what users see through rustc.
+
+use proc_macro2::TokenStream;
+use quote::quote;
+
+fn render(tokens: &TokenStream) -> String {
+    tokens.to_string()
+}
+
+fn errors(tokens: &TokenStream) -> Vec<String> {
+    let text = render(tokens);
+    text.split("compile_error !")
+        .skip(1)
+        .map(|s| s.split("\" }").next().unwrap_or("").to_owned())
+        .collect()
+}
+
+#[test]
+fn command_expands_to_derives_and_impl() {
+    let out = crate::command::expand(
+        quote!(
+            domain = "payments",
+            name = "Debit",
+            reply = u64,
+            max_attempts = 5,
+            backoff = ["250ms", "10s", "5m", "1h"]
+        ),
+        quote!(
+            struct DebitAccount {
+                amount: i64,
+            }
+        ),
+    );
+    let text = render(&out);
+    assert!(errors(&out).is_empty(), "{text}");
+    for expected in [
+        ":: cmdbus :: __private :: serde :: Serialize",
+        ":: cmdbus :: __private :: schemars :: JsonSchema",
+        "impl :: cmdbus :: Command for DebitAccount",
+        "const DOMAIN : & 'static str = \"payments\"",
+        "const NAME : & 'static str = \"Debit\"",
+        "type Reply = u64",
+        "with_max_attempts (5u32)",
+        "with_backoff_millis (& [250u64 , 10000u64 , 300000u64 , 3600000u64])",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in {text}");
+    }
+}
+
+#[test]
+fn command_keeps_derives_the_user_wrote_and_defaults_name_and_reply() {
+    let out = crate::command::expand(
+        quote!(domain = "payments"),
+        quote!(
+            #[derive(Serialize, serde::Deserialize, schemars::JsonSchema)]
+            enum Refund {
+                Full,
+            }
+        ),
+    );
+    let text = render(&out);
+    assert!(!text.contains("__private :: serde :: Serialize"), "{text}");
+    assert!(!text.contains("retry_policy"), "{text}");
+    assert!(text.contains("const NAME : & 'static str = \"Refund\""), "{text}");
+    assert!(text.contains("type Reply = ()"), "{text}");
+}
+
+#[test]
+fn command_reports_every_mistake_at_once() {
+    let out = crate::command::expand(
+        quote!(
+            domain = "Pay",
+            domain = "x",
+            name = "",
+            max_attempts = 0,
+            backoff = [],
+            retries = 3,
+            flag
+        ),
+        quote!(
+            struct Debit {}
+        ),
+    );
+    let found = errors(&out);
+    let text = found.join("\n");
+    for expected in [
+        "invalid domain",
+        "duplicate #[command] key `domain`",
+        "invalid command name",
+        "max_attempts",
+        "at least one delay",
+        "unknown #[command] key",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in {text}");
+    }
+    // The impl is still emitted, with placeholders.
+    assert!(render(&out).contains("impl :: cmdbus :: Command for Debit"));
+}
+
+#[test]
+fn command_refuses_bad_shapes_and_bad_delays() {
+    let missing = crate::command::expand(
+        quote!(),
+        quote!(
+            struct Debit {}
+        ),
+    );
+    assert!(errors(&missing)[0].contains("needs a `domain` key"));
+    let generic = crate::command::expand(
+        quote!(domain = "p"),
+        quote!(
+            struct Debit<T> {
+                t: T,
+            }
+        ),
+    );
+    assert!(errors(&generic)[0].contains("cannot be generic"));
+    assert!(!render(&generic).contains("impl :: cmdbus :: Command"));
+    let union = crate::command::expand(quote!(domain = "p"), quote!(union U { a: u8 }));
+    assert!(errors(&union)[0].contains("unions"));
+    let not_item = crate::command::expand(
+        quote!(domain = "p"),
+        quote!(
+            fn f() {}
+        ),
+    );
+    assert!(errors(&not_item)[0].contains("struct or an enum"));
+    for delay in
+        [quote!("soon"), quote!(5), quote!("10d"), quote!("s"), quote!("99999999999999999999h")]
+    {
+        let out = crate::command::expand(
+            quote!(domain = "p", backoff = [#delay]),
+            quote!(
+                struct D {}
+            ),
+        );
+        assert!(errors(&out).iter().any(|e| e.contains("malformed backoff delay")), "{delay}");
+    }
+    let bad_ident = crate::command::expand(
+        quote!(domain = "p"),
+        quote!(
+            struct _Debit {}
+        ),
+    );
+    assert!(errors(&bad_ident)[0].contains("set `name"));
+}
+
+#[test]
+fn handler_expands_to_a_registration() {
+    let out = crate::handler::expand(
+        quote!(),
+        quote!(
+            async fn debit(cmd: Debit, ctx: &mut HandlerContext) -> Result<u64, HandlerError> {
+                Ok(1)
+            }
+        ),
+    );
+    let text = render(&out);
+    assert!(errors(&out).is_empty(), "{text}");
+    assert!(text.contains("inventory :: submit !"), "{text}");
+    assert!(text.contains("decode :: < Debit >"), "{text}");
+    assert!(text.contains("HandlerOutput < Debit >"), "{text}");
+    let without_ctx = crate::handler::expand(
+        quote!(),
+        quote!(
+            async fn close(cmd: Close) -> Result<(), E> {
+                Ok(())
+            }
+        ),
+    );
+    assert!(render(&without_ctx).contains("let _ = ctx ; close (cmd)"));
+}
+
+#[test]
+fn handler_reports_signature_mistakes() {
+    let cases = [
+        (
+            quote!(
+                fn f(c: C) -> Result<(), E> {
+                    Ok(())
+                }
+            ),
+            "must be an `async fn`",
+        ),
+        (
+            quote!(
+                async fn f<T>(c: T) -> Result<(), E> {
+                    Ok(())
+                }
+            ),
+            "cannot be generic",
+        ),
+        (
+            quote!(
+                async fn f(&self, c: C) -> Result<(), E> {
+                    Ok(())
+                }
+            ),
+            "cannot take `self`",
+        ),
+        (
+            quote!(
+                async fn f(c: C) {}
+            ),
+            "must return",
+        ),
+        (
+            quote!(
+                async fn f() -> Result<(), E> {
+                    Ok(())
+                }
+            ),
+            "takes the command",
+        ),
+        (
+            quote!(
+                async fn f(a: A, b: B, c: C) -> Result<(), E> {
+                    Ok(())
+                }
+            ),
+            "takes the command",
+        ),
+        (
+            quote!(
+                struct NotAFunction;
+            ),
+            "applies to an `async fn`",
+        ),
+    ];
+    for (input, expected) in cases {
+        let out = crate::handler::expand(quote!(), input.clone());
+        assert!(errors(&out).iter().any(|e| e.contains(expected)), "{input}: {}", render(&out));
+        assert!(!render(&out).contains("inventory"), "no registration for {input}");
+    }
+    let args = crate::handler::expand(
+        quote!(retries = 3),
+        quote!(
+            async fn f(c: C) -> Result<(), E> {
+                Ok(())
+            }
+        ),
+    );
+    assert!(errors(&args)[0].contains("takes no arguments"));
+}
+
+#[test]
+fn reply_adds_serde_derives() {
+    let out = crate::reply::expand(
+        quote!(),
+        quote!(
+            struct Receipt {
+                cents: i64,
+            }
+        ),
+    );
+    assert!(render(&out).contains("__private :: serde :: Deserialize"));
+    let args = crate::reply::expand(
+        quote!(x),
+        quote!(
+            struct Receipt;
+        ),
+    );
+    assert!(errors(&args)[0].contains("takes no arguments"));
+    let not_item = crate::reply::expand(
+        quote!(),
+        quote!(
+            fn f() {}
+        ),
+    );
+    assert!(errors(&not_item)[0].contains("struct or an enum"));
+    let all = crate::reply::expand(
+        quote!(),
+        quote!(
+            #[derive(Serialize, Deserialize, JsonSchema)]
+            struct R;
+        ),
+    );
+    assert!(!render(&all).contains("__private"));
+}
+
+#[test]
+fn names_follow_the_runtime_rules() {
+    assert!(crate::names::domain_error("payments").is_none());
+    assert!(crate::names::domain_error(&"a".repeat(64)).unwrap().contains("too long"));
+    assert!(crate::names::domain_error("1x").unwrap().contains("start with"));
+    assert!(crate::names::name_error("Debit.v2").is_none());
+    assert!(crate::names::name_error("Débit").unwrap().contains("not allowed"));
+}

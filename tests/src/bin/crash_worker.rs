@@ -1,0 +1,33 @@
+//! A worker process for crash tests: serves domain `crash` on the schema
+//! given as its argument; its `Hang` handler never returns, so the parent can
+//! SIGKILL it mid-handler.
+#![allow(clippy::print_stdout)]
+
+use std::time::Duration;
+
+use cmdbus::{HandlerError, handler};
+use cmdbus_pg::PgBus;
+use cmdbus_tests::crash::Hang;
+
+#[handler]
+async fn hang(_cmd: Hang) -> Result<(), HandlerError> {
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let schema = std::env::args().nth(1).ok_or("usage: crash_worker <schema>")?;
+    let bus = PgBus::builder(cmdbus_tests::pool().await).schema(schema).build().await?;
+    let _worker = bus
+        .worker()
+        .domain("crash")
+        .visibility_timeout(Duration::from_millis(300))
+        .rescue_interval(Duration::from_millis(100))
+        .poll_interval(Duration::from_millis(100))
+        .start()
+        .await?;
+    println!("ready");
+    std::future::pending::<()>().await;
+    Ok(())
+}

@@ -1,0 +1,71 @@
+//! A worker process killed with SIGKILL mid-handler on every attempt: the
+//! command must end in the troubleshooting queue after max_attempts, with
+//! every crashed attempt counted, instead of looping forever.
+
+use std::{
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use cmdbus::{AuditEvent, CommandStatus, TsqReason};
+use cmdbus_pg::PgBus;
+use cmdbus_tests::{crash::Hang, fresh_schema, pool};
+
+fn spawn_worker(schema: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_crash_worker"))
+        .arg(schema)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("crash_worker starts")
+}
+
+async fn wait_until(
+    bus: &PgBus,
+    id: uuid::Uuid,
+    what: &str,
+    done: impl Fn(&cmdbus::CommandRecord) -> bool,
+) -> cmdbus::CommandRecord {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let record = bus.command::<Hang>(id).await.expect("exists");
+        if done(&record) {
+            return record;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}: {record:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_that_kills_its_worker_every_time_ends_in_the_tsq() {
+    let schema = fresh_schema();
+    let bus = PgBus::builder(pool().await).schema(schema.clone()).build().await.expect("bus");
+    let id = bus.send(Hang {}).await.expect("send").command_id();
+
+    for attempt in 1..=3 {
+        let mut child = spawn_worker(&schema);
+        wait_until(&bus, id, "a lease", |r| {
+            r.status == CommandStatus::InProgress && r.attempts == attempt
+        })
+        .await;
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reaped");
+    }
+    // A fresh worker's rescuer finds the third expired lease: no fourth attempt.
+    let mut child = spawn_worker(&schema);
+    let record =
+        wait_until(&bus, id, "the TSQ", |r| r.status == CommandStatus::InTroubleshootingQueue)
+            .await;
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reaped");
+
+    assert_eq!(record.attempts, 3);
+    assert_eq!(record.last_error.map(|e| e.code), Some("lease_expired".to_owned()));
+    let trail = bus.audit_trail("crash", id).await.expect("audit");
+    let events: Vec<AuditEvent> = trail.iter().map(|e| e.event).collect();
+    assert_eq!(events.iter().filter(|e| **e == AuditEvent::Received).count(), 3);
+    assert_eq!(events.iter().filter(|e| **e == AuditEvent::LeaseExpired).count(), 3);
+    assert_eq!(&events[events.len() - 2..], [AuditEvent::RetryExhausted, AuditEvent::MovedToTsq]);
+    let moved = trail.last().expect("moved");
+    assert_eq!(moved.details["reason"], TsqReason::LeaseExpired.as_str());
+}

@@ -1,0 +1,148 @@
+//! The helpers users call in their own unit tests (`cmdbus::testing`).
+
+use std::time::Duration;
+
+use cmdbus::{
+    CommandStatus, HandlerContext, HandlerError, ReplyStatus, Transport, TypedReply, command,
+    handler,
+    testing::{MemoryBus, assert_sent, context, run_until_idle, sent},
+};
+
+#[command(domain = "helpers", reply = String)]
+struct Greet {
+    name: String,
+}
+
+#[command(domain = "helpers", max_attempts = 1)]
+struct Fail {}
+
+#[handler]
+async fn greet(cmd: Greet, ctx: &mut HandlerContext) -> Result<String, HandlerError> {
+    Ok(format!("hello {} (attempt {} of {})", cmd.name, ctx.attempt(), ctx.max_attempts()))
+}
+
+#[handler]
+async fn fail(_cmd: Fail) -> Result<(), HandlerError> {
+    Err(HandlerError::transient("down", "partner down"))
+}
+
+#[tokio::test]
+async fn handlers_can_be_called_directly_with_a_detached_context() {
+    let mut ctx = context::<Greet>();
+    assert_eq!((ctx.domain(), ctx.command_type(), ctx.attempt()), ("helpers", "Greet", 1));
+    assert_eq!(ctx.correlation_id(), ctx.command_id());
+    assert!(!ctx.is_last_attempt());
+    assert_eq!(ctx.lease().command_id, ctx.command_id());
+    let before = ctx.lease_expires_at();
+    assert!(ctx.extend_lease(Duration::from_secs(120)).await.expect("detached extend") > before);
+    assert!(ctx.backend::<cmdbus::testing::MemoryTransport>().is_none());
+    assert!(ctx.unit_of_work_mut::<String>().is_none());
+    ctx.set_unit_of_work(Box::new(String::from("uow")));
+    assert_eq!(ctx.unit_of_work_mut::<String>().map(|s| s.as_str()), Some("uow"));
+    assert!(format!("{ctx:?}").contains("unit_of_work: true"));
+    let reply = greet(Greet { name: "ada".into() }, &mut ctx).await.expect("ok");
+    assert_eq!(reply, "hello ada (attempt 1 of 3)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sent_commands_are_visible_and_can_be_run_inline() {
+    let bus = MemoryBus::in_memory();
+    assert!(sent::<Greet>(&bus).is_empty());
+    let first = bus.send(Greet { name: "ada".into() }).await.expect("send");
+    bus.send(Fail {}).await.expect("send");
+    assert_eq!(assert_sent::<Greet>(&bus)[0].name, "ada");
+    assert!(!bus.transport().is_idle());
+    assert!(run_until_idle(&bus, &["helpers"], Duration::from_secs(5)).await.expect("runs"));
+    let reply =
+        bus.wait_reply::<Greet>(first.command_id(), Duration::from_secs(1)).await.expect("reply");
+    assert_eq!(reply.success().as_deref(), Some("hello ada (attempt 1 of 3)"));
+    let records = bus.transport().commands();
+    assert_eq!(records[1].status, CommandStatus::InTroubleshootingQueue);
+    assert!(format!("{:?}", bus.transport()).contains("commands: 2"));
+}
+
+#[tokio::test]
+#[should_panic(expected = "expected a helpers/Greet command to have been sent")]
+async fn assert_sent_fails_when_nothing_was_sent() {
+    assert_sent::<Greet>(&MemoryBus::in_memory());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_can_retry_and_cancel_in_memory() {
+    let bus = MemoryBus::in_memory();
+    let memory = bus.transport().clone();
+    let a = bus.send(Fail {}).await.expect("send").command_id();
+    let b = bus.send(Fail {}).await.expect("send").command_id();
+    assert!(run_until_idle(&bus, &["helpers"], Duration::from_secs(5)).await.expect("runs"));
+
+    memory.tsq_retry("helpers", a, "ops@example.com").expect("retry");
+    let record = bus.command::<Fail>(a).await.expect("record");
+    assert_eq!((record.status, record.attempts), (CommandStatus::Pending, 0));
+    assert!(memory.tsq_retry("helpers", a, "ops").is_err(), "not in the TSQ any more");
+
+    memory.tsq_cancel("helpers", b, "ops@example.com", "duplicate order").expect("cancel");
+    let reply = bus.wait_reply::<Fail>(b, Duration::from_secs(1)).await.expect("reply");
+    assert_eq!(
+        reply,
+        TypedReply::Canceled {
+            reason: "duplicate order".into(),
+            operator: "ops@example.com".into()
+        }
+    );
+    let taken = memory.replies_take(cmdbus::DEFAULT_REPLY_QUEUE, 10).await.expect("take");
+    assert_eq!(taken[0].status, ReplyStatus::Canceled);
+    assert!(memory.tsq_cancel("helpers", uuid::Uuid::nil(), "ops", "x").is_err());
+}
+
+#[tokio::test]
+async fn bus_errors_are_clear() {
+    let bus = MemoryBus::in_memory().with_max_payload_bytes(16);
+    let error =
+        bus.send(Greet { name: "a very long name indeed".into() }).await.expect_err("too large");
+    assert_eq!(
+        error.to_string(),
+        "command helpers/Greet is 34 bytes, over the 16-byte payload limit"
+    );
+    let missing = bus.command::<Greet>(uuid::Uuid::nil()).await.expect_err("missing");
+    assert!(missing.to_string().starts_with("no command 00000000-0000-0000-0000-000000000000"));
+    let timeout = bus
+        .wait_reply::<Greet>(uuid::Uuid::nil(), Duration::from_millis(20))
+        .await
+        .expect_err("timeout");
+    assert!(timeout.to_string().contains("no reply to command"), "{timeout}");
+    assert!(bus.audit_trail("Bad Domain", uuid::Uuid::nil()).await.is_err());
+    let no_domain = bus.worker().start().await.err().expect("no domain");
+    assert_eq!(no_domain.to_string(), "worker has no domain to serve; call .domain(\"...\")");
+    let unknown = bus.worker().domain("nobody-home").start().await.err().expect("no handlers");
+    assert!(unknown.to_string().contains("\"nobody-home\", which has no handler"), "{unknown}");
+    let all = bus
+        .worker()
+        .all_domains()
+        .worker_id("w1")
+        .batch_size(0)
+        .start()
+        .await
+        .expect("all domains");
+    assert_eq!(all.id(), "w1");
+    all.shutdown().await;
+}
+
+#[test]
+fn reply_decoding_reports_the_expected_type() {
+    let reply = cmdbus::Reply::new(
+        "helpers".into(),
+        uuid::Uuid::nil(),
+        uuid::Uuid::nil(),
+        "default".into(),
+        ReplyStatus::Success,
+        serde_json::value::to_raw_value(&42).expect("json"),
+        chrono_now(),
+    );
+    let error = reply.typed::<String>().expect_err("not a string");
+    assert!(error.to_string().contains("does not decode as alloc::string::String"), "{error}");
+    assert_eq!(reply.typed::<u8>().expect("u8").success(), Some(42));
+}
+
+fn chrono_now() -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now()
+}
