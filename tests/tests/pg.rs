@@ -4,7 +4,8 @@
 use std::{collections::HashSet, time::Duration};
 
 use cmdbus::{
-    CommandStatus, HandlerContext, HandlerError, SendOptions, TypedReply, command, handler,
+    CommandStatus, HandlerContext, HandlerError, SendOptions, Transport, TypedReply, command,
+    handler,
 };
 use cmdbus_pg::{PgBus, PgHandlerContext, PgTransport};
 use cmdbus_tests::{fresh_schema, pg_bus, pool};
@@ -326,4 +327,89 @@ async fn migrations_sql_is_exposed_for_external_tools() {
     assert_eq!(migrations.len(), 1);
     assert!(migrations[0].2.contains("CREATE TABLE \"billing\".commands"));
     assert!(cmdbus_pg::migrations_sql("Bad Name").is_err());
+}
+
+/// Fails with a partner error the worker's classifier knows.
+#[command(domain = "pg-it", max_attempts = 5, backoff = ["10ms"])]
+struct CallPartner {
+    rejected: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("partner said {0}")]
+struct PartnerError(&'static str);
+
+#[handler]
+async fn call_partner(cmd: CallPartner) -> Result<(), PartnerError> {
+    Err(PartnerError(if cmd.rejected { "account closed" } else { "busy" }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_workers_classifier_decides_unclassified_errors() {
+    let bus = pg_bus().await;
+    let classifier = cmdbus::Classifier::new().on::<PartnerError>(|e| {
+        if e.0 == "account closed" {
+            cmdbus::ErrorKind::Permanent
+        } else {
+            cmdbus::ErrorKind::Transient
+        }
+    });
+    let worker = bus
+        .worker()
+        .domain(DOMAIN)
+        .classifier(classifier)
+        .poll_interval(Duration::from_millis(50))
+        .start()
+        .await
+        .expect("worker");
+    let rejected = bus.send(CallPartner { rejected: true }).await.expect("send").command_id();
+    let busy = bus.send(CallPartner { rejected: false }).await.expect("send").command_id();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let (rejected, busy) = loop {
+        let a = bus.command::<CallPartner>(rejected).await.expect("a");
+        let b = bus.command::<CallPartner>(busy).await.expect("b");
+        if a.status == CommandStatus::InTroubleshootingQueue
+            && b.status == CommandStatus::InTroubleshootingQueue
+        {
+            break (a, b);
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{a:?} {b:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    worker.shutdown().await;
+    assert_eq!(rejected.attempts, 1, "permanent: no retry");
+    assert_eq!(busy.attempts, 5, "transient: every attempt used");
+    let error = rejected.last_error.expect("error");
+    assert_eq!(
+        (error.kind, error.message.as_str()),
+        (cmdbus::ErrorKind::Permanent, "partner said account closed")
+    );
+    assert!(error.error_type.ends_with("PartnerError"), "{}", error.error_type);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payload_edited_in_the_database_into_garbage_goes_to_the_tsq_intact() {
+    let bus = pg_bus().await;
+    let id = bus.send(Deposit { mode: Mode::Succeed }).await.expect("send").command_id();
+    let edit = format!(
+        "UPDATE \"{}\".commands SET payload = '{{\"mode\": \"Explode\", \"extra\": [1, 2]}}' WHERE command_id = $1",
+        bus.transport().schema()
+    );
+    sqlx::query(AssertSqlSafe(edit)).bind(id).execute(bus.pool()).await.expect("edit");
+    let worker = start_worker(&bus).await;
+    wait_status(&bus, id, CommandStatus::InTroubleshootingQueue).await;
+    worker.shutdown().await;
+    let record = bus.command::<Deposit>(id).await.expect("record");
+    let error = record.last_error.expect("decode error");
+    assert_eq!(error.code, "decode");
+    assert!(error.message.contains("unknown variant `Explode`"), "{}", error.message);
+    let payload: serde_json::Value = serde_json::from_str(record.payload.get()).expect("json");
+    assert_eq!(payload, serde_json::json!({ "mode": "Explode", "extra": [1, 2] }));
+    assert!(
+        bus.transport()
+            .reply_wait(DOMAIN, id, Duration::from_millis(50))
+            .await
+            .expect("wait")
+            .is_none()
+    );
 }
