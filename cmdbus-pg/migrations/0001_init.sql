@@ -27,6 +27,20 @@ CREATE TABLE {schema}.commands (
 CREATE INDEX commands_due_idx ON {schema}.commands (due_at, domain) WHERE status = 'PENDING';
 CREATE INDEX commands_lease_expiry_idx ON {schema}.commands (lease_expires_at) WHERE status = 'IN_PROGRESS';
 
+-- Queries (each filter of CommandQuery has an index; see tests/tests/query_plans.rs).
+CREATE INDEX commands_id_idx ON {schema}.commands (command_id);
+CREATE INDEX commands_created_idx ON {schema}.commands (created_at, command_id);
+CREATE INDEX commands_updated_idx ON {schema}.commands (updated_at, command_id);
+CREATE INDEX commands_status_created_idx ON {schema}.commands (status, created_at, command_id);
+CREATE INDEX commands_type_created_idx ON {schema}.commands (domain, command_type, created_at, command_id);
+CREATE INDEX commands_correlation_idx ON {schema}.commands (correlation_id);
+
+-- The troubleshooting queue, newest first, optionally by error code.
+CREATE INDEX commands_tsq_idx ON {schema}.commands (updated_at, command_id)
+    WHERE status = 'IN_TROUBLESHOOTING_QUEUE';
+CREATE INDEX commands_tsq_code_idx ON {schema}.commands ((last_error ->> 'code'), updated_at, command_id)
+    WHERE status = 'IN_TROUBLESHOOTING_QUEUE';
+
 -- Append-only: the library only inserts.
 CREATE TABLE {schema}.audit (
     id         bigserial   PRIMARY KEY,
@@ -51,3 +65,13 @@ CREATE TABLE {schema}.replies (
     PRIMARY KEY (domain, command_id)
 );
 CREATE INDEX replies_queue_idx ON {schema}.replies (reply_to, created_at) WHERE consumed_at IS NULL;
+
+-- One row per bulk operator action (the per-command rows are in audit).
+CREATE TABLE {schema}.operator_actions (
+    id       bigserial   PRIMARY KEY,
+    operator text        NOT NULL,
+    action   text        NOT NULL,
+    filter   jsonb       NOT NULL,
+    affected integer     NOT NULL,
+    at       timestamptz NOT NULL DEFAULT now()
+);

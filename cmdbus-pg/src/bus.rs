@@ -2,10 +2,11 @@
 
 use std::{ops::Deref, time::Duration};
 
-use cmdbus::{Bus, Command, Result, SendOptions, SendOutcome};
+use cmdbus::{Bus, Command, CommandRecord, Result, SendOptions, SendOutcome, Transport};
 use sqlx::{PgConnection, PgPool, postgres::PgPoolOptions};
 
 use crate::{
+    CommandQuery, Page, StatusCount, Troubleshooting,
     schema::{DEFAULT_SCHEMA, Schema},
     transport::PgTransport,
 };
@@ -75,6 +76,35 @@ impl PgBus {
         let prepared = self.bus.prepare(&command, options)?;
         let mut outcomes = self.bus.transport().send_in(conn, vec![prepared]).await?;
         outcomes.pop().ok_or_else(|| cmdbus::Error::backend("send", "no outcome returned"))
+    }
+
+    /// The operator API over the troubleshooting queue.
+    pub fn troubleshooting(&self) -> Troubleshooting {
+        Troubleshooting::new(self.bus.transport().clone())
+    }
+
+    /// Commands matching `query`, newest first, one page.
+    pub async fn query(&self, query: &CommandQuery) -> Result<Page<CommandRecord>> {
+        let transport = self.bus.transport();
+        query.run(transport.pool(), transport.schema_ref()).await
+    }
+
+    /// Commands per domain, type and status (optionally of one domain).
+    pub async fn status_counts(&self, domain: Option<&str>) -> Result<Vec<StatusCount>> {
+        let transport = self.bus.transport();
+        crate::query::status_counts(transport.pool(), transport.schema_ref(), domain).await
+    }
+
+    /// Finds a command by id alone, whatever its domain.
+    pub async fn find(&self, command_id: uuid::Uuid) -> Result<Vec<CommandRecord>> {
+        let transport = self.bus.transport();
+        let mut matches = Vec::new();
+        for domain in
+            crate::query::domains_of(transport.pool(), transport.schema_ref(), command_id).await?
+        {
+            matches.extend(transport.command_get(&domain, command_id).await?);
+        }
+        Ok(matches)
     }
 
     /// The pool.

@@ -4,11 +4,16 @@ mod bus;
 mod context;
 mod migrate;
 mod notify;
+mod query;
+mod rows;
 mod schema;
 mod transport;
+mod troubleshooting;
 
 pub use bus::{PgBus, PgBusBuilder};
 pub use context::PgHandlerContext;
 pub use migrate::{MigrateError, SCHEMA_VERSION, migrations_sql};
+pub use query::{CommandQuery, Cursor, MAX_PAGE, Page, StatusCount};
 pub use schema::DEFAULT_SCHEMA;
 pub use transport::PgTransport;
+pub use troubleshooting::{BulkOutcome, Troubleshooting, TsqCount, TsqFilter, TypedItem};

@@ -66,6 +66,7 @@ pub(crate) struct Statements {
     pub(crate) reply_get: Arc<str>,
     pub(crate) replies_take: Arc<str>,
     pub(crate) next_due: Arc<str>,
+    pub(crate) operator_action: Arc<str>,
 }
 
 impl Statements {
@@ -83,6 +84,7 @@ impl Statements {
             reply_get: r(include_str!("sql/reply_get.sql")),
             replies_take: r(include_str!("sql/replies_take.sql")),
             next_due: r(include_str!("sql/next_due.sql")),
+            operator_action: r(include_str!("sql/operator_action.sql")),
         }
     }
 }

@@ -8,12 +8,12 @@ use cmdbus::{
     LeasedCommand, NewCommand, Outcome, OutcomeKind, RecordResult, Reply, ReplyStatus, Result,
     SendOutcome, Transport, WakeUps, failed_reply_body,
 };
-use serde_json::value::RawValue;
 use sqlx::{PgConnection, PgPool, Postgres, Row, Transaction, postgres::PgRow};
 use uuid::Uuid;
 
 use crate::{
     notify::{self, Notifier},
+    rows::{count, db, raw},
     schema::{Schema, Statements, sql},
 };
 
@@ -34,18 +34,6 @@ struct Inner {
 /// The handler's unit of work: a transaction on the transport's pool.
 pub(crate) type PgUnitOfWork = Transaction<'static, Postgres>;
 
-fn db(context: &'static str) -> impl FnOnce(sqlx::Error) -> Error {
-    move |error| Error::backend(context, error)
-}
-
-fn count(n: i32) -> u32 {
-    u32::try_from(n).unwrap_or(0)
-}
-
-fn raw(text: String, what: &'static str) -> Result<Box<RawValue>> {
-    RawValue::from_string(text).map_err(|e| Error::backend(what, e))
-}
-
 impl PgTransport {
     /// Uses `pool` and the schema `schema`, applying migrations first.
     pub(crate) async fn open(pool: PgPool, schema: Schema) -> Result<Self> {
@@ -63,6 +51,19 @@ impl PgTransport {
     /// The schema name.
     pub fn schema(&self) -> &str {
         self.inner.schema.name()
+    }
+
+    pub(crate) fn schema_ref(&self) -> &Schema {
+        &self.inner.schema
+    }
+
+    pub(crate) fn statements(&self) -> &Statements {
+        &self.inner.statements
+    }
+
+    /// Wakes `domain`'s workers (after a commit).
+    pub(crate) fn wake(&self, domain: &str) {
+        self.inner.notifier.poke(domain);
     }
 
     /// Sends within `conn` (the caller's transaction). Workers are woken by a
@@ -388,27 +389,7 @@ impl Transport for PgTransport {
             .fetch_optional(&self.inner.pool)
             .await
             .map_err(db("reading a command"))?;
-        let Some(row) = row else { return Ok(None) };
-        let get = || db("decoding a command");
-        let status: String = row.try_get("status").map_err(get())?;
-        let last_error: Option<String> = row.try_get("last_error").map_err(get())?;
-        let command = NewCommand::new(
-            row.try_get("domain").map_err(get())?,
-            row.try_get("command_type").map_err(get())?,
-            row.try_get("command_id").map_err(get())?,
-            row.try_get("correlation_id").map_err(get())?,
-            row.try_get("reply_to").map_err(get())?,
-            count(row.try_get("max_attempts").map_err(get())?),
-            raw(row.try_get("payload").map_err(get())?, "decoding a payload")?,
-        );
-        Ok(Some(CommandRecord::new(
-            command,
-            status.parse()?,
-            count(row.try_get("attempts").map_err(get())?),
-            last_error.and_then(|text| serde_json::from_str(&text).ok()),
-            row.try_get("created_at").map_err(get())?,
-            row.try_get("updated_at").map_err(get())?,
-        )))
+        row.as_ref().map(crate::rows::record).transpose()
     }
 
     async fn audit_list(&self, domain: &str, command_id: Uuid) -> Result<Vec<AuditEntry>> {

@@ -94,6 +94,14 @@ pub enum Error {
         /// Id searched.
         command_id: Uuid,
     },
+    /// A command id exists in several domains; the domain must be given.
+    #[error("command id {command_id} exists in several domains ({domains:?}); name the domain")]
+    AmbiguousCommandId {
+        /// The id.
+        command_id: Uuid,
+        /// The domains holding it.
+        domains: Vec<String>,
+    },
     /// No reply arrived within the wait.
     #[error("no reply to command {command_id} within {timeout:?}")]
     ReplyTimeout {

@@ -14,6 +14,7 @@ mod error;
 mod executor;
 mod handler_error;
 mod name;
+mod operator;
 mod registry;
 mod reply;
 mod retry;
@@ -36,6 +37,7 @@ pub use envelope::{CommandRecord, LeasedCommand, NewCommand, SendOptions, SendOu
 pub use error::{Error, Result};
 pub use handler_error::{ErrorKind, Failure, HandlerError};
 pub use name::{validate_command_type, validate_domain};
+pub use operator::Operator;
 pub use registry::{HandlerRegistration, Registry};
 pub use reply::{
     DEFAULT_REPLY_QUEUE, Reply, ReplyStatus, TypedReply, canceled_reply_body, failed_reply_body,

@@ -75,12 +75,13 @@ async fn operators_can_retry_and_cancel_in_memory() {
     let b = bus.send(Fail {}).await.expect("send").command_id();
     assert!(run_until_idle(&bus, &["helpers"], Duration::from_secs(5)).await.expect("runs"));
 
-    memory.tsq_retry("helpers", a, "ops@example.com").expect("retry");
+    let ops = cmdbus::Operator::new("ops@example.com").expect("valid");
+    memory.tsq_retry("helpers", a, &ops).expect("retry");
     let record = bus.command::<Fail>(a).await.expect("record");
     assert_eq!((record.status, record.attempts), (CommandStatus::Pending, 0));
-    assert!(memory.tsq_retry("helpers", a, "ops").is_err(), "not in the TSQ any more");
+    assert!(memory.tsq_retry("helpers", a, &ops).is_err(), "not in the TSQ any more");
 
-    memory.tsq_cancel("helpers", b, "ops@example.com", "duplicate order").expect("cancel");
+    memory.tsq_cancel("helpers", b, &ops, "duplicate order").expect("cancel");
     let reply = bus.wait_reply::<Fail>(b, Duration::from_secs(1)).await.expect("reply");
     assert_eq!(
         reply,
@@ -91,7 +92,7 @@ async fn operators_can_retry_and_cancel_in_memory() {
     );
     let taken = memory.replies_take(cmdbus::DEFAULT_REPLY_QUEUE, 10).await.expect("take");
     assert_eq!(taken[0].status, ReplyStatus::Canceled);
-    assert!(memory.tsq_cancel("helpers", uuid::Uuid::nil(), "ops", "x").is_err());
+    assert!(memory.tsq_cancel("helpers", uuid::Uuid::nil(), &ops, "x").is_err());
 }
 
 #[tokio::test]

@@ -15,9 +15,9 @@ use uuid::Uuid;
 
 use crate::{
     AuditEntry, AuditEvent, CommandRecord, CommandStatus, CommandsLease, Failure, LeaseExtend,
-    LeaseRef, LeasedCommand, NewCommand, Outcome, OutcomeKind, RecordResult, Reply, ReplyStatus,
-    Result, SendOutcome, Transport, TsqReason, WakeSender, WakeUps, canceled_reply_body,
-    failed_reply_body,
+    LeaseRef, LeasedCommand, NewCommand, Operator, Outcome, OutcomeKind, RecordResult, Reply,
+    ReplyStatus, Result, SendOutcome, Transport, TsqReason, WakeSender, WakeUps,
+    canceled_reply_body, failed_reply_body,
 };
 
 /// The in-memory transport. Clones share one store.
@@ -130,7 +130,7 @@ impl MemoryTransport {
 
     /// Moves a command from the troubleshooting queue back to PENDING with
     /// its attempts reset, as an operator would.
-    pub fn tsq_retry(&self, domain: &str, command_id: Uuid, operator: &str) -> Result<()> {
+    pub fn tsq_retry(&self, domain: &str, command_id: Uuid, operator: &Operator) -> Result<()> {
         self.operator_action(domain, command_id, CommandStatus::Pending, |state, stored| {
             stored.attempts = 0;
             stored.due_at = Utc::now();
@@ -150,7 +150,7 @@ impl MemoryTransport {
         &self,
         domain: &str,
         command_id: Uuid,
-        operator: &str,
+        operator: &Operator,
         reason: &str,
     ) -> Result<()> {
         self.operator_action(domain, command_id, CommandStatus::Canceled, |state, stored| {
@@ -159,7 +159,7 @@ impl MemoryTransport {
             state.reply(
                 &stored.command,
                 ReplyStatus::Canceled,
-                canceled_reply_body(reason, operator),
+                canceled_reply_body(reason, operator.as_str()),
             );
         })?;
         self.replies.wake();

@@ -1,0 +1,47 @@
+//! Decoding rows into cmdbus types; every failure is a clear backend error.
+
+use cmdbus::{CommandRecord, Error, NewCommand, Result};
+use serde_json::value::RawValue;
+use sqlx::{Row, postgres::PgRow};
+
+/// The columns [`record`] reads, for `SELECT`s that build their own WHERE.
+pub(crate) const RECORD_COLUMNS: &str = "domain, command_id, command_type, correlation_id, reply_to, \
+     status, attempts, max_attempts, payload::text AS payload, last_error::text AS last_error, \
+     created_at, updated_at";
+
+pub(crate) fn db(context: &'static str) -> impl FnOnce(sqlx::Error) -> Error {
+    move |error| Error::backend(context, error)
+}
+
+pub(crate) fn count(n: i32) -> u32 {
+    u32::try_from(n).unwrap_or(0)
+}
+
+pub(crate) fn raw(text: String, what: &'static str) -> Result<Box<RawValue>> {
+    RawValue::from_string(text).map_err(|e| Error::backend(what, e))
+}
+
+/// A command row selected with [`RECORD_COLUMNS`].
+pub(crate) fn record(row: &PgRow) -> Result<CommandRecord> {
+    let get = || db("decoding a command");
+    let status: String = row.try_get("status").map_err(get())?;
+    let last_error: Option<String> = row.try_get("last_error").map_err(get())?;
+    let command = NewCommand::new(
+        row.try_get("domain").map_err(get())?,
+        row.try_get("command_type").map_err(get())?,
+        row.try_get("command_id").map_err(get())?,
+        row.try_get("correlation_id").map_err(get())?,
+        row.try_get("reply_to").map_err(get())?,
+        count(row.try_get("max_attempts").map_err(get())?),
+        raw(row.try_get("payload").map_err(get())?, "decoding a payload")?,
+    );
+    Ok(CommandRecord::new(
+        command,
+        status.parse()?,
+        count(row.try_get("attempts").map_err(get())?),
+        // A last_error written by another tool that does not fit is shown as absent.
+        last_error.and_then(|text| serde_json::from_str(&text).ok()),
+        row.try_get("created_at").map_err(get())?,
+        row.try_get("updated_at").map_err(get())?,
+    ))
+}

@@ -1,0 +1,428 @@
+//! The troubleshooting queue (TSQ): what failed and waits for an operator,
+//! and what operators do about it. Every action names its operator, locks the
+//! row, acts only on commands still in the TSQ, and writes its audit row in
+//! the same statement as the change.
+
+use chrono::{DateTime, Utc};
+use cmdbus::{Command, CommandRecord, CommandStatus, Error, Operator, Result};
+use sqlx::{Postgres, QueryBuilder, Row};
+use uuid::Uuid;
+
+use crate::{
+    query::{Cursor, Page, Selection},
+    rows::db,
+    schema::sql,
+    transport::PgTransport,
+};
+
+/// Which troubleshooting-queue items to list or act on. Filters combine with AND.
+///
+/// ```
+/// let filter = cmdbus_pg::TsqFilter::new().domain("payments").error_code("partner_timeout");
+/// ```
+#[derive(Clone, Debug, Default)]
+#[must_use]
+pub struct TsqFilter {
+    domain: Option<String>,
+    command_type: Option<String>,
+    error_code: Option<String>,
+    entered: (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
+}
+
+impl TsqFilter {
+    /// Every item.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Only items of `domain`.
+    pub fn domain(mut self, domain: impl Into<String>) -> Self {
+        self.domain = Some(domain.into());
+        self
+    }
+
+    /// Only items of type `C`.
+    pub fn of_type<C: Command>(self) -> Self {
+        self.command_type(C::DOMAIN, C::NAME)
+    }
+
+    /// Only items of the named type.
+    pub fn command_type(
+        mut self,
+        domain: impl Into<String>,
+        command_type: impl Into<String>,
+    ) -> Self {
+        self.domain = Some(domain.into());
+        self.command_type = Some(command_type.into());
+        self
+    }
+
+    /// Only items whose last error has this code.
+    pub fn error_code(mut self, code: impl Into<String>) -> Self {
+        self.error_code = Some(code.into());
+        self
+    }
+
+    /// Only items that entered the TSQ at or after `since`.
+    pub fn since(mut self, since: DateTime<Utc>) -> Self {
+        self.entered.0 = Some(since);
+        self
+    }
+
+    /// Only items that entered the TSQ before `until`.
+    pub fn until(mut self, until: DateTime<Utc>) -> Self {
+        self.entered.1 = Some(until);
+        self
+    }
+
+    fn selection(&self) -> Result<Selection> {
+        if let Some(domain) = &self.domain {
+            cmdbus::validate_domain(domain)?;
+        }
+        if let Some(command_type) = &self.command_type {
+            cmdbus::validate_command_type(command_type)?;
+        }
+        Ok(Selection {
+            statuses: vec![CommandStatus::InTroubleshootingQueue],
+            domain: self.domain.clone(),
+            command_type: self.command_type.clone(),
+            error_code: self.error_code.clone(),
+            updated: self.entered,
+            by_updated: true,
+            ..Selection::default()
+        })
+    }
+
+    fn describe(&self) -> serde_json::Value {
+        serde_json::json!({
+            "domain": self.domain,
+            "command_type": self.command_type,
+            "error_code": self.error_code,
+            "since": self.entered.0,
+            "until": self.entered.1,
+        })
+    }
+}
+
+/// A TSQ item whose payload was decoded as `C`, or kept raw with the reason
+/// it no longer decodes (never dropped from the list).
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct TypedItem<C> {
+    /// The command as stored (raw payload included).
+    pub record: CommandRecord,
+    /// The decoded payload, or the decode error.
+    pub payload: std::result::Result<C, String>,
+}
+
+/// What a bulk action matched and did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct BulkOutcome {
+    /// Items matching the filter.
+    pub matched: u64,
+    /// Items acted on (0 for a dry run).
+    pub acted: u64,
+}
+
+/// Items in the TSQ per domain, type and error code.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct TsqCount {
+    /// Domain.
+    pub domain: String,
+    /// Command type.
+    pub command_type: String,
+    /// The last error's code.
+    pub error_code: Option<String>,
+    /// Number of items.
+    pub count: i64,
+}
+
+#[derive(Clone, Copy)]
+enum Action {
+    Retry,
+    Cancel,
+    Complete,
+}
+
+impl Action {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Retry => "retry",
+            Self::Cancel => "cancel",
+            Self::Complete => "complete",
+        }
+    }
+
+    fn target(self) -> CommandStatus {
+        match self {
+            Self::Retry => CommandStatus::Pending,
+            Self::Cancel => CommandStatus::Canceled,
+            Self::Complete => CommandStatus::Completed,
+        }
+    }
+}
+
+/// The operator API. Get it from [`PgBus::troubleshooting`](crate::PgBus::troubleshooting).
+#[derive(Clone, Debug)]
+pub struct Troubleshooting {
+    transport: PgTransport,
+}
+
+impl Troubleshooting {
+    pub(crate) fn new(transport: PgTransport) -> Self {
+        Self { transport }
+    }
+
+    /// Items, newest first; `limit` per page (1–1000), from `after`.
+    pub async fn list(
+        &self,
+        filter: &TsqFilter,
+        limit: usize,
+        after: Option<Cursor>,
+    ) -> Result<Page<CommandRecord>> {
+        let selection = filter.selection()?;
+        selection.page(self.transport.pool(), self.transport.schema_ref(), limit, after).await
+    }
+
+    /// Items of type `C`, payloads decoded; undecodable ones are listed with
+    /// their error.
+    pub async fn list_typed<C: Command>(
+        &self,
+        filter: &TsqFilter,
+        limit: usize,
+        after: Option<Cursor>,
+    ) -> Result<Page<TypedItem<C>>> {
+        let filter = filter.clone().of_type::<C>();
+        let page = self.list(&filter, limit, after).await?;
+        let items = page
+            .items
+            .into_iter()
+            .map(|record| {
+                let payload = serde_json::from_str(record.payload.get()).map_err(|e| e.to_string());
+                TypedItem { record, payload }
+            })
+            .collect();
+        Ok(Page { items, next: page.next })
+    }
+
+    /// How many items there are per domain, type and error code.
+    pub async fn counts(&self, filter: &TsqFilter) -> Result<Vec<TsqCount>> {
+        let selection = filter.selection()?;
+        let mut sql = QueryBuilder::new(
+            "SELECT domain, command_type, last_error ->> 'code' AS code, count(*) AS n FROM ",
+        );
+        sql.push(self.transport.schema_ref().render("{schema}.commands"));
+        selection.push_where(&mut sql, None);
+        sql.push(" GROUP BY 1, 2, 3 ORDER BY 1, 2, 3");
+        let rows =
+            sql.build().fetch_all(self.transport.pool()).await.map_err(db("counting the TSQ"))?;
+        rows.iter()
+            .map(|row| {
+                let get = || db("decoding TSQ counts");
+                Ok(TsqCount {
+                    domain: row.try_get("domain").map_err(get())?,
+                    command_type: row.try_get("command_type").map_err(get())?,
+                    error_code: row.try_get("code").map_err(get())?,
+                    count: row.try_get("n").map_err(get())?,
+                })
+            })
+            .collect()
+    }
+
+    /// Sends the command back to PENDING, attempts reset, due now (same id
+    /// and payload); workers are woken.
+    pub async fn retry(&self, command_id: Uuid, operator: &Operator) -> Result<()> {
+        self.act_one(command_id, Action::Retry, operator, None, None).await
+    }
+
+    /// Cancels the command with `reason`; its sender gets one CANCELED reply.
+    pub async fn cancel(&self, command_id: Uuid, operator: &Operator, reason: &str) -> Result<()> {
+        self.act_one(command_id, Action::Cancel, operator, Some(reason), None).await
+    }
+
+    /// Completes the command with `reply` (typed, so a waiting caller gets
+    /// well-formed data); its sender gets one SUCCESS reply.
+    pub async fn complete<C: Command>(
+        &self,
+        command_id: Uuid,
+        operator: &Operator,
+        reply: C::Reply,
+    ) -> Result<()> {
+        let body = serde_json::to_string(&reply).map_err(|source| Error::Encode {
+            domain: C::DOMAIN,
+            command_type: C::NAME,
+            source,
+        })?;
+        self.act_one(command_id, Action::Complete, operator, None, Some(body)).await
+    }
+
+    /// [`complete`](Self::complete) with a JSON result, for tools that do not
+    /// have the command types compiled in.
+    pub async fn complete_json(
+        &self,
+        command_id: Uuid,
+        operator: &Operator,
+        result: &serde_json::Value,
+    ) -> Result<()> {
+        self.act_one(command_id, Action::Complete, operator, None, Some(result.to_string())).await
+    }
+
+    /// Retries every item matching `filter`; with `dry_run`, only counts them.
+    pub async fn retry_all(
+        &self,
+        filter: &TsqFilter,
+        operator: &Operator,
+        dry_run: bool,
+    ) -> Result<BulkOutcome> {
+        self.act_all(filter, Action::Retry, operator, None, dry_run).await
+    }
+
+    /// Cancels every item matching `filter`; with `dry_run`, only counts them.
+    pub async fn cancel_all(
+        &self,
+        filter: &TsqFilter,
+        operator: &Operator,
+        reason: &str,
+        dry_run: bool,
+    ) -> Result<BulkOutcome> {
+        self.act_all(filter, Action::Cancel, operator, Some(reason), dry_run).await
+    }
+
+    async fn act_one(
+        &self,
+        command_id: Uuid,
+        action: Action,
+        operator: &Operator,
+        reason: Option<&str>,
+        result: Option<String>,
+    ) -> Result<()> {
+        let acted = self
+            .apply(&mut *self.conn().await?, &[command_id], action, operator, reason, result)
+            .await?;
+        if acted.is_empty() {
+            return Err(self.why_not(command_id, action).await);
+        }
+        self.after(action, &acted);
+        Ok(())
+    }
+
+    async fn act_all(
+        &self,
+        filter: &TsqFilter,
+        action: Action,
+        operator: &Operator,
+        reason: Option<&str>,
+        dry_run: bool,
+    ) -> Result<BulkOutcome> {
+        let selection = filter.selection()?;
+        let pool = self.transport.pool();
+        let mut tx = pool.begin().await.map_err(db("starting a bulk action"))?;
+        let mut sql = QueryBuilder::<Postgres>::new("SELECT command_id FROM ");
+        sql.push(self.transport.schema_ref().render("{schema}.commands"));
+        selection.push_where(&mut sql, None);
+        if !dry_run {
+            // Items another operator is acting on right now are left to them.
+            sql.push(" FOR UPDATE SKIP LOCKED");
+        }
+        let ids: Vec<Uuid> = sql
+            .build()
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db("selecting TSQ items"))?
+            .iter()
+            .map(|row| row.try_get("command_id"))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(db("decoding TSQ items"))?;
+        let matched = u64::try_from(ids.len()).unwrap_or(u64::MAX);
+        if dry_run || ids.is_empty() {
+            return Ok(BulkOutcome { matched, acted: 0 });
+        }
+        let acted = self.apply(&mut tx, &ids, action, operator, reason, None).await?;
+        let summary = self.transport.schema_ref().render(
+            "INSERT INTO {schema}.operator_actions (operator, action, filter, affected) VALUES ($1, $2, $3::jsonb, $4)",
+        );
+        sqlx::query(sqlx::AssertSqlSafe(summary))
+            .bind(operator.as_str())
+            .bind(format!("{}_all", action.as_str()))
+            .bind(filter.describe().to_string())
+            .bind(i32::try_from(acted.len()).unwrap_or(i32::MAX))
+            .execute(&mut *tx)
+            .await
+            .map_err(db("recording the bulk action"))?;
+        tx.commit().await.map_err(db("committing the bulk action"))?;
+        self.after(action, &acted);
+        Ok(BulkOutcome { matched, acted: u64::try_from(acted.len()).unwrap_or(u64::MAX) })
+    }
+
+    async fn conn(&self) -> Result<sqlx::pool::PoolConnection<Postgres>> {
+        self.transport.pool().acquire().await.map_err(db("acquiring a connection"))
+    }
+
+    /// Runs the action statement; returns the (domain, id) pairs it changed.
+    async fn apply(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        ids: &[Uuid],
+        action: Action,
+        operator: &Operator,
+        reason: Option<&str>,
+        result: Option<String>,
+    ) -> Result<Vec<(String, Uuid)>> {
+        let rows = sqlx::query(sql(&self.transport.statements().operator_action))
+            .bind(ids)
+            .bind(None::<String>)
+            .bind(action.as_str())
+            .bind(operator.as_str())
+            .bind(reason)
+            .bind(result)
+            .fetch_all(conn)
+            .await
+            .map_err(db("applying an operator action"))?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("domain")?, row.try_get("command_id")?)))
+            .collect::<std::result::Result<_, sqlx::Error>>()
+            .map_err(db("decoding an operator action"))
+    }
+
+    fn after(&self, action: Action, acted: &[(String, Uuid)]) {
+        if matches!(action, Action::Retry) {
+            let domains: std::collections::BTreeSet<&str> =
+                acted.iter().map(|(d, _)| d.as_str()).collect();
+            for domain in domains {
+                self.transport.wake(domain);
+            }
+        }
+    }
+
+    /// Explains why an action changed nothing.
+    async fn why_not(&self, command_id: Uuid, action: Action) -> Error {
+        let lookup = self.transport.schema_ref().render(
+            "SELECT domain, status FROM {schema}.commands WHERE command_id = $1 ORDER BY domain",
+        );
+        let rows = match sqlx::query(sqlx::AssertSqlSafe(lookup))
+            .bind(command_id)
+            .fetch_all(self.transport.pool())
+            .await
+        {
+            Ok(rows) => rows,
+            Err(error) => return Error::backend("looking up a command", error),
+        };
+        let found: Vec<(String, String)> = rows
+            .iter()
+            .filter_map(|row| Some((row.try_get("domain").ok()?, row.try_get("status").ok()?)))
+            .collect();
+        match found.as_slice() {
+            [] => Error::NotFound { domain: "*".to_owned(), command_id },
+            [(_, status)] => match status.parse::<CommandStatus>() {
+                Ok(from) => Error::IllegalTransition { from, to: action.target() },
+                Err(error) => error,
+            },
+            many => Error::AmbiguousCommandId {
+                command_id,
+                domains: many.iter().map(|(d, _)| d.clone()).collect(),
+            },
+        }
+    }
+}

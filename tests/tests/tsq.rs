@@ -1,0 +1,349 @@
+//! The troubleshooting queue's operator API on PostgreSQL.
+
+use std::{
+    collections::HashSet,
+    sync::{LazyLock, Mutex},
+    time::Duration,
+};
+
+use cmdbus::{
+    AuditEvent, CommandStatus, Error, HandlerError, Operator, TypedReply, command, handler,
+};
+use cmdbus_pg::{PgBus, TsqFilter};
+use cmdbus_tests::pg_bus;
+use sqlx::AssertSqlSafe;
+use uuid::Uuid;
+
+const DOMAIN: &str = "tsq-it";
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Keys whose partner is "fixed": their next attempt succeeds.
+static FIXED: LazyLock<Mutex<HashSet<Uuid>>> = LazyLock::new(Mutex::default);
+/// How many times each key's handler ran.
+static RUNS: LazyLock<Mutex<Vec<Uuid>>> = LazyLock::new(Mutex::default);
+
+#[cmdbus::reply]
+#[derive(Debug, PartialEq)]
+struct Receipt {
+    reference: String,
+}
+
+#[command(domain = "tsq-it", reply = Receipt)]
+#[derive(Debug)]
+struct Charge {
+    key: Uuid,
+    code: String,
+}
+
+#[command(domain = "tsq-it", name = "Refund")]
+struct Refund {
+    key: Uuid,
+}
+
+#[handler]
+async fn charge(cmd: Charge) -> Result<Receipt, HandlerError> {
+    RUNS.lock().expect("runs").push(cmd.key);
+    if FIXED.lock().expect("fixed").contains(&cmd.key) {
+        return Ok(Receipt { reference: format!("charged-{}", cmd.key) });
+    }
+    Err(HandlerError::permanent(cmd.code, "partner refused"))
+}
+
+#[handler]
+async fn refund(_cmd: Refund) -> Result<(), HandlerError> {
+    Err(HandlerError::permanent("refund_refused", "no"))
+}
+
+fn ops() -> Operator {
+    Operator::new("ops@example.com").expect("valid operator")
+}
+
+/// Sends commands and runs a worker until they are all in the TSQ.
+async fn into_tsq(bus: &PgBus, charges: &[(&str, Uuid)], refunds: usize) -> Vec<Uuid> {
+    let mut ids = Vec::new();
+    for (code, key) in charges {
+        ids.push(
+            bus.send(Charge { key: *key, code: (*code).to_owned() })
+                .await
+                .expect("send")
+                .command_id(),
+        );
+    }
+    for _ in 0..refunds {
+        ids.push(bus.send(Refund { key: Uuid::new_v4() }).await.expect("send").command_id());
+    }
+    let worker = bus
+        .worker()
+        .domain(DOMAIN)
+        .poll_interval(Duration::from_millis(50))
+        .start()
+        .await
+        .expect("worker");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let page = bus.troubleshooting().list(&TsqFilter::new(), 1000, None).await.expect("list");
+        if page.items.len() == ids.len() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "only {} in the TSQ", page.items.len());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    worker.shutdown().await;
+    ids
+}
+
+async fn status(bus: &PgBus, id: Uuid) -> CommandStatus {
+    bus.find(id).await.expect("find")[0].status
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_filters_and_pages_newest_first() {
+    let bus = pg_bus().await;
+    let keys: Vec<(&str, Uuid)> = (0..5)
+        .map(|i| (if i % 2 == 0 { "card_declined" } else { "fraud" }, Uuid::new_v4()))
+        .collect();
+    let ids = into_tsq(&bus, &keys, 2).await;
+    let tsq = bus.troubleshooting();
+
+    let all = tsq.list(&TsqFilter::new(), 1000, None).await.expect("list");
+    assert_eq!(all.items.len(), 7);
+    assert!(all.next.is_none());
+    let entered: Vec<_> = all.items.iter().map(|r| (r.updated_at, r.command_id)).collect();
+    let mut sorted = entered.clone();
+    sorted.sort_by(|a, b| b.cmp(a));
+    assert_eq!(entered, sorted, "newest first");
+
+    // Pages of 3 cover everything exactly once.
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = tsq.list(&TsqFilter::new(), 3, after).await.expect("page");
+        seen.extend(page.items.iter().map(|r| r.command_id));
+        match page.next {
+            Some(next) => after = Some(next.to_string().parse().expect("cursor round-trips")),
+            None => break,
+        }
+    }
+    assert_eq!(seen, all.items.iter().map(|r| r.command_id).collect::<Vec<_>>());
+
+    let by_code =
+        tsq.list(&TsqFilter::new().error_code("card_declined"), 100, None).await.expect("list");
+    assert_eq!(by_code.items.len(), 3);
+    let by_type = tsq.list(&TsqFilter::new().of_type::<Refund>(), 100, None).await.expect("list");
+    assert_eq!(by_type.items.len(), 2);
+    let by_domain = tsq.list(&TsqFilter::new().domain(DOMAIN), 100, None).await.expect("list");
+    assert_eq!(by_domain.items.len(), 7);
+    let other_domain =
+        tsq.list(&TsqFilter::new().domain("elsewhere"), 100, None).await.expect("list");
+    assert!(other_domain.items.is_empty());
+    let future = chrono::Utc::now() + chrono::Duration::hours(1);
+    assert!(
+        tsq.list(&TsqFilter::new().since(future), 100, None).await.expect("list").items.is_empty()
+    );
+    assert_eq!(
+        tsq.list(&TsqFilter::new().until(future), 100, None).await.expect("list").items.len(),
+        7
+    );
+
+    let counts = tsq.counts(&TsqFilter::new()).await.expect("counts");
+    let summary: Vec<(String, Option<String>, i64)> =
+        counts.into_iter().map(|c| (c.command_type, c.error_code, c.count)).collect();
+    assert_eq!(
+        summary,
+        [
+            ("Charge".into(), Some("card_declined".into()), 3),
+            ("Charge".into(), Some("fraud".into()), 2),
+            ("Refund".into(), Some("refund_refused".into()), 2),
+        ]
+    );
+    let item = &all.items[0];
+    assert!(ids.contains(&item.command_id));
+    assert_eq!(item.attempts, 1);
+    assert!(item.last_error.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_list_keeps_undecodable_payloads() {
+    let bus = pg_bus().await;
+    let ids = into_tsq(&bus, &[("x", Uuid::new_v4()), ("x", Uuid::new_v4())], 0).await;
+    let garble = format!(
+        "UPDATE \"{}\".commands SET payload = '[1]' WHERE command_id = $1",
+        bus.transport().schema()
+    );
+    sqlx::query(AssertSqlSafe(garble)).bind(ids[0]).execute(bus.pool()).await.expect("garble");
+    let page = bus
+        .troubleshooting()
+        .list_typed::<Charge>(&TsqFilter::new(), 10, None)
+        .await
+        .expect("list");
+    assert_eq!(page.items.len(), 2);
+    let broken = page.items.iter().find(|i| i.record.command_id == ids[0]).expect("listed");
+    assert!(
+        broken.payload.as_ref().is_err_and(|e| e.contains("invalid type")),
+        "{:?}",
+        broken.payload
+    );
+    assert_eq!(broken.record.payload.get(), "[1]");
+    let fine = page.items.iter().find(|i| i.record.command_id == ids[1]).expect("listed");
+    assert_eq!(fine.payload.as_ref().expect("decodes").code, "x");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_reruns_the_command_to_completion() {
+    let bus = pg_bus().await;
+    let key = Uuid::new_v4();
+    let id = into_tsq(&bus, &[("partner_down", key)], 0).await[0];
+    FIXED.lock().expect("fixed").insert(key);
+    bus.troubleshooting().retry(id, &ops()).await.expect("retry");
+    let record = &bus.find(id).await.expect("find")[0];
+    assert_eq!((record.status, record.attempts), (CommandStatus::Pending, 0));
+    let worker = bus.worker().domain(DOMAIN).start().await.expect("worker");
+    let reply = bus.wait_reply::<Charge>(id, WAIT).await.expect("reply");
+    worker.shutdown().await;
+    assert_eq!(reply, TypedReply::Success(Receipt { reference: format!("charged-{key}") }));
+    let trail = bus.audit_trail(DOMAIN, id).await.expect("audit");
+    let retry = trail.iter().find(|e| e.event == AuditEvent::OperatorRetry).expect("audited");
+    assert_eq!(retry.details["operator"], "ops@example.com");
+    assert_eq!(trail.last().map(|e| e.event), Some(AuditEvent::Completed));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_sends_one_canceled_reply() {
+    let bus = pg_bus().await;
+    let id = into_tsq(&bus, &[("x", Uuid::new_v4())], 0).await[0];
+    bus.troubleshooting().cancel(id, &ops(), "duplicate order").await.expect("cancel");
+    assert_eq!(status(&bus, id).await, CommandStatus::Canceled);
+    let reply = bus.wait_reply::<Charge>(id, WAIT).await.expect("reply");
+    assert_eq!(
+        reply,
+        TypedReply::Canceled {
+            reason: "duplicate order".into(),
+            operator: "ops@example.com".into()
+        }
+    );
+    let trail = bus.audit_trail(DOMAIN, id).await.expect("audit");
+    let cancel = trail.last().expect("audited");
+    assert_eq!(cancel.event, AuditEvent::OperatorCancel);
+    assert_eq!(
+        (cancel.details["operator"].as_str(), cancel.details["reason"].as_str()),
+        (Some("ops@example.com"), Some("duplicate order"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn complete_hands_a_typed_result_to_a_waiting_caller() {
+    let bus = pg_bus().await;
+    let id = into_tsq(&bus, &[("x", Uuid::new_v4())], 0).await[0];
+    let waiter = {
+        let bus = bus.clone();
+        tokio::spawn(async move { bus.wait_reply::<Charge>(id, WAIT).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let receipt = Receipt { reference: "manual-42".into() };
+    bus.troubleshooting().complete::<Charge>(id, &ops(), receipt).await.expect("complete");
+    let reply = waiter.await.expect("join").expect("reply");
+    assert_eq!(reply, TypedReply::Success(Receipt { reference: "manual-42".into() }));
+    assert_eq!(status(&bus, id).await, CommandStatus::Completed);
+    let trail = bus.audit_trail(DOMAIN, id).await.expect("audit");
+    let complete = trail.last().expect("audited");
+    assert_eq!(complete.event, AuditEvent::OperatorComplete);
+    assert_eq!(complete.details["result"]["reference"], "manual-42");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actions_outside_the_tsq_fail_cleanly() {
+    let bus = pg_bus().await;
+    let tsq = bus.troubleshooting();
+    let pending = bus
+        .send(Charge { key: Uuid::new_v4(), code: "x".into() })
+        .await
+        .expect("send")
+        .command_id();
+    let error = tsq.retry(pending, &ops()).await.expect_err("not in the TSQ");
+    assert!(
+        matches!(
+            error,
+            Error::IllegalTransition { from: CommandStatus::Pending, to: CommandStatus::Pending }
+        ),
+        "{error}"
+    );
+    let error = tsq.cancel(Uuid::new_v4(), &ops(), "x").await.expect_err("unknown id");
+    assert!(matches!(error, Error::NotFound { .. }), "{error}");
+    let error = tsq
+        .complete_json(pending, &ops(), &serde_json::json!({}))
+        .await
+        .expect_err("not in the TSQ");
+    assert_eq!(error.to_string(), "illegal status transition from PENDING to COMPLETED");
+    assert_eq!(bus.audit_trail(DOMAIN, pending).await.expect("audit").len(), 1, "nothing audited");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_concurrent_retries_make_one_retry_and_one_rerun() {
+    let bus = pg_bus().await;
+    let key = Uuid::new_v4();
+    let id = into_tsq(&bus, &[("x", key)], 0).await[0];
+    FIXED.lock().expect("fixed").insert(key);
+    let retries = (0..50).map(|_| {
+        let tsq = bus.troubleshooting();
+        tokio::spawn(async move { tsq.retry(id, &ops()).await })
+    });
+    let mut ok = 0;
+    for retry in retries {
+        match retry.await.expect("join") {
+            Ok(()) => ok += 1,
+            Err(Error::IllegalTransition { .. }) => {}
+            Err(other) => panic!("unexpected: {other}"),
+        }
+    }
+    assert_eq!(ok, 1);
+    let worker = bus.worker().domain(DOMAIN).start().await.expect("worker");
+    bus.wait_reply::<Charge>(id, WAIT).await.expect("reply");
+    worker.shutdown().await;
+    let trail = bus.audit_trail(DOMAIN, id).await.expect("audit");
+    assert_eq!(trail.iter().filter(|e| e.event == AuditEvent::OperatorRetry).count(), 1);
+    assert_eq!(
+        trail.iter().filter(|e| e.event == AuditEvent::Received).count(),
+        2,
+        "first run + one re-run"
+    );
+    assert_eq!(RUNS.lock().expect("runs").iter().filter(|k| **k == key).count(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_actions_count_first_then_act_on_exactly_that_many() {
+    let bus = pg_bus().await;
+    let keys: Vec<(&str, Uuid)> =
+        (0..6).map(|i| (if i < 4 { "card_declined" } else { "fraud" }, Uuid::new_v4())).collect();
+    into_tsq(&bus, &keys, 1).await;
+    let tsq = bus.troubleshooting();
+    let declined = TsqFilter::new().of_type::<Charge>().error_code("card_declined");
+    let dry = tsq.retry_all(&declined, &ops(), true).await.expect("dry run");
+    assert_eq!((dry.matched, dry.acted), (4, 0));
+    assert_eq!(
+        tsq.list(&declined, 100, None).await.expect("list").items.len(),
+        4,
+        "dry run changed nothing"
+    );
+    let done = tsq.retry_all(&declined, &ops(), false).await.expect("retry all");
+    assert_eq!((done.matched, done.acted), (dry.matched, dry.matched));
+    let canceled = tsq
+        .cancel_all(&TsqFilter::new().error_code("fraud"), &ops(), "fraud ring", false)
+        .await
+        .expect("cancel");
+    assert_eq!(canceled.acted, 2);
+    let left = tsq.list(&TsqFilter::new(), 100, None).await.expect("list");
+    assert_eq!(left.items.len(), 1, "only the refund remains");
+    let summaries = format!(
+        "SELECT action, affected, operator FROM \"{}\".operator_actions ORDER BY id",
+        bus.transport().schema()
+    );
+    let rows: Vec<(String, i32, String)> =
+        sqlx::query_as(AssertSqlSafe(summaries)).fetch_all(bus.pool()).await.expect("summaries");
+    assert_eq!(
+        rows,
+        [
+            ("retry_all".into(), 4, "ops@example.com".into()),
+            ("cancel_all".into(), 2, "ops@example.com".into())
+        ]
+    );
+}
