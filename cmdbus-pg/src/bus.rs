@@ -43,7 +43,12 @@ impl PgBus {
 
     /// Builds a bus over the caller's pool.
     pub fn builder(pool: PgPool) -> PgBusBuilder {
-        PgBusBuilder { pool, schema: DEFAULT_SCHEMA.to_owned(), max_payload_bytes: None }
+        PgBusBuilder {
+            pool,
+            schema: DEFAULT_SCHEMA.to_owned(),
+            max_payload_bytes: None,
+            migrate: true,
+        }
     }
 
     /// Sends inside the caller's transaction: nothing is visible, and no
@@ -133,6 +138,7 @@ pub struct PgBusBuilder {
     pool: PgPool,
     schema: String,
     max_payload_bytes: Option<usize>,
+    migrate: bool,
 }
 
 impl PgBusBuilder {
@@ -149,10 +155,18 @@ impl PgBusBuilder {
         self
     }
 
+    /// Only checks that the schema is at this library's version instead of
+    /// migrating it: for roles without DDL rights, with migrations run by
+    /// `cmdbus migrate` or the team's own tool ([`migrations_sql`](crate::migrations_sql)).
+    pub fn skip_migrations(mut self) -> Self {
+        self.migrate = false;
+        self
+    }
+
     /// Validates the schema name, applies migrations, and returns the bus.
     pub async fn build(self) -> Result<PgBus> {
         let schema = Schema::new(&self.schema)?;
-        let transport = PgTransport::open(self.pool, schema).await?;
+        let transport = PgTransport::open(self.pool, schema, self.migrate).await?;
         let mut bus = Bus::new(transport);
         if let Some(limit) = self.max_payload_bytes {
             bus = bus.with_max_payload_bytes(limit);

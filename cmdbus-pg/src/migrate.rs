@@ -29,6 +29,19 @@ pub enum MigrateError {
         /// The newest this library knows.
         supported: i32,
     },
+    /// The schema is missing or older than this library needs, and this
+    /// process was told not to migrate.
+    #[error(
+        "schema {schema:?} is at version {found}, this cmdbus-pg needs {expected}; run the migrations (`cmdbus migrate`)"
+    )]
+    SchemaTooOld {
+        /// The schema.
+        schema: String,
+        /// Its version (0: not migrated).
+        found: i32,
+        /// The version needed.
+        expected: i32,
+    },
 }
 
 /// The SQL of every migration for `schema`, for teams that run migrations
@@ -101,4 +114,44 @@ pub(crate) async fn migrate(pool: &PgPool, schema: &Schema) -> Result<(), Error>
         tracing::info!(schema = schema.name(), version, name, "cmdbus: applied migration");
     }
     tx.commit().await.map_err(db("committing migrations"))
+}
+
+/// Checks, without changing anything, that `schema` is at the version this
+/// library expects (for processes whose role may not run DDL).
+pub(crate) async fn check(pool: &PgPool, schema: &Schema) -> Result<(), Error> {
+    let exists: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_tables WHERE schemaname = $1 AND tablename = 'schema_migrations')",
+    )
+    .bind(schema.name())
+    .fetch_one(pool)
+    .await
+    .map_err(|e| Error::backend("checking the schema", e))?;
+    let found: i32 = if exists {
+        sqlx::query_scalar::<_, Option<i32>>(AssertSqlSafe(
+            schema.render("SELECT max(version) FROM {schema}.schema_migrations"),
+        ))
+        .fetch_one(pool)
+        .await
+        .map_err(|e| Error::backend("reading the schema version", e))?
+        .unwrap_or(0)
+    } else {
+        0
+    };
+    if found == SCHEMA_VERSION {
+        return Ok(());
+    }
+    let error = if found > SCHEMA_VERSION {
+        MigrateError::SchemaTooNew {
+            schema: schema.name().to_owned(),
+            found,
+            supported: SCHEMA_VERSION,
+        }
+    } else {
+        MigrateError::SchemaTooOld {
+            schema: schema.name().to_owned(),
+            found,
+            expected: SCHEMA_VERSION,
+        }
+    };
+    Err(Error::backend("checking the schema version", error))
 }

@@ -371,7 +371,7 @@ mod tests {
         };
         let mut sql = QueryBuilder::<Postgres>::new("SELECT 1 FROM t");
         selection.push_where(&mut sql, Some(Cursor { at: Utc::now(), command_id: Uuid::nil() }));
-        let text = sql.sql().to_string();
+        let text = sql.sql().as_str().to_owned();
         assert!(!text.contains("drop table"), "{text}");
         assert_eq!(text.matches('$').count(), 10, "{text}");
         assert!(text.contains("(updated_at, command_id) < ($9, $10)"), "{text}");

@@ -35,9 +35,14 @@ struct Inner {
 pub(crate) type PgUnitOfWork = Transaction<'static, Postgres>;
 
 impl PgTransport {
-    /// Uses `pool` and the schema `schema`, applying migrations first.
-    pub(crate) async fn open(pool: PgPool, schema: Schema) -> Result<Self> {
-        crate::migrate::migrate(&pool, &schema).await?;
+    /// Uses `pool` and the schema `schema`, applying migrations first (or
+    /// only checking the version when `migrate` is false).
+    pub(crate) async fn open(pool: PgPool, schema: Schema, migrate: bool) -> Result<Self> {
+        if migrate {
+            crate::migrate::migrate(&pool, &schema).await?;
+        } else {
+            crate::migrate::check(&pool, &schema).await?;
+        }
         let statements = Statements::new(&schema);
         let notifier = Notifier::spawn(pool.clone(), schema.channel());
         Ok(Self { inner: Arc::new(Inner { pool, schema, statements, notifier }) })

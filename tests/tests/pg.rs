@@ -413,3 +413,27 @@ async fn a_payload_edited_in_the_database_into_garbage_goes_to_the_tsq_intact() 
             .is_none()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skipping_migrations_checks_the_version_instead() {
+    let pool = pool().await;
+    let schema = fresh_schema();
+    let error = PgBus::builder(pool.clone())
+        .schema(&schema)
+        .skip_migrations()
+        .build()
+        .await
+        .expect_err("not migrated");
+    let chain = format!(
+        "{error}: {}",
+        std::error::Error::source(&error).map(ToString::to_string).unwrap_or_default()
+    );
+    assert!(chain.contains("is at version 0, this cmdbus-pg needs 1"), "{chain}");
+    PgBus::builder(pool.clone()).schema(&schema).build().await.expect("migrates");
+    PgBus::builder(pool)
+        .schema(&schema)
+        .skip_migrations()
+        .build()
+        .await
+        .expect("current version accepted");
+}

@@ -1,0 +1,167 @@
+//! Command-line arguments.
+
+use clap::{Args, Parser, Subcommand};
+use uuid::Uuid;
+
+use crate::when::When;
+
+/// Operate a cmdbus deployment: the troubleshooting queue, audit trails,
+/// queries and migrations. Payloads are shown as JSON; no command types need
+/// to be compiled in.
+#[derive(Debug, Parser)]
+#[command(name = "cmdbus", version, about)]
+pub(crate) struct Cli {
+    /// PostgreSQL URL.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        global = true,
+        hide_env_values = true,
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    pub(crate) database_url: String,
+    /// The schema holding cmdbus's tables.
+    #[arg(long, env = "CMDBUS_SCHEMA", global = true, default_value = cmdbus_pg::DEFAULT_SCHEMA)]
+    pub(crate) schema: String,
+    /// Print JSON instead of tables, for scripts.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+    /// Who performs operator actions (default: $CMDBUS_OPERATOR, else the OS user).
+    #[arg(long, env = "CMDBUS_OPERATOR", global = true)]
+    pub(crate) operator: Option<String>,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Apply the schema migrations (idempotent).
+    Migrate,
+    /// The troubleshooting queue.
+    #[command(subcommand)]
+    Tsq(Tsq),
+    /// A command's audit trail, oldest first.
+    Audit {
+        /// The command id.
+        id: Uuid,
+    },
+    /// Find commands by status, domain, type, correlation id and date.
+    Query(QueryArgs),
+    /// Commands per domain, type and status.
+    Stats {
+        /// Only this domain.
+        #[arg(long)]
+        domain: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Tsq {
+    /// Items in the troubleshooting queue, newest first.
+    List {
+        #[command(flatten)]
+        filter: TsqFilterArgs,
+        #[command(flatten)]
+        page: PageArgs,
+    },
+    /// How many items per domain, type and error code.
+    Count {
+        #[command(flatten)]
+        filter: TsqFilterArgs,
+    },
+    /// One command in full: payload, last error, status.
+    Show {
+        /// The command id.
+        id: Uuid,
+    },
+    /// Send items back to PENDING with their attempts reset.
+    Retry {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Cancel items; each sender gets a CANCELED reply.
+    Cancel {
+        #[command(flatten)]
+        target: Target,
+        /// Why (recorded in the audit trail and the reply).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Complete one item with a result; its sender gets a SUCCESS reply.
+    Complete {
+        /// The command id.
+        id: Uuid,
+        /// The result, as JSON (the command type's reply).
+        #[arg(long)]
+        result: String,
+    },
+}
+
+/// One id, or every item matching a filter.
+#[derive(Debug, Args)]
+pub(crate) struct Target {
+    /// The command id (or use --all with filters).
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub(crate) id: Option<Uuid>,
+    /// Act on every item matching the filters.
+    #[arg(long)]
+    pub(crate) all: bool,
+    /// With --all: only count what would be acted on.
+    #[arg(long, requires = "all")]
+    pub(crate) dry_run: bool,
+    #[command(flatten)]
+    pub(crate) filter: TsqFilterArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TsqFilterArgs {
+    /// Only this domain.
+    #[arg(long)]
+    pub(crate) domain: Option<String>,
+    /// Only this command type (needs --domain).
+    #[arg(long = "type", requires = "domain")]
+    pub(crate) command_type: Option<String>,
+    /// Only items whose last error has this code.
+    #[arg(long)]
+    pub(crate) error_code: Option<String>,
+    /// Entered the queue since (RFC 3339, or an age such as 30m, 2h, 7d).
+    #[arg(long)]
+    pub(crate) since: Option<When>,
+    /// Entered the queue before (RFC 3339, or an age).
+    #[arg(long)]
+    pub(crate) until: Option<When>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PageArgs {
+    /// Rows per page (1–1000).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub(crate) limit: u16,
+    /// Continue after this cursor (printed with the previous page).
+    #[arg(long)]
+    pub(crate) after: Option<cmdbus_pg::Cursor>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct QueryArgs {
+    /// Only these statuses (pending, in_progress, completed, failed, tsq, canceled).
+    #[arg(long)]
+    pub(crate) status: Vec<cmdbus::CommandStatus>,
+    /// Only this domain.
+    #[arg(long)]
+    pub(crate) domain: Option<String>,
+    /// Only this command type (needs --domain).
+    #[arg(long = "type", requires = "domain")]
+    pub(crate) command_type: Option<String>,
+    /// Only this correlation id.
+    #[arg(long)]
+    pub(crate) correlation_id: Option<Uuid>,
+    /// Created since (RFC 3339, or an age such as 30m, 2h, 7d).
+    #[arg(long)]
+    pub(crate) since: Option<When>,
+    /// Created before.
+    #[arg(long)]
+    pub(crate) until: Option<When>,
+    #[command(flatten)]
+    pub(crate) page: PageArgs,
+}

@@ -1,0 +1,318 @@
+//! What each subcommand does.
+
+use std::{io::Write, time::Duration};
+
+use cmdbus::{CommandRecord, Operator};
+use cmdbus_pg::{CommandQuery, PgBus, TsqFilter};
+use sqlx::postgres::PgPoolOptions;
+
+use crate::{
+    args::{Cli, Command, QueryArgs, Target, Tsq, TsqFilterArgs},
+    output,
+};
+
+/// Why the CLI failed, and with which exit code.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CliError {
+    /// The bus refused or failed.
+    #[error(transparent)]
+    Bus(#[from] cmdbus::Error),
+    /// Writing the output failed (e.g. a closed pipe).
+    #[error("cannot write the output")]
+    Output(#[from] std::io::Error),
+    /// An argument that parsed but makes no sense.
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl CliError {
+    pub(crate) fn exit_code(&self) -> u8 {
+        match self {
+            Self::Usage(_) => 2,
+            Self::Bus(cmdbus::Error::Backend { .. }) => 4,
+            Self::Bus(_) => 3,
+            Self::Output(_) => 1,
+        }
+    }
+}
+
+type Result<T, E = CliError> = std::result::Result<T, E>;
+
+pub(crate) async fn run(cli: Cli, connect_timeout: Duration) -> Result<()> {
+    let pool = PgPoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(connect_timeout)
+        .connect(&cli.database_url)
+        .await
+        .map_err(|e| cmdbus::Error::backend("connecting to PostgreSQL", e))?;
+    let builder = PgBus::builder(pool).schema(&cli.schema);
+    let migrate = matches!(cli.command, Command::Migrate);
+    let bus =
+        if migrate { builder.build().await? } else { builder.skip_migrations().build().await? };
+    let mut out = std::io::stdout().lock();
+    match &cli.command {
+        Command::Migrate => {
+            let version = cmdbus_pg::SCHEMA_VERSION;
+            if cli.json {
+                output::json(
+                    &mut out,
+                    &serde_json::json!({ "schema": cli.schema, "version": version }),
+                )?;
+            } else {
+                writeln!(out, "schema {:?} is at version {version}", cli.schema)?;
+            }
+        }
+        Command::Tsq(tsq) => run_tsq(&cli, &bus, tsq, &mut out).await?,
+        Command::Audit { id } => {
+            let mut entries = Vec::new();
+            for record in find(&bus, *id).await? {
+                entries.extend(bus.audit_trail(&record.domain, *id).await?);
+            }
+            if cli.json {
+                output::json(&mut out, &entries)?;
+            } else {
+                output::table(
+                    &mut out,
+                    &["AT", "EVENT", "ATTEMPT", "DETAILS"],
+                    &output::audit_rows(&entries),
+                )?;
+            }
+        }
+        Command::Query(args) => {
+            let page = bus.query(&query(args)?).await?;
+            print_page(&cli, &mut out, &page)?;
+        }
+        Command::Stats { domain } => {
+            let counts = bus.status_counts(domain.as_deref()).await?;
+            if cli.json {
+                output::json(&mut out, &counts)?;
+            } else {
+                let rows: Vec<Vec<String>> = counts
+                    .iter()
+                    .map(|c| {
+                        vec![
+                            c.domain.clone(),
+                            c.command_type.clone(),
+                            c.status.to_string(),
+                            c.count.to_string(),
+                        ]
+                    })
+                    .collect();
+                output::table(&mut out, &["DOMAIN", "TYPE", "STATUS", "COUNT"], &rows)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn run_tsq(cli: &Cli, bus: &PgBus, tsq: &Tsq, out: &mut impl Write) -> Result<()> {
+    let api = bus.troubleshooting();
+    match tsq {
+        Tsq::List { filter, page } => {
+            let result = api.list(&tsq_filter(filter), usize::from(page.limit), page.after).await?;
+            print_page(cli, out, &result)?;
+        }
+        Tsq::Count { filter } => {
+            let counts = api.counts(&tsq_filter(filter)).await?;
+            if cli.json {
+                output::json(out, &counts)?;
+            } else {
+                let rows: Vec<Vec<String>> = counts
+                    .iter()
+                    .map(|c| {
+                        let code = c.error_code.clone().unwrap_or_default();
+                        vec![c.domain.clone(), c.command_type.clone(), code, c.count.to_string()]
+                    })
+                    .collect();
+                output::table(out, &["DOMAIN", "TYPE", "ERROR CODE", "COUNT"], &rows)?;
+            }
+        }
+        Tsq::Show { id } => {
+            let records = find(bus, *id).await?;
+            if cli.json {
+                output::json(out, &records)?;
+            } else {
+                for record in &records {
+                    show(out, record)?;
+                }
+            }
+        }
+        Tsq::Retry { target } => {
+            let operator = operator(cli)?;
+            match target.id {
+                Some(id) => {
+                    api.retry(id, &operator).await?;
+                    done(cli, out, "retried", id)?;
+                }
+                None => {
+                    let outcome = api
+                        .retry_all(&tsq_filter(&target.filter), &operator, target.dry_run)
+                        .await?;
+                    bulk(cli, out, "retry", target, outcome)?;
+                }
+            }
+        }
+        Tsq::Cancel { target, reason } => {
+            let operator = operator(cli)?;
+            match target.id {
+                Some(id) => {
+                    api.cancel(id, &operator, reason).await?;
+                    done(cli, out, "canceled", id)?;
+                }
+                None => {
+                    let filter = tsq_filter(&target.filter);
+                    let outcome =
+                        api.cancel_all(&filter, &operator, reason, target.dry_run).await?;
+                    bulk(cli, out, "cancel", target, outcome)?;
+                }
+            }
+        }
+        Tsq::Complete { id, result } => {
+            let operator = operator(cli)?;
+            let result: serde_json::Value = serde_json::from_str(result)
+                .map_err(|e| CliError::Usage(format!("--result is not valid JSON: {e}")))?;
+            api.complete_json(*id, &operator, &result).await?;
+            done(cli, out, "completed", *id)?;
+        }
+    }
+    Ok(())
+}
+
+/// The operator: --operator / $CMDBUS_OPERATOR, else the OS user.
+fn operator(cli: &Cli) -> Result<Operator> {
+    let identity = cli
+        .operator
+        .clone()
+        .or_else(|| std::env::var("USER").ok())
+        .or_else(|| std::env::var("LOGNAME").ok())
+        .ok_or_else(|| {
+            CliError::Usage("no operator identity: pass --operator or set CMDBUS_OPERATOR".into())
+        })?;
+    Ok(Operator::new(identity)?)
+}
+
+async fn find(bus: &PgBus, id: uuid::Uuid) -> Result<Vec<CommandRecord>> {
+    let records = bus.find(id).await?;
+    if records.is_empty() {
+        return Err(cmdbus::Error::NotFound { domain: "*".into(), command_id: id }.into());
+    }
+    Ok(records)
+}
+
+fn tsq_filter(args: &TsqFilterArgs) -> TsqFilter {
+    let mut filter = TsqFilter::new();
+    if let Some(domain) = &args.domain {
+        filter = filter.domain(domain);
+    }
+    if let (Some(domain), Some(command_type)) = (&args.domain, &args.command_type) {
+        filter = filter.command_type(domain, command_type);
+    }
+    if let Some(code) = &args.error_code {
+        filter = filter.error_code(code);
+    }
+    if let Some(since) = args.since {
+        filter = filter.since(since.0);
+    }
+    if let Some(until) = args.until {
+        filter = filter.until(until.0);
+    }
+    filter
+}
+
+fn query(args: &QueryArgs) -> Result<CommandQuery> {
+    let mut query = CommandQuery::new().limit(usize::from(args.page.limit));
+    for status in &args.status {
+        query = query.status(*status);
+    }
+    if let Some(domain) = &args.domain {
+        query = query.domain(domain);
+    }
+    if let (Some(domain), Some(command_type)) = (&args.domain, &args.command_type) {
+        query = query.command_type(domain, command_type);
+    }
+    if let Some(id) = args.correlation_id {
+        query = query.correlation_id(id);
+    }
+    if args.since.is_some() || args.until.is_some() {
+        let from = args.since.map_or(chrono::DateTime::<chrono::Utc>::MIN_UTC, |w| w.0);
+        let until =
+            args.until.map_or_else(|| chrono::Utc::now() + chrono::Duration::days(1), |w| w.0);
+        if from >= until {
+            return Err(CliError::Usage("--since must be before --until".into()));
+        }
+        query = query.created_between(from, until);
+    }
+    if let Some(after) = args.page.after {
+        query = query.after(after);
+    }
+    Ok(query)
+}
+
+fn print_page(
+    cli: &Cli,
+    out: &mut impl Write,
+    page: &cmdbus_pg::Page<CommandRecord>,
+) -> Result<()> {
+    if cli.json {
+        let next = page.next.map(|c| c.to_string());
+        output::json(out, &serde_json::json!({ "items": page.items, "next": next }))?;
+    } else {
+        output::table(out, &output::COMMAND_HEADERS, &output::command_rows(&page.items))?;
+        if let Some(next) = page.next {
+            writeln!(out, "more: --after {next}")?;
+        }
+    }
+    Ok(())
+}
+
+fn show(out: &mut impl Write, record: &CommandRecord) -> Result<()> {
+    writeln!(out, "id:           {}", record.command_id)?;
+    writeln!(out, "type:         {}/{}", record.domain, record.command_type)?;
+    writeln!(out, "status:       {}", record.status)?;
+    writeln!(out, "attempts:     {}/{}", record.attempts, record.max_attempts)?;
+    writeln!(out, "correlation:  {}", record.correlation_id)?;
+    writeln!(out, "reply to:     {}", record.reply_to)?;
+    writeln!(out, "created:      {}", record.created_at)?;
+    writeln!(out, "updated:      {}", record.updated_at)?;
+    if let Some(error) = &record.last_error {
+        writeln!(out, "last error:   {} ({:?}, {})", error.code, error.kind, error.error_type)?;
+        writeln!(out, "              {}", error.message)?;
+    }
+    let payload: serde_json::Value = serde_json::from_str(record.payload.get()).unwrap_or_default();
+    writeln!(out, "payload:")?;
+    output::json(out, &payload)?;
+    Ok(())
+}
+
+fn done(cli: &Cli, out: &mut impl Write, what: &str, id: uuid::Uuid) -> Result<()> {
+    if cli.json {
+        output::json(out, &serde_json::json!({ "command_id": id, "result": what }))?;
+    } else {
+        writeln!(out, "{what} {id}")?;
+    }
+    Ok(())
+}
+
+fn bulk(
+    cli: &Cli,
+    out: &mut impl Write,
+    action: &str,
+    target: &Target,
+    outcome: cmdbus_pg::BulkOutcome,
+) -> Result<()> {
+    if cli.json {
+        output::json(
+            out,
+            &serde_json::json!({ "action": action, "dry_run": target.dry_run, "matched": outcome.matched, "acted": outcome.acted }),
+        )?;
+    } else if target.dry_run {
+        writeln!(out, "dry run: {action} would act on {} item(s)", outcome.matched)?;
+    } else {
+        writeln!(
+            out,
+            "{action}: acted on {} of {} matching item(s)",
+            outcome.acted, outcome.matched
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,300 @@
+//! The real `cmdbus` binary against a real database, one fresh schema per test.
+
+use std::{process::Output, time::Duration};
+
+use cmdbus::{HandlerError, command, handler};
+use cmdbus_pg::{PgBus, TsqFilter};
+use uuid::Uuid;
+
+#[command(domain = "cli-it")]
+struct Ship {
+    order: u32,
+    code: String,
+}
+
+#[handler]
+async fn ship(cmd: Ship) -> Result<(), HandlerError> {
+    Err(HandlerError::permanent(cmd.code, format!("cannot ship order {}", cmd.order)))
+}
+
+struct Fixture {
+    bus: PgBus,
+    schema: String,
+    ids: Vec<Uuid>,
+}
+
+/// A schema with three items in the TSQ: two `no_stock`, one `bad_address`.
+async fn fixture() -> Fixture {
+    let schema = cmdbus_tests::fresh_schema();
+    let bus =
+        PgBus::builder(cmdbus_tests::pool().await).schema(&schema).build().await.expect("bus");
+    let mut ids = Vec::new();
+    for (order, code) in [(1, "no_stock"), (2, "no_stock"), (3, "bad_address")] {
+        ids.push(bus.send(Ship { order, code: code.into() }).await.expect("send").command_id());
+    }
+    let worker = bus
+        .worker()
+        .domain("cli-it")
+        .poll_interval(Duration::from_millis(20))
+        .start()
+        .await
+        .expect("worker");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while bus.troubleshooting().list(&TsqFilter::new(), 10, None).await.expect("list").items.len()
+        < 3
+    {
+        assert!(tokio::time::Instant::now() < deadline, "fixture never reached the TSQ");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    worker.shutdown().await;
+    Fixture { bus, schema, ids }
+}
+
+fn cmdbus(schema: &str, args: &[&str]) -> Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_cmdbus"))
+        .env("DATABASE_URL", cmdbus_tests::database_url())
+        .env_remove("CMDBUS_OPERATOR")
+        .env("CMDBUS_SCHEMA", schema)
+        .args(args)
+        .output()
+        .expect("cmdbus runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[track_caller]
+fn assert_exit(output: &Output, code: i32) {
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "stdout: {}\nstderr: {}",
+        stdout(output),
+        stderr(output)
+    );
+}
+
+fn json(output: &Output) -> serde_json::Value {
+    assert_exit(output, 0);
+    serde_json::from_slice(&output.stdout).expect("valid JSON")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_is_idempotent_and_other_commands_need_it() {
+    let schema = cmdbus_tests::fresh_schema();
+    let before = cmdbus(&schema, &["stats"]);
+    assert_exit(&before, 4);
+    assert!(
+        stderr(&before).contains("run the migrations (`cmdbus migrate`)"),
+        "{}",
+        stderr(&before)
+    );
+    for _ in 0..2 {
+        let migrated = cmdbus(&schema, &["migrate"]);
+        assert_exit(&migrated, 0);
+        assert!(stdout(&migrated).contains("is at version 1"));
+    }
+    assert_exit(&cmdbus(&schema, &["stats"]), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tsq_list_count_and_show() {
+    let f = fixture().await;
+    let table = cmdbus(&f.schema, &["tsq", "list"]);
+    assert_exit(&table, 0);
+    let text = stdout(&table);
+    assert!(text.starts_with("ID"), "{text}");
+    for id in &f.ids {
+        assert!(text.contains(&id.to_string()), "{text}");
+    }
+    assert!(text.contains("no_stock: cannot ship order"), "{text}");
+
+    let page = json(&cmdbus(
+        &f.schema,
+        &["--json", "tsq", "list", "--error-code", "no_stock", "--limit", "1"],
+    ));
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(1));
+    let next = page["next"].as_str().expect("a next page").to_owned();
+    let rest = json(&cmdbus(
+        &f.schema,
+        &["--json", "tsq", "list", "--error-code", "no_stock", "--after", &next],
+    ));
+    assert_eq!(rest["items"].as_array().map(Vec::len), Some(1));
+    assert!(rest["next"].is_null());
+
+    let counts = json(&cmdbus(&f.schema, &["--json", "tsq", "count", "--domain", "cli-it"]));
+    assert_eq!(counts[0]["error_code"], "bad_address");
+    assert_eq!(counts[1]["count"], 2);
+
+    let show = cmdbus(&f.schema, &["tsq", "show", &f.ids[2].to_string()]);
+    assert_exit(&show, 0);
+    let text = stdout(&show);
+    assert!(text.contains("IN_TROUBLESHOOTING_QUEUE") && text.contains("\"order\": 3"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tsq_actions_are_audited_with_the_operator() {
+    let f = fixture().await;
+    let (a, b, c) = (f.ids[0].to_string(), f.ids[1].to_string(), f.ids[2].to_string());
+    let retried = cmdbus(&f.schema, &["--operator", "ada", "tsq", "retry", &a]);
+    assert_exit(&retried, 0);
+    assert_eq!(stdout(&retried).trim(), format!("retried {a}"));
+    let again = cmdbus(&f.schema, &["--operator", "ada", "tsq", "retry", &a]);
+    assert_exit(&again, 3);
+    assert!(
+        stderr(&again).contains("illegal status transition from PENDING to PENDING"),
+        "{}",
+        stderr(&again)
+    );
+
+    assert_exit(
+        &cmdbus(
+            &f.schema,
+            &["--operator", "ada", "tsq", "cancel", &b, "--reason", "customer left"],
+        ),
+        0,
+    );
+    assert_exit(
+        &cmdbus(&f.schema, &["--operator", "ada", "tsq", "complete", &c, "--result", "null"]),
+        0,
+    );
+
+    let trail = json(&cmdbus(&f.schema, &["--json", "audit", &b]));
+    let last = trail.as_array().and_then(|t| t.last()).expect("entries").clone();
+    assert_eq!(last["event"], "OPERATOR_CANCEL");
+    assert_eq!(last["details"]["operator"], "ada");
+    assert_eq!(last["details"]["reason"], "customer left");
+    let table = stdout(&cmdbus(&f.schema, &["audit", &c]));
+    assert!(
+        table.contains("SENT")
+            && table.contains("MOVED_TO_TSQ")
+            && table.contains("OPERATOR_COMPLETE"),
+        "{table}"
+    );
+
+    let statuses = f.bus.status_counts(Some("cli-it")).await.expect("counts");
+    let names: Vec<String> = statuses.iter().map(|s| s.status.to_string()).collect();
+    assert_eq!(names, ["CANCELED", "COMPLETED", "PENDING"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_retry_counts_then_acts() {
+    let f = fixture().await;
+    let args = ["--json", "--operator", "ops", "tsq", "retry", "--all", "--error-code", "no_stock"];
+    let dry = json(&cmdbus(&f.schema, &[&args[..], &["--dry-run"]].concat()));
+    assert_eq!((dry["matched"].as_u64(), dry["acted"].as_u64()), (Some(2), Some(0)));
+    let done = json(&cmdbus(&f.schema, &args));
+    assert_eq!((done["matched"].as_u64(), done["acted"].as_u64()), (Some(2), Some(2)));
+    let cancel = cmdbus(
+        &f.schema,
+        &[
+            "--operator",
+            "ops",
+            "tsq",
+            "cancel",
+            "--all",
+            "--domain",
+            "cli-it",
+            "--reason",
+            "x",
+            "--dry-run",
+        ],
+    );
+    assert_exit(&cancel, 0);
+    assert_eq!(stdout(&cancel).trim(), "dry run: cancel would act on 1 item(s)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_and_stats() {
+    let f = fixture().await;
+    let found = json(&cmdbus(
+        &f.schema,
+        &[
+            "--json", "query", "--status", "tsq", "--domain", "cli-it", "--type", "Ship",
+            "--since", "1h",
+        ],
+    ));
+    assert_eq!(found["items"].as_array().map(Vec::len), Some(3));
+    let correlated =
+        json(&cmdbus(&f.schema, &["--json", "query", "--correlation-id", &f.ids[0].to_string()]));
+    assert_eq!(correlated["items"][0]["command_id"], f.ids[0].to_string());
+    let none = json(&cmdbus(&f.schema, &["--json", "query", "--status", "completed"]));
+    assert_eq!(none["items"].as_array().map(Vec::len), Some(0));
+    let stats = stdout(&cmdbus(&f.schema, &["stats"]));
+    assert!(stats.contains("cli-it") && stats.contains("IN_TROUBLESHOOTING_QUEUE  3"), "{stats}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_clear_errors_and_exit_codes() {
+    let f = fixture().await;
+    let cases: &[(&[&str], i32, &str)] = &[
+        (&["tsq", "show", "not-a-uuid"], 2, "invalid value 'not-a-uuid'"),
+        (&["query", "--status", "done"], 2, "unknown command status \"done\""),
+        (&["query", "--since", "yesterday"], 2, "neither an RFC 3339 time nor an age"),
+        (&["query", "--since", "1h", "--until", "2h"], 2, "--since must be before --until"),
+        (&["tsq", "list", "--type", "Ship"], 2, "--domain"),
+        (&["tsq", "list", "--limit", "0"], 2, "0 is not in 1..=1000"),
+        (&["tsq", "list", "--after", "garbage"], 2, "expected <time>~<uuid>"),
+        (&["tsq", "list", "--domain", "Bad; drop"], 3, "invalid domain"),
+        (&["--operator", "ops", "tsq", "cancel", "--all", "--dry-run"], 2, "--reason"),
+        (
+            &[
+                "--operator",
+                "ops",
+                "tsq",
+                "complete",
+                "00000000-0000-0000-0000-000000000000",
+                "--result",
+                "{oops",
+            ],
+            2,
+            "not valid JSON",
+        ),
+        (
+            &["--operator", "ops", "tsq", "retry", "00000000-0000-0000-0000-000000000000"],
+            3,
+            "no command 00000000",
+        ),
+        (
+            &["--operator", " ", "tsq", "retry", "00000000-0000-0000-0000-000000000000"],
+            3,
+            "invalid operator",
+        ),
+        (&["audit", "00000000-0000-0000-0000-000000000000"], 3, "no command"),
+        (&["--schema", "Bad Schema", "stats"], 3, "invalid schema"),
+    ];
+    for (args, code, message) in cases {
+        let output = cmdbus(&f.schema, args);
+        assert_exit(&output, *code);
+        assert!(stderr(&output).contains(message), "{args:?}: {}", stderr(&output));
+    }
+    // No --operator, no $CMDBUS_OPERATOR, no $USER/$LOGNAME: refused.
+    let anonymous = std::process::Command::new(env!("CARGO_BIN_EXE_cmdbus"))
+        .env("DATABASE_URL", cmdbus_tests::database_url())
+        .env_remove("CMDBUS_OPERATOR")
+        .env_remove("USER")
+        .env_remove("LOGNAME")
+        .args(["--schema", &f.schema, "tsq", "retry", &f.ids[0].to_string()])
+        .output()
+        .expect("runs");
+    assert_exit(&anonymous, 2);
+    assert!(stderr(&anonymous).contains("no operator identity"), "{}", stderr(&anonymous));
+}
+
+#[test]
+fn an_unreachable_database_fails_fast_with_exit_code_4() {
+    let started = std::time::Instant::now();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_cmdbus"))
+        .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/postgres")
+        .arg("stats")
+        .output()
+        .expect("runs");
+    assert_exit(&output, 4);
+    assert!(stderr(&output).contains("connecting to PostgreSQL"), "{}", stderr(&output));
+    assert!(started.elapsed() < Duration::from_secs(15), "bounded by the connect timeout");
+}
