@@ -117,6 +117,7 @@ macro_rules! conformance_suite {
             shutdown_finishes_in_flight_handlers,
             shutdown_releases_unfinished_handlers,
             lease_can_be_extended,
+            retry_runs_when_due_not_at_the_next_poll,
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {
@@ -520,4 +521,21 @@ pub async fn lease_can_be_extended<T: Transport>(transport: T) {
     let refused =
         transport.lease_extend(crate::LeaseExtend::new(stranger, Duration::from_secs(1))).await;
     assert_eq!(refused.expect("extend"), None);
+}
+
+/// A retry runs when its backoff is over, without waiting for the fallback
+/// poll (here 30 s) or a wake-up from elsewhere.
+pub async fn retry_runs_when_due_not_at_the_next_poll<T: Transport>(transport: T) {
+    let bus = Bus::new(transport.clone());
+    let worker = bus
+        .worker()
+        .domain(DOMAIN)
+        .poll_interval(Duration::from_secs(30))
+        .start()
+        .await
+        .expect("worker starts");
+    let id = bus.send(Flaky { fail_times: 2 }).await.expect("send").command_id();
+    let reply = bus.wait_reply::<Flaky>(id, Duration::from_secs(10)).await;
+    worker.shutdown().await;
+    assert_eq!(reply.expect("retried on time, not after the 30 s poll"), TypedReply::Success(3));
 }

@@ -4,7 +4,7 @@
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use tokio::{
-    sync::{mpsc, watch},
+    sync::{Notify, mpsc, watch},
     task::{Id, JoinSet},
     time::{Instant, sleep, sleep_until},
 };
@@ -194,7 +194,11 @@ struct Runtime<T: Transport> {
 impl<T: Transport> Runtime<T> {
     async fn run(mut self) -> ShutdownReport {
         let (outcomes, receiver) = mpsc::unbounded_channel();
-        let completer = tokio::spawn(complete(self.config.transport.clone(), receiver));
+        // Fired when a retry was recorded: the loop then recomputes how long
+        // to sleep, so the retry runs when due, not at the next poll.
+        let retried = Arc::new(Notify::new());
+        let completer =
+            tokio::spawn(complete(self.config.transport.clone(), receiver, Arc::clone(&retried)));
         let mut tasks = JoinSet::new();
         let mut running: HashMap<Id, LeaseRef> = HashMap::new();
         let mut lease_errors = 0u32;
@@ -244,6 +248,7 @@ impl<T: Transport> Runtime<T> {
             tokio::select! {
                 _ = self.stopped.changed() => break,
                 () = self.wakeups.next() => {}
+                () = retried.notified() => {}
                 Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
                     running.remove(&task_id(&done));
                 }
@@ -375,9 +380,14 @@ fn task_id(done: &std::result::Result<(Id, ()), tokio::task::JoinError>) -> Id {
 }
 
 /// Records outcomes in batches until every sender is gone.
-async fn complete<T: Transport>(transport: T, mut receiver: mpsc::UnboundedReceiver<Outcome>) {
+async fn complete<T: Transport>(
+    transport: T,
+    mut receiver: mpsc::UnboundedReceiver<Outcome>,
+    retried: Arc<Notify>,
+) {
     let mut batch = Vec::with_capacity(RECORD_BATCH);
     while receiver.recv_many(&mut batch, RECORD_BATCH).await > 0 {
+        let has_retry = batch.iter().any(|o| matches!(o.kind, OutcomeKind::Retry { .. }));
         let mut delay = Duration::from_millis(50);
         // Retried while the database is away; if it never comes back, the
         // leases expire and the commands are delivered again.
@@ -387,6 +397,9 @@ async fn complete<T: Transport>(transport: T, mut receiver: mpsc::UnboundedRecei
                     let lost = results.iter().filter(|r| **r == RecordResult::LeaseLost).count();
                     if lost > 0 {
                         warn!(lost, "cmdbus: outcomes dropped because their lease was lost");
+                    }
+                    if has_retry {
+                        retried.notify_one();
                     }
                     break;
                 }

@@ -23,6 +23,9 @@ struct DebitAccount {
 
 #[handler]
 async fn debit(cmd: DebitAccount, ctx: &mut HandlerContext) -> Result<DebitReceipt, HandlerError> {
+    if cmd.account.starts_with("closed-") {
+        return Err(HandlerError::permanent("account_closed", "the account is closed at the bank"));
+    }
     if cmd.account == "flaky-partner" && ctx.attempt() == 1 {
         return Err(HandlerError::transient("partner_timeout", "the partner bank timed out"));
     }
@@ -86,6 +89,18 @@ async fn main() -> Result<(), cmdbus::Error> {
             );
         }
     }
+    let closed =
+        bus.send(DebitAccount { account: "closed-dave".into(), amount_cents: 500 }).await?;
+    while bus.command::<DebitAccount>(closed.command_id()).await?.status
+        != cmdbus::CommandStatus::InTroubleshootingQueue
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!(
+        "  debit closed-dave       500 -> in the troubleshooting queue: {}",
+        closed.command_id()
+    );
+    println!("  operators take it from there: cmdbus --schema cmdbus_demo tsq list");
     let report = worker.shutdown().await;
     println!("worker stopped: {report:?}");
     Ok(())
