@@ -23,6 +23,7 @@ demo: ## Run the demo: typed commands, a worker, replies
 
 test: postgres ## Run every test (unit, conformance, integration, UI, doc)
 	@command -v cargo-nextest >/dev/null || $(MAKE) setup
+	./scripts/drop-test-data.sh
 	$(CARGO) nextest run --workspace --all-features --no-fail-fast
 	$(CARGO) test --workspace --all-features --doc
 
@@ -35,6 +36,7 @@ typecheck: ## cargo check on all targets
 
 test-coverage: postgres ## Line coverage of cmdbus + cmdbus-macros; fails under 80%
 	@command -v cargo-llvm-cov >/dev/null || $(MAKE) setup
+	./scripts/drop-test-data.sh
 	$(CARGO) llvm-cov nextest --workspace --all-features \
 		--ignore-filename-regex '(tests|examples)/' \
 		--fail-under-lines 80 --summary-only

@@ -94,6 +94,12 @@ impl PgBus {
         query.run(transport.pool(), transport.schema_ref()).await
     }
 
+    /// PostgreSQL's plan for `query` (`EXPLAIN`), to check it uses an index.
+    pub async fn explain(&self, query: &CommandQuery) -> Result<String> {
+        let transport = self.bus.transport();
+        query.explain(transport.pool(), transport.schema_ref()).await
+    }
+
     /// Commands per domain, type and status (optionally of one domain).
     pub async fn status_counts(&self, domain: Option<&str>) -> Result<Vec<StatusCount>> {
         let transport = self.bus.transport();

@@ -141,6 +141,38 @@ impl Selection {
         }
     }
 
+    /// The page query; `explain` prefixes `EXPLAIN` to show its plan.
+    fn page_sql(
+        &self,
+        schema: &Schema,
+        limit: usize,
+        after: Option<Cursor>,
+        explain: bool,
+    ) -> QueryBuilder<Postgres> {
+        let explain = if explain { "EXPLAIN " } else { "" };
+        let mut sql = QueryBuilder::new(format!("{explain}SELECT {RECORD_COLUMNS} FROM "));
+        sql.push(schema.render("{schema}.commands"));
+        self.push_where(&mut sql, after);
+        let order = self.sort_column();
+        sql.push(format!(" ORDER BY {order} DESC, command_id DESC LIMIT "));
+        // One extra row tells whether there is a next page.
+        sql.push_bind(i64::try_from(limit + 1).unwrap_or(i64::MAX));
+        sql
+    }
+
+    /// PostgreSQL's plan for one page, one line per plan node.
+    pub(crate) async fn explain(
+        &self,
+        pool: &sqlx::PgPool,
+        schema: &Schema,
+        limit: usize,
+    ) -> Result<String> {
+        let mut sql = self.page_sql(schema, limit.clamp(1, MAX_PAGE), None, true);
+        let lines: Vec<String> =
+            sql.build_query_scalar().fetch_all(pool).await.map_err(db("explaining a query"))?;
+        Ok(lines.join("\n"))
+    }
+
     pub(crate) async fn page(
         &self,
         pool: &sqlx::PgPool,
@@ -149,13 +181,7 @@ impl Selection {
         after: Option<Cursor>,
     ) -> Result<Page<CommandRecord>> {
         let limit = limit.clamp(1, MAX_PAGE);
-        let mut sql = QueryBuilder::new(format!("SELECT {RECORD_COLUMNS} FROM "));
-        sql.push(schema.render("{schema}.commands"));
-        self.push_where(&mut sql, after);
-        let order = self.sort_column();
-        sql.push(format!(" ORDER BY {order} DESC, command_id DESC LIMIT "));
-        // One extra row tells whether there is a next page.
-        sql.push_bind(i64::try_from(limit + 1).unwrap_or(i64::MAX));
+        let mut sql = self.page_sql(schema, limit, after, false);
         let rows = sql.build().fetch_all(pool).await.map_err(db("querying commands"))?;
         let mut items = rows.iter().map(crate::rows::record).collect::<Result<Vec<_>>>()?;
         let next = if items.len() > limit {
@@ -281,6 +307,11 @@ impl CommandQuery {
     ) -> Result<Page<CommandRecord>> {
         self.validate()?;
         self.selection.page(pool, schema, self.limit, self.after).await
+    }
+
+    pub(crate) async fn explain(&self, pool: &sqlx::PgPool, schema: &Schema) -> Result<String> {
+        self.validate()?;
+        self.selection.explain(pool, schema, self.limit).await
     }
 }
 

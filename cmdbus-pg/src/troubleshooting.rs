@@ -186,6 +186,11 @@ impl Troubleshooting {
         selection.page(self.transport.pool(), self.transport.schema_ref(), limit, after).await
     }
 
+    /// PostgreSQL's plan for listing `filter` (`EXPLAIN`).
+    pub async fn explain(&self, filter: &TsqFilter) -> Result<String> {
+        filter.selection()?.explain(self.transport.pool(), self.transport.schema_ref(), 50).await
+    }
+
     /// Items of type `C`, payloads decoded; undecodable ones are listed with
     /// their error.
     pub async fn list_typed<C: Command>(
