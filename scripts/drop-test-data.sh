@@ -5,6 +5,7 @@
 set -euo pipefail
 url=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 psql "$url" -qtA -v ON_ERROR_STOP=1 <<'SQL' >/dev/null
+SET client_min_messages = warning;
 DO $$
 DECLARE name text;
 BEGIN
