@@ -15,6 +15,7 @@ CREATE TABLE {schema}.commands (
     lease_expires_at timestamptz,
     leased_by        text,
     last_error       jsonb,
+    traceparent      text,
     created_at       timestamptz NOT NULL DEFAULT now(),
     updated_at       timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (domain, command_id),

@@ -67,6 +67,7 @@ pub(crate) struct Statements {
     pub(crate) replies_take: Arc<str>,
     pub(crate) next_due: Arc<str>,
     pub(crate) operator_action: Arc<str>,
+    pub(crate) queue_stats: Arc<str>,
 }
 
 impl Statements {
@@ -85,6 +86,7 @@ impl Statements {
             replies_take: r(include_str!("sql/replies_take.sql")),
             next_due: r(include_str!("sql/next_due.sql")),
             operator_action: r(include_str!("sql/operator_action.sql")),
+            queue_stats: r(include_str!("sql/queue_stats.sql")),
         }
     }
 }

@@ -5,8 +5,8 @@ use std::{any::Any, sync::Arc, time::Duration};
 use chrono::{DateTime, Utc};
 use cmdbus::{
     AuditEntry, AuditEvent, CommandRecord, CommandsLease, Error, Failure, LeaseExtend, LeaseRef,
-    LeasedCommand, NewCommand, Outcome, OutcomeKind, RecordResult, Reply, ReplyStatus, Result,
-    SendOutcome, Transport, WakeUps, failed_reply_body,
+    LeasedCommand, NewCommand, Outcome, OutcomeKind, QueueStats, RecordResult, Reply, ReplyStatus,
+    Result, SendOutcome, Transport, WakeUps, failed_reply_body,
 };
 use sqlx::{PgConnection, PgPool, Postgres, Row, Transaction, postgres::PgRow};
 use uuid::Uuid;
@@ -100,43 +100,21 @@ impl PgTransport {
     where
         E: sqlx::Executor<'c, Database = Postgres>,
     {
-        let n = commands.len();
-        let (
-            mut domains,
-            mut ids,
-            mut types,
-            mut correlations,
-            mut reply_tos,
-            mut maxes,
-            mut payloads,
-        ) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
+        let mut columns = SendColumns::with_capacity(commands.len());
         for command in commands {
             cmdbus::validate_domain(&command.domain)?;
             cmdbus::validate_command_type(&command.command_type)?;
-            domains.push(command.domain);
-            ids.push(command.command_id);
-            types.push(command.command_type);
-            correlations.push(command.correlation_id);
-            reply_tos.push(command.reply_to);
-            maxes.push(i32::try_from(command.max_attempts).unwrap_or(i32::MAX));
-            payloads.push(String::from(Box::<str>::from(command.payload)));
+            columns.push(command);
         }
         let rows = sqlx::query(sql(&self.inner.statements.commands_send))
-            .bind(&domains)
-            .bind(&ids)
-            .bind(&types)
-            .bind(&correlations)
-            .bind(&reply_tos)
-            .bind(&maxes)
-            .bind(&payloads)
+            .bind(&columns.domains)
+            .bind(&columns.ids)
+            .bind(&columns.types)
+            .bind(&columns.correlations)
+            .bind(&columns.reply_tos)
+            .bind(&columns.max_attempts)
+            .bind(&columns.payloads)
+            .bind(&columns.traceparents)
             .fetch_all(executor)
             .await
             .map_err(db("sending commands"))?;
@@ -193,6 +171,44 @@ impl PgTransport {
             .await
             .map_err(db("reading a reply"))?;
         row.as_ref().map(reply_from_row).transpose()
+    }
+}
+
+/// New commands as parallel arrays for `unnest`.
+struct SendColumns {
+    domains: Vec<String>,
+    ids: Vec<Uuid>,
+    types: Vec<String>,
+    correlations: Vec<Uuid>,
+    reply_tos: Vec<String>,
+    max_attempts: Vec<i32>,
+    payloads: Vec<String>,
+    traceparents: Vec<Option<String>>,
+}
+
+impl SendColumns {
+    fn with_capacity(n: usize) -> Self {
+        Self {
+            domains: Vec::with_capacity(n),
+            ids: Vec::with_capacity(n),
+            types: Vec::with_capacity(n),
+            correlations: Vec::with_capacity(n),
+            reply_tos: Vec::with_capacity(n),
+            max_attempts: Vec::with_capacity(n),
+            payloads: Vec::with_capacity(n),
+            traceparents: Vec::with_capacity(n),
+        }
+    }
+
+    fn push(&mut self, command: NewCommand) {
+        self.domains.push(command.domain);
+        self.ids.push(command.command_id);
+        self.types.push(command.command_type);
+        self.correlations.push(command.correlation_id);
+        self.reply_tos.push(command.reply_to);
+        self.max_attempts.push(i32::try_from(command.max_attempts).unwrap_or(i32::MAX));
+        self.payloads.push(String::from(Box::<str>::from(command.payload)));
+        self.traceparents.push(command.traceparent);
     }
 }
 
@@ -312,7 +328,8 @@ impl Transport for PgTransport {
                     row.try_get("reply_to").map_err(get())?,
                     count(row.try_get("max_attempts").map_err(get())?),
                     raw(row.try_get("payload").map_err(get())?, "decoding a payload")?,
-                );
+                )
+                .with_traceparent(row.try_get("traceparent").map_err(get())?);
                 Ok(LeasedCommand::new(
                     command,
                     count(row.try_get("attempts").map_err(get())?),
@@ -462,6 +479,26 @@ impl Transport for PgTransport {
 
     async fn wakeups(&self, domains: &[String]) -> Result<WakeUps> {
         notify::listen(&self.inner.pool, &self.inner.schema.channel(), domains).await
+    }
+
+    async fn queue_stats(&self, domains: &[String]) -> Result<Vec<QueueStats>> {
+        let rows = sqlx::query(sql(&self.inner.statements.queue_stats))
+            .bind(domains)
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(db("reading queue stats"))?;
+        rows.iter()
+            .map(|row| {
+                let get = || db("decoding queue stats");
+                let due: i64 = row.try_get("due").map_err(get())?;
+                let age: f64 = row.try_get("oldest_age").map_err(get())?;
+                Ok(QueueStats::new(
+                    row.try_get("domain").map_err(get())?,
+                    u64::try_from(due).unwrap_or(0),
+                    Duration::try_from_secs_f64(age.max(0.0)).unwrap_or_default(),
+                ))
+            })
+            .collect()
     }
 
     async fn next_due_in(&self, domains: &[String]) -> Result<Option<Duration>> {

@@ -2,11 +2,12 @@
 
 use std::time::Duration;
 
+use tracing::{Instrument, field::Empty, info_span};
 use uuid::Uuid;
 
 use crate::{
     AuditEntry, Command, CommandRecord, DEFAULT_REPLY_QUEUE, Error, NewCommand, Result,
-    SendOptions, SendOutcome, Transport, TypedReply, WorkerBuilder,
+    SendOptions, SendOutcome, TraceParent, Transport, TypedReply, WorkerBuilder,
 };
 
 /// Largest serialized payload accepted by default: 1 MiB. Commands are
@@ -53,8 +54,22 @@ impl<T: Transport> Bus<T> {
         options: SendOptions,
     ) -> Result<SendOutcome> {
         let prepared = self.prepare(&command, options)?;
-        let mut outcomes = self.transport.commands_send(vec![prepared]).await?;
-        outcomes.pop().ok_or_else(|| Error::backend("send", "transport returned no outcome"))
+        let span = info_span!(
+            "cmdbus.send",
+            domain = C::DOMAIN,
+            command_type = C::NAME,
+            command_id = %prepared.command_id,
+            correlation_id = %prepared.correlation_id,
+            traceparent = prepared.traceparent.as_deref().unwrap_or_default(),
+            outcome = Empty,
+            error = Empty,
+        );
+        let sent = self.transport.commands_send(vec![prepared]).instrument(span.clone()).await;
+        let outcome = record_sent::<C>(&span, sent)?
+            .pop()
+            .ok_or_else(|| Error::backend("send", "transport returned no outcome"))?;
+        span.record("outcome", if outcome.is_duplicate() { "duplicate" } else { "accepted" });
+        Ok(outcome)
     }
 
     /// Sends many commands in one round trip, all or none; outcomes in order.
@@ -69,7 +84,15 @@ impl<T: Transport> Bus<T> {
         if prepared.is_empty() {
             return Ok(Vec::new());
         }
-        self.transport.commands_send(prepared).await
+        let span = info_span!(
+            "cmdbus.send_batch",
+            domain = C::DOMAIN,
+            command_type = C::NAME,
+            count = prepared.len(),
+            error = Empty,
+        );
+        let sent = self.transport.commands_send(prepared).instrument(span.clone()).await;
+        record_sent::<C>(&span, sent)
     }
 
     /// Validates and encodes a command for a transport, without sending it.
@@ -89,6 +112,7 @@ impl<T: Transport> Bus<T> {
             });
         }
         let command_id = options.command_id.unwrap_or_else(Uuid::now_v7);
+        let trace = options.traceparent.map_or_else(TraceParent::root, |parent| parent.child());
         Ok(NewCommand::new(
             C::DOMAIN.to_owned(),
             C::NAME.to_owned(),
@@ -97,7 +121,8 @@ impl<T: Transport> Bus<T> {
             options.reply_to.unwrap_or_else(|| DEFAULT_REPLY_QUEUE.to_owned()),
             options.max_attempts.unwrap_or_else(|| C::retry_policy().max_attempts()),
             payload,
-        ))
+        )
+        .with_traceparent(Some(trace.to_string())))
     }
 
     /// Waits up to `timeout` for the reply to command `command_id` of type `C`.
@@ -130,4 +155,26 @@ impl<T: Transport> Bus<T> {
     pub fn worker(&self) -> WorkerBuilder<T> {
         WorkerBuilder::new(self.transport.clone())
     }
+}
+
+/// Counts sends in metrics and records a failure on the span.
+fn record_sent<C: Command>(
+    span: &tracing::Span,
+    sent: Result<Vec<SendOutcome>>,
+) -> Result<Vec<SendOutcome>> {
+    match &sent {
+        Ok(outcomes) => {
+            let duplicates = outcomes.iter().filter(|o| o.is_duplicate()).count() as u64;
+            let labels = [("domain", C::DOMAIN), ("command_type", C::NAME)];
+            metrics::counter!("cmdbus_commands_sent_total", &labels)
+                .increment(outcomes.len() as u64 - duplicates);
+            if duplicates > 0 {
+                metrics::counter!("cmdbus_commands_duplicate_total", &labels).increment(duplicates);
+            }
+        }
+        Err(error) => {
+            span.record("error", tracing::field::display(error));
+        }
+    }
+    sent
 }

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 use uuid::Uuid;
 
-use crate::{Error, LeaseExtend, LeaseRef, LeasedCommand, Result, Transport};
+use crate::{Error, LeaseExtend, LeaseRef, LeasedCommand, Result, TraceParent, Transport};
 
 /// Extends leases; the object-safe slice of a transport a handler may use.
 pub(crate) trait LeaseControl: Send + Sync {
@@ -40,6 +40,7 @@ pub struct HandlerContext {
     attempt: u32,
     max_attempts: u32,
     lease_expires_at: DateTime<Utc>,
+    traceparent: TraceParent,
     control: Option<Arc<dyn LeaseControl>>,
     backend: Option<Arc<dyn Any + Send + Sync>>,
     unit_of_work: Option<Box<dyn Any + Send>>,
@@ -64,6 +65,9 @@ impl HandlerContext {
             attempt: command.attempt,
             max_attempts: command.max_attempts,
             lease_expires_at: command.lease_expires_at,
+            traceparent: command
+                .traceparent
+                .map_or_else(TraceParent::root, |parent| parent.child()),
             control: None,
             backend: None,
             unit_of_work: None,
@@ -103,6 +107,13 @@ impl HandlerContext {
     /// Whether a transient failure now sends the command to the troubleshooting queue.
     pub fn is_last_attempt(&self) -> bool {
         self.attempt >= self.max_attempts
+    }
+
+    /// This handler run's trace context: a child of the sender's. Pass it to
+    /// [`SendOptions::traceparent`](crate::SendOptions::traceparent) when the
+    /// handler sends commands of its own.
+    pub fn traceparent(&self) -> TraceParent {
+        self.traceparent
     }
 
     /// When the lease runs out unless extended.

@@ -21,6 +21,7 @@ pub struct SendOptions {
     pub(crate) correlation_id: Option<Uuid>,
     pub(crate) reply_to: Option<String>,
     pub(crate) max_attempts: Option<u32>,
+    pub(crate) traceparent: Option<crate::TraceParent>,
 }
 
 impl SendOptions {
@@ -50,6 +51,14 @@ impl SendOptions {
     /// Overrides the command type's `max_attempts` for this command (at least 1).
     pub fn max_attempts(mut self, max_attempts: u32) -> Self {
         self.max_attempts = Some(max_attempts.max(1));
+        self
+    }
+
+    /// The sender's trace context (e.g. the current OpenTelemetry span, or
+    /// [`HandlerContext::traceparent`](crate::HandlerContext::traceparent)
+    /// when a handler sends). Without it each send starts a new trace.
+    pub fn traceparent(mut self, parent: crate::TraceParent) -> Self {
+        self.traceparent = Some(parent);
         self
     }
 }
@@ -102,6 +111,8 @@ pub struct NewCommand {
     pub max_attempts: u32,
     /// JSON payload.
     pub payload: Box<RawValue>,
+    /// The send span's W3C trace context.
+    pub traceparent: Option<String>,
 }
 
 impl NewCommand {
@@ -116,7 +127,23 @@ impl NewCommand {
         max_attempts: u32,
         payload: Box<RawValue>,
     ) -> Self {
-        Self { domain, command_type, command_id, correlation_id, reply_to, max_attempts, payload }
+        Self {
+            domain,
+            command_type,
+            command_id,
+            correlation_id,
+            reply_to,
+            max_attempts,
+            payload,
+            traceparent: None,
+        }
+    }
+
+    /// Sets the trace context stored with the command.
+    #[must_use]
+    pub fn with_traceparent(mut self, traceparent: Option<String>) -> Self {
+        self.traceparent = traceparent;
+        self
     }
 }
 
@@ -146,6 +173,8 @@ pub struct LeasedCommand {
     pub lease_expires_at: DateTime<Utc>,
     /// When the command was sent.
     pub created_at: DateTime<Utc>,
+    /// The sender's trace context, if it was valid.
+    pub traceparent: Option<crate::TraceParent>,
 }
 
 impl LeasedCommand {
@@ -170,6 +199,7 @@ impl LeasedCommand {
             lease_id,
             lease_expires_at,
             created_at,
+            traceparent: command.traceparent.and_then(|t| t.parse().ok()),
         }
     }
 }

@@ -19,6 +19,8 @@ mod registry;
 mod reply;
 mod retry;
 mod status;
+mod telemetry;
+mod trace;
 mod transport;
 mod wake;
 mod worker;
@@ -44,11 +46,13 @@ pub use reply::{
 };
 pub use retry::RetryPolicy;
 pub use status::{AuditEntry, AuditEvent, CommandStatus};
+pub use trace::TraceParent;
 pub use transport::{
-    CommandsLease, LeaseExtend, LeaseRef, Outcome, OutcomeKind, RecordResult, Transport, TsqReason,
+    CommandsLease, LeaseExtend, LeaseRef, Outcome, OutcomeKind, QueueStats, RecordResult,
+    Transport, TsqReason,
 };
 pub use wake::{WakeSender, WakeUps};
-pub use worker::{ShutdownReport, Worker, WorkerBuilder};
+pub use worker::{ShutdownReport, Worker, WorkerBuilder, WorkerHealth};
 
 /// What the macros' generated code needs. Not a public API: it changes without notice.
 #[doc(hidden)]

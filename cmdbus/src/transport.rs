@@ -107,6 +107,13 @@ pub trait Transport: Clone + Send + Sync + 'static {
     /// A subscription that fires when commands of `domains` may be due.
     fn wakeups(&self, domains: &[String]) -> impl Future<Output = Result<WakeUps>> + Send;
 
+    /// Due PENDING commands per domain of `domains` and how long the oldest
+    /// has waited (for metrics and health).
+    fn queue_stats(
+        &self,
+        domains: &[String],
+    ) -> impl Future<Output = Result<Vec<QueueStats>>> + Send;
+
     /// How long until the earliest not-yet-due PENDING command of `domains`
     /// is due, so the worker can sleep exactly that long (retries become due
     /// on time without waiting for the fallback poll).
@@ -268,4 +275,23 @@ pub enum RecordResult {
     /// The lease was no longer held (expired and taken by another worker,
     /// or released); nothing was written.
     LeaseLost,
+}
+
+/// Due work waiting in one domain.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct QueueStats {
+    /// Domain.
+    pub domain: String,
+    /// PENDING commands that are due.
+    pub due: u64,
+    /// How long the oldest due command has been due.
+    pub oldest_due_age: Duration,
+}
+
+impl QueueStats {
+    /// Builds the stats; for backends.
+    pub fn new(domain: String, due: u64, oldest_due_age: Duration) -> Self {
+        Self { domain, due, oldest_due_age }
+    }
 }

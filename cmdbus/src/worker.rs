@@ -1,18 +1,22 @@
 //! The worker runtime: lease in batches, run handlers concurrently, record
 //! outcomes in batches, shut down gracefully. Generic over [`Transport`].
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use tokio::{
     sync::{Notify, mpsc, watch},
     task::{Id, JoinSet},
     time::{Instant, sleep, sleep_until},
 };
-use tracing::{Instrument, debug, info_span, warn};
+use tracing::{Instrument, debug, field::Empty, info_span, warn};
 
 use crate::{
     Classifier, CommandsLease, HandlerContext, HandlerError, LeaseRef, LeasedCommand, Outcome,
-    OutcomeKind, RecordResult, Registry, Result, Transport, executor,
+    OutcomeKind, RecordResult, Registry, Result, Transport, executor, telemetry,
 };
 
 /// Outcomes recorded per transport call, at most.
@@ -36,6 +40,7 @@ pub struct WorkerBuilder<T: Transport> {
     shutdown_timeout: Duration,
     classifier: Classifier,
     worker_id: String,
+    lag_threshold: Duration,
 }
 
 impl<T: Transport> WorkerBuilder<T> {
@@ -51,6 +56,7 @@ impl<T: Transport> WorkerBuilder<T> {
             rescue_interval: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(30),
             classifier: Classifier::new(),
+            lag_threshold: Duration::from_secs(30),
             worker_id: format!(
                 "{}-{}",
                 std::process::id(),
@@ -121,6 +127,13 @@ impl<T: Transport> WorkerBuilder<T> {
         self
     }
 
+    /// How long due work may wait before [`WorkerHealth::keeping_up`] turns
+    /// false (default 30 s).
+    pub fn lag_threshold(mut self, threshold: Duration) -> Self {
+        self.lag_threshold = threshold;
+        self
+    }
+
     /// Names this worker (recorded with its leases).
     pub fn worker_id(mut self, id: impl Into<String>) -> Self {
         self.worker_id = id.into();
@@ -145,9 +158,11 @@ impl<T: Transport> WorkerBuilder<T> {
         let wakeups = self.transport.wakeups(&self.domains).await?;
         let (stop, stopped) = watch::channel(false);
         let id = self.worker_id.clone();
-        let runtime = Runtime { config: self, registry, wakeups, stopped };
+        let health = Arc::new(Mutex::new(WorkerHealth::starting()));
+        let runtime =
+            Runtime { config: self, registry, wakeups, stopped, health: Arc::clone(&health) };
         let task = tokio::spawn(runtime.run());
-        Ok(Worker { id, stop, task })
+        Ok(Worker { id, stop, task, health })
     }
 }
 
@@ -157,9 +172,18 @@ pub struct Worker {
     id: String,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<ShutdownReport>,
+    health: Arc<Mutex<WorkerHealth>>,
 }
 
 impl Worker {
+    /// How the worker is doing, for readiness and liveness probes.
+    pub fn health(&self) -> WorkerHealth {
+        self.health
+            .lock()
+            .map(|h| h.clone())
+            .unwrap_or_else(|poisoned| poisoned.into_inner().clone())
+    }
+
     /// This worker's id.
     pub fn id(&self) -> &str {
         &self.id
@@ -171,6 +195,40 @@ impl Worker {
     pub async fn shutdown(self) -> ShutdownReport {
         let _ = self.stop.send(true);
         self.task.await.unwrap_or_default()
+    }
+}
+
+/// A worker's health.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct WorkerHealth {
+    /// The last lease round trip succeeded (the database is reachable).
+    pub connected: bool,
+    /// Lease attempts failed in a row.
+    pub lease_errors: u32,
+    /// Handlers running now.
+    pub in_flight: usize,
+    /// How long the oldest due command of the served domains has waited,
+    /// as last sampled (every rescue interval).
+    pub oldest_due_age: Option<Duration>,
+    /// Connected, and the oldest due command waited less than the lag threshold.
+    pub keeping_up: bool,
+}
+
+impl WorkerHealth {
+    fn starting() -> Self {
+        Self {
+            connected: false,
+            lease_errors: 0,
+            in_flight: 0,
+            oldest_due_age: None,
+            keeping_up: false,
+        }
+    }
+
+    /// Whether a readiness probe should pass.
+    pub fn is_ready(&self) -> bool {
+        self.connected && self.keeping_up
     }
 }
 
@@ -189,6 +247,7 @@ struct Runtime<T: Transport> {
     registry: Arc<Registry>,
     wakeups: crate::WakeUps,
     stopped: watch::Receiver<bool>,
+    health: Arc<Mutex<WorkerHealth>>,
 }
 
 impl<T: Transport> Runtime<T> {
@@ -210,15 +269,19 @@ impl<T: Transport> Runtime<T> {
             }
             if Instant::now() >= next_rescue {
                 next_rescue = Instant::now() + self.config.rescue_interval;
-                if let Err(error) = self.config.transport.leases_rescue().await {
-                    warn!(%error, "cmdbus: rescuing expired leases failed");
-                }
+                self.maintain().await;
             }
             let free = self.config.concurrency.saturating_sub(tasks.len());
             let mut wait = self.config.poll_interval;
             if free > 0 {
                 let limit = free.min(self.config.batch_size);
-                match self.lease(limit).await {
+                let leased = self.lease(limit).await;
+                self.update_health(|h| {
+                    h.connected = leased.is_ok();
+                    h.lease_errors =
+                        if leased.is_ok() { 0 } else { h.lease_errors.saturating_add(1) };
+                });
+                match leased {
                     Ok(commands) => {
                         lease_errors = 0;
                         let full = commands.len() == limit;
@@ -244,6 +307,8 @@ impl<T: Transport> Runtime<T> {
                     }
                 }
             }
+            let in_flight = tasks.len();
+            self.update_health(|h| h.in_flight = in_flight);
             let deadline = Instant::now() + wait;
             tokio::select! {
                 _ = self.stopped.changed() => break,
@@ -256,6 +321,29 @@ impl<T: Transport> Runtime<T> {
             }
         }
         self.drain(tasks, running, outcomes, completer).await
+    }
+
+    /// Rescues expired leases and samples the queues for metrics and health.
+    async fn maintain(&self) {
+        if let Err(error) = self.config.transport.leases_rescue().await {
+            warn!(%error, "cmdbus: rescuing expired leases failed");
+        }
+        match self.config.transport.queue_stats(&self.config.domains).await {
+            Ok(stats) => {
+                telemetry::queues(&self.config.domains, &stats);
+                let oldest = stats.iter().map(|s| s.oldest_due_age).max().unwrap_or_default();
+                self.update_health(|h| h.oldest_due_age = Some(oldest));
+            }
+            Err(error) => debug!(%error, "cmdbus: sampling queue stats failed"),
+        }
+    }
+
+    fn update_health(&self, change: impl FnOnce(&mut WorkerHealth)) {
+        let mut health = self.health.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        change(&mut health);
+        let threshold = self.config.lag_threshold;
+        health.keeping_up =
+            health.connected && health.oldest_due_age.is_some_and(|age| age <= threshold);
     }
 
     async fn lease(&self, limit: usize) -> Result<Vec<LeasedCommand>> {
@@ -284,11 +372,13 @@ impl<T: Transport> Runtime<T> {
     fn handle(
         &self,
         command: LeasedCommand,
-        outcomes: mpsc::UnboundedSender<Outcome>,
+        outcomes: mpsc::UnboundedSender<Recorded>,
     ) -> impl std::future::Future<Output = ()> + Send + 'static {
         let transport = self.config.transport.clone();
         let registry = Arc::clone(&self.registry);
         let classifier = self.config.classifier.clone();
+        let leased_at = Instant::now();
+        let mut ctx = HandlerContext::for_lease(&command, &transport);
         let span = info_span!(
             "cmdbus.handle",
             domain = %command.domain,
@@ -296,12 +386,21 @@ impl<T: Transport> Runtime<T> {
             command_id = %command.command_id,
             correlation_id = %command.correlation_id,
             attempt = command.attempt,
+            traceparent = %ctx.traceparent(),
+            parent_traceparent = command.traceparent.map(|t| t.to_string()).unwrap_or_default(),
+            outcome = Empty,
+            error.code = Empty,
+            error.message = Empty,
         );
+        let handler_span = span.clone();
         async move {
-            let mut ctx = HandlerContext::for_lease(&command, &transport);
             let kind = executor::execute(&registry, &classifier, &command, &mut ctx).await;
+            telemetry::handled(&handler_span, &command, &kind, leased_at.elapsed());
             let completed = matches!(kind, OutcomeKind::Completed { .. });
-            let outcome = Outcome::new(LeaseRef::of(&command), command.attempt, kind);
+            let outcome = Recorded {
+                outcome: Outcome::new(LeaseRef::of(&command), command.attempt, kind),
+                leased_at,
+            };
             // The handler's own transaction commits only with a success;
             // on any failure it is dropped, which rolls it back.
             let unit_of_work = ctx.take_unit_of_work().filter(|_| completed);
@@ -309,8 +408,10 @@ impl<T: Transport> Runtime<T> {
                 let _ = outcomes.send(outcome);
                 return;
             };
-            match transport.command_record_in(unit_of_work, outcome).await {
-                Ok(RecordResult::Recorded) => {}
+            match transport.command_record_in(unit_of_work, outcome.outcome).await {
+                Ok(RecordResult::Recorded) => {
+                    telemetry::recorded(&command.domain, leased_at.elapsed());
+                }
                 Ok(_) => {
                     warn!("cmdbus: lease lost before completion; handler transaction rolled back");
                 }
@@ -322,8 +423,8 @@ impl<T: Transport> Runtime<T> {
                         .map(|entry| entry.policy.clone())
                         .unwrap_or_default();
                     let kind = executor::decide(&policy, &classifier, &command, &error);
-                    let _ =
-                        outcomes.send(Outcome::new(LeaseRef::of(&command), command.attempt, kind));
+                    let outcome = Outcome::new(LeaseRef::of(&command), command.attempt, kind);
+                    let _ = outcomes.send(Recorded { outcome, leased_at });
                 }
             }
         }
@@ -334,7 +435,7 @@ impl<T: Transport> Runtime<T> {
         self,
         mut tasks: JoinSet<()>,
         mut running: HashMap<Id, LeaseRef>,
-        outcomes: mpsc::UnboundedSender<Outcome>,
+        outcomes: mpsc::UnboundedSender<Recorded>,
         completer: tokio::task::JoinHandle<()>,
     ) -> ShutdownReport {
         let mut report = ShutdownReport::default();
@@ -382,11 +483,13 @@ fn task_id(done: &std::result::Result<(Id, ()), tokio::task::JoinError>) -> Id {
 /// Records outcomes in batches until every sender is gone.
 async fn complete<T: Transport>(
     transport: T,
-    mut receiver: mpsc::UnboundedReceiver<Outcome>,
+    mut receiver: mpsc::UnboundedReceiver<Recorded>,
     retried: Arc<Notify>,
 ) {
+    let mut pending = Vec::with_capacity(RECORD_BATCH);
     let mut batch = Vec::with_capacity(RECORD_BATCH);
-    while receiver.recv_many(&mut batch, RECORD_BATCH).await > 0 {
+    while receiver.recv_many(&mut pending, RECORD_BATCH).await > 0 {
+        batch.extend(pending.iter().map(|p: &Recorded| p.outcome.clone()));
         let has_retry = batch.iter().any(|o| matches!(o.kind, OutcomeKind::Retry { .. }));
         let mut delay = Duration::from_millis(50);
         // Retried while the database is away; if it never comes back, the
@@ -394,6 +497,14 @@ async fn complete<T: Transport>(
         for attempt in 1..=8 {
             match transport.commands_record(&batch).await {
                 Ok(results) => {
+                    for (result, done) in results.iter().zip(&pending) {
+                        if *result == RecordResult::Recorded {
+                            telemetry::recorded(
+                                &done.outcome.lease.domain,
+                                done.leased_at.elapsed(),
+                            );
+                        }
+                    }
                     let lost = results.iter().filter(|r| **r == RecordResult::LeaseLost).count();
                     if lost > 0 {
                         warn!(lost, "cmdbus: outcomes dropped because their lease was lost");
@@ -411,5 +522,12 @@ async fn complete<T: Transport>(
             }
         }
         batch.clear();
+        pending.clear();
     }
+}
+
+/// An outcome on its way to the completer, with when its lease began.
+struct Recorded {
+    outcome: Outcome,
+    leased_at: Instant,
 }

@@ -19,13 +19,14 @@ leased AS (
     FROM due
     WHERE c.domain = due.domain AND c.command_id = due.command_id
     RETURNING c.domain, c.command_id, c.command_type, c.correlation_id, c.reply_to, c.payload,
-              c.attempts, c.max_attempts, c.lease_id, c.lease_expires_at, c.created_at, c.due_at
+              c.attempts, c.max_attempts, c.lease_id, c.lease_expires_at, c.created_at, c.due_at,
+              c.traceparent
 ),
 audited AS (
     INSERT INTO {schema}.audit (domain, command_id, event, attempt, details)
     SELECT domain, command_id, 'RECEIVED', attempts, jsonb_build_object('worker', $4::text) FROM leased
 )
 SELECT domain, command_id, command_type, correlation_id, reply_to, payload::text AS payload,
-       attempts, max_attempts, lease_id, lease_expires_at, created_at
+       attempts, max_attempts, lease_id, lease_expires_at, created_at, traceparent
 FROM leased
 ORDER BY due_at

@@ -2,13 +2,13 @@
 -- Existing (domain, command_id) pairs are left untouched and reported.
 WITH input AS (
     SELECT *
-    FROM unnest($1::text[], $2::uuid[], $3::text[], $4::uuid[], $5::text[], $6::int[], $7::text[])
-        WITH ORDINALITY AS t(domain, command_id, command_type, correlation_id, reply_to, max_attempts, payload, ord)
+    FROM unnest($1::text[], $2::uuid[], $3::text[], $4::uuid[], $5::text[], $6::int[], $7::text[], $8::text[])
+        WITH ORDINALITY AS t(domain, command_id, command_type, correlation_id, reply_to, max_attempts, payload, traceparent, ord)
 ),
 inserted AS (
     INSERT INTO {schema}.commands
-        (domain, command_id, command_type, correlation_id, reply_to, status, max_attempts, payload)
-    SELECT domain, command_id, command_type, correlation_id, reply_to, 'PENDING', max_attempts, payload::jsonb
+        (domain, command_id, command_type, correlation_id, reply_to, status, max_attempts, payload, traceparent)
+    SELECT domain, command_id, command_type, correlation_id, reply_to, 'PENDING', max_attempts, payload::jsonb, traceparent
     FROM input
     ORDER BY ord
     ON CONFLICT (domain, command_id) DO NOTHING

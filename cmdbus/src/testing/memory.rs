@@ -15,8 +15,8 @@ use uuid::Uuid;
 
 use crate::{
     AuditEntry, AuditEvent, CommandRecord, CommandStatus, CommandsLease, Failure, LeaseExtend,
-    LeaseRef, LeasedCommand, NewCommand, Operator, Outcome, OutcomeKind, RecordResult, Reply,
-    ReplyStatus, Result, SendOutcome, Transport, TsqReason, WakeSender, WakeUps,
+    LeaseRef, LeasedCommand, NewCommand, Operator, Outcome, OutcomeKind, QueueStats, RecordResult,
+    Reply, ReplyStatus, Result, SendOutcome, Transport, TsqReason, WakeSender, WakeUps,
     canceled_reply_body, failed_reply_body,
 };
 
@@ -426,6 +426,26 @@ impl Transport for MemoryTransport {
 
     async fn wakeups(&self, _domains: &[String]) -> Result<WakeUps> {
         Ok(self.work.subscribe())
+    }
+
+    async fn queue_stats(&self, domains: &[String]) -> Result<Vec<QueueStats>> {
+        let now = Utc::now();
+        let mut stats: BTreeMap<String, QueueStats> = BTreeMap::new();
+        for c in self.lock().commands.values() {
+            if c.status != CommandStatus::Pending
+                || c.due_at > now
+                || !domains.contains(&c.command.domain)
+            {
+                continue;
+            }
+            let age = (now - c.due_at).to_std().unwrap_or_default();
+            let entry = stats
+                .entry(c.command.domain.clone())
+                .or_insert_with(|| QueueStats::new(c.command.domain.clone(), 0, Duration::ZERO));
+            entry.due += 1;
+            entry.oldest_due_age = entry.oldest_due_age.max(age);
+        }
+        Ok(stats.into_values().collect())
     }
 
     async fn next_due_in(&self, domains: &[String]) -> Result<Option<Duration>> {
