@@ -24,8 +24,9 @@ CREATE TABLE {schema}.commands (
 );
 
 -- The dequeue index covers only PENDING rows, so finished history does not
--- slow leasing.
-CREATE INDEX commands_due_idx ON {schema}.commands (due_at, domain) WHERE status = 'PENDING';
+-- slow leasing. Domain first: a lease walks each served domain in due order
+-- (an `= ANY` on a later column would force a sort of the whole backlog).
+CREATE INDEX commands_due_idx ON {schema}.commands (domain, due_at) WHERE status = 'PENDING';
 CREATE INDEX commands_lease_expiry_idx ON {schema}.commands (lease_expires_at) WHERE status = 'IN_PROGRESS';
 
 -- Queries (each filter of CommandQuery has an index; see tests/tests/query_plans.rs).

@@ -14,6 +14,9 @@ use sqlx::{PgPool, postgres::PgListener};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
+/// Under sustained sends, at most one NOTIFY per domain per window.
+const NOTIFY_WINDOW: Duration = Duration::from_millis(1);
+
 /// Coalesces wake-ups and sends them after commit.
 #[derive(Debug)]
 pub(crate) struct Notifier {
@@ -24,18 +27,29 @@ impl Notifier {
     pub(crate) fn spawn(pool: PgPool, channel: String) -> Self {
         let (pokes, mut receiver) = mpsc::unbounded_channel::<String>();
         tokio::spawn(async move {
-            let mut domains = BTreeSet::new();
             let mut batch = Vec::new();
+            // Wait for a poke; notify at once (an idle worker wakes without
+            // delay); then, while pokes keep coming, notify at most once per
+            // window: a busy worker needs one wake-up, not one per send.
             while receiver.recv_many(&mut batch, 1024).await > 0 {
-                domains.extend(batch.drain(..));
-                for domain in std::mem::take(&mut domains) {
-                    let sent = sqlx::query("SELECT pg_notify($1, $2)")
-                        .bind(&channel)
-                        .bind(&domain)
-                        .execute(&pool)
-                        .await;
-                    if let Err(error) = sent {
-                        debug!(%error, "cmdbus: NOTIFY failed; workers fall back to polling");
+                loop {
+                    let domains: BTreeSet<String> = batch.drain(..).collect();
+                    for domain in domains {
+                        let sent = sqlx::query("SELECT pg_notify($1, $2)")
+                            .bind(&channel)
+                            .bind(&domain)
+                            .execute(&pool)
+                            .await;
+                        if let Err(error) = sent {
+                            debug!(%error, "cmdbus: NOTIFY failed; workers fall back to polling");
+                        }
+                    }
+                    tokio::time::sleep(NOTIFY_WINDOW).await;
+                    while let Ok(domain) = receiver.try_recv() {
+                        batch.push(domain);
+                    }
+                    if batch.is_empty() {
+                        break;
                     }
                 }
             }

@@ -55,6 +55,7 @@ impl Schema {
 /// Every statement of the hot path, rendered for one schema.
 #[derive(Debug)]
 pub(crate) struct Statements {
+    pub(crate) command_send: Arc<str>,
     pub(crate) commands_send: Arc<str>,
     pub(crate) commands_lease: Arc<str>,
     pub(crate) commands_record: Arc<str>,
@@ -74,6 +75,7 @@ impl Statements {
     pub(crate) fn new(schema: &Schema) -> Self {
         let r = |sql: &str| Arc::from(schema.render(sql));
         Self {
+            command_send: r(include_str!("sql/command_send.sql")),
             commands_send: r(include_str!("sql/commands_send.sql")),
             commands_lease: r(include_str!("sql/commands_lease.sql")),
             commands_record: r(include_str!("sql/commands_record.sql")),

@@ -100,10 +100,32 @@ impl PgTransport {
     where
         E: sqlx::Executor<'c, Database = Postgres>,
     {
-        let mut columns = SendColumns::with_capacity(commands.len());
-        for command in commands {
+        for command in &commands {
             cmdbus::validate_domain(&command.domain)?;
             cmdbus::validate_command_type(&command.command_type)?;
+        }
+        if let [command] = commands.as_slice() {
+            let inserted: bool = sqlx::query_scalar(sql(&self.inner.statements.command_send))
+                .bind(&command.domain)
+                .bind(command.command_id)
+                .bind(&command.command_type)
+                .bind(command.correlation_id)
+                .bind(&command.reply_to)
+                .bind(i32::try_from(command.max_attempts).unwrap_or(i32::MAX))
+                .bind(command.payload.get())
+                .bind(command.traceparent.as_deref())
+                .fetch_one(executor)
+                .await
+                .map_err(db("sending a command"))?;
+            let command_id = command.command_id;
+            return Ok(vec![if inserted {
+                SendOutcome::Accepted { command_id }
+            } else {
+                SendOutcome::Duplicate { command_id }
+            }]);
+        }
+        let mut columns = SendColumns::with_capacity(commands.len());
+        for command in commands {
             columns.push(command);
         }
         let rows = sqlx::query(sql(&self.inner.statements.commands_send))

@@ -262,8 +262,9 @@ impl<T: Transport> Runtime<T> {
         let mut running: HashMap<Id, LeaseRef> = HashMap::new();
         let mut lease_errors = 0u32;
         let mut next_rescue = Instant::now();
+        let mut backlog = false;
 
-        while !*self.stopped.borrow() {
+        loop {
             while let Some(done) = tasks.try_join_next_with_id() {
                 running.remove(&task_id(&done));
             }
@@ -273,7 +274,10 @@ impl<T: Transport> Runtime<T> {
             }
             let free = self.config.concurrency.saturating_sub(tasks.len());
             let mut wait = self.config.poll_interval;
-            if free > 0 {
+            if free == 0 {
+                // Work may be waiting: lease again as soon as a handler finishes.
+                backlog = true;
+            } else {
                 let limit = free.min(self.config.batch_size);
                 let leased = self.lease(limit).await;
                 self.update_health(|h| {
@@ -284,14 +288,16 @@ impl<T: Transport> Runtime<T> {
                 match leased {
                     Ok(commands) => {
                         lease_errors = 0;
-                        let full = commands.len() == limit;
+                        // A full batch means more may be due; a partial one
+                        // means the queue is drained until a wake-up says otherwise.
+                        backlog = commands.len() == limit;
                         let none = commands.is_empty();
                         for command in commands {
                             let lease = LeaseRef::of(&command);
                             let handle = tasks.spawn(self.handle(command, outcomes.clone()));
                             running.insert(handle.id(), lease);
                         }
-                        if full {
+                        if backlog {
                             continue;
                         }
                         if none {
@@ -310,14 +316,24 @@ impl<T: Transport> Runtime<T> {
             let in_flight = tasks.len();
             self.update_health(|h| h.in_flight = in_flight);
             let deadline = Instant::now() + wait;
-            tokio::select! {
-                _ = self.stopped.changed() => break,
-                () = self.wakeups.next() => {}
-                () = retried.notified() => {}
-                Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
-                    running.remove(&task_id(&done));
+            let woken = loop {
+                tokio::select! {
+                    // Shutdown asked, or the Worker handle dropped.
+                    _ = self.stopped.changed() => break false,
+                    () = self.wakeups.next() => break true,
+                    () = retried.notified() => break true,
+                    Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
+                        running.remove(&task_id(&done));
+                        // Freed capacity only matters when work is known to wait.
+                        if backlog {
+                            break true;
+                        }
+                    }
+                    () = sleep_until(deadline) => break true,
                 }
-                () = sleep_until(deadline) => {}
+            };
+            if !woken {
+                break;
             }
         }
         self.drain(tasks, running, outcomes, completer).await

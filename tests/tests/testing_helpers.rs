@@ -147,3 +147,21 @@ fn reply_decoding_reports_the_expected_type() {
 fn chrono_now() -> chrono::DateTime<chrono::Utc> {
     chrono::Utc::now()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_worker_handle_stops_it() {
+    let bus = MemoryBus::in_memory();
+    let worker = bus
+        .worker()
+        .domain("helpers")
+        .poll_interval(Duration::from_millis(10))
+        .start()
+        .await
+        .expect("worker");
+    drop(worker);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let id = bus.send(Greet { name: "nobody".into() }).await.expect("send").command_id();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let record = bus.command::<Greet>(id).await.expect("stored");
+    assert_eq!(record.status, CommandStatus::Pending, "a dropped worker leases nothing");
+}

@@ -1,0 +1,405 @@
+//! `make bench`: cmdbus throughput and latency, with the raw-SQL ceiling
+//! measured in the same run. Prints a table and writes
+//! `target/bench/cmdbus-bench.json`. `--quick` runs a reduced version (≤ 60 s).
+#![allow(clippy::print_stdout, clippy::print_stderr, clippy::unwrap_used, missing_docs)]
+
+mod baseline;
+mod history;
+
+use std::{
+    sync::{
+        Arc, LazyLock, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use cmdbus::{HandlerError, command, handler};
+use cmdbus_pg::PgBus;
+use serde_json::{Map, Value, json};
+use sqlx::{AssertSqlSafe, PgPool, postgres::PgPoolOptions};
+
+use crate::baseline::Baseline;
+
+/// Handlers in flight per worker, and most commands per lease: the baseline
+/// uses the same (two consumers leasing 64 each).
+pub(crate) const WORKER_CONCURRENCY: usize = 128;
+pub(crate) const LEASE_BATCH: usize = 64;
+
+/// Handler runs, all scenarios.
+static HANDLED: AtomicU64 = AtomicU64::new(0);
+/// Whether the handler records send→start latency.
+static RECORD_LATENCY: AtomicBool = AtomicBool::new(false);
+static START_LATENCIES_US: LazyLock<Mutex<Vec<u64>>> = LazyLock::new(Mutex::default);
+
+#[command(domain = "bench")]
+struct Noop {
+    sent_at_us: u64,
+}
+
+#[handler]
+async fn noop(cmd: Noop) -> Result<(), HandlerError> {
+    if RECORD_LATENCY.load(Ordering::Relaxed) {
+        let latency = now_us().saturating_sub(cmd.sent_at_us);
+        START_LATENCIES_US.lock().unwrap().push(latency);
+    }
+    HANDLED.fetch_add(1, Ordering::Relaxed);
+    Ok(())
+}
+
+fn now_us() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+}
+
+pub(crate) struct Config {
+    quick: bool,
+    url: String,
+    pub(crate) warmup: Duration,
+    pub(crate) window: Duration,
+    senders: usize,
+    backlog: usize,
+    history: (u64, u64),
+}
+
+/// Counts how fast `counter` grows over `window`, after `warmup`.
+pub(crate) async fn measure_rate(counter: &AtomicU64, warmup: Duration, window: Duration) -> f64 {
+    tokio::time::sleep(warmup).await;
+    let (start, at) = (counter.load(Ordering::Relaxed), Instant::now());
+    tokio::time::sleep(window).await;
+    let done = counter.load(Ordering::Relaxed) - start;
+    done as f64 / at.elapsed().as_secs_f64()
+}
+
+async fn pool(url: &str) -> PgPool {
+    PgPoolOptions::new().max_connections(24).connect(url).await.expect("PostgreSQL reachable")
+}
+
+async fn fresh_bus(url: &str) -> PgBus {
+    let schema = format!("bench_{}", uuid::Uuid::new_v4().simple());
+    PgBus::builder(pool(url).await).schema(schema).build().await.expect("bus")
+}
+
+async fn drop_schema(bus: &PgBus) {
+    let ddl = format!(r#"DROP SCHEMA "{}" CASCADE"#, bus.transport().schema());
+    let _ = sqlx::raw_sql(AssertSqlSafe(ddl)).execute(bus.pool()).await;
+}
+
+/// Commands/s sent by `senders` tasks, `per_send` commands per call.
+async fn send_rate(config: &Config, senders: usize, per_send: usize) -> f64 {
+    let bus = fresh_bus(&config.url).await;
+    let sent = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks: Vec<_> = (0..senders)
+        .map(|_| {
+            let (bus, sent, stop) = (bus.clone(), Arc::clone(&sent), Arc::clone(&stop));
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    if per_send == 1 {
+                        bus.send(Noop { sent_at_us: now_us() }).await.expect("send");
+                    } else {
+                        let batch = (0..per_send).map(|_| Noop { sent_at_us: now_us() });
+                        bus.send_batch(batch).await.expect("send batch");
+                    }
+                    sent.fetch_add(per_send as u64, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    let rate = measure_rate(&sent, config.warmup, config.window).await;
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        let _ = task.await;
+    }
+    drop_schema(&bus).await;
+    rate
+}
+
+/// Completed commands/s: `senders` tasks feeding one worker.
+pub(crate) async fn e2e_rate(config: &Config, bus: &PgBus, senders: usize, per_send: usize) -> f64 {
+    let worker = bus
+        .worker()
+        .domain("bench")
+        .concurrency(WORKER_CONCURRENCY)
+        .batch_size(LEASE_BATCH)
+        .start()
+        .await
+        .expect("worker");
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks: Vec<_> = (0..senders)
+        .map(|_| {
+            let (bus, stop) = (bus.clone(), Arc::clone(&stop));
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    if per_send == 1 {
+                        bus.send(Noop { sent_at_us: now_us() }).await.expect("send");
+                    } else {
+                        bus.send_batch((0..per_send).map(|_| Noop { sent_at_us: now_us() }))
+                            .await
+                            .expect("send");
+                    }
+                }
+            })
+        })
+        .collect();
+    let rate = measure_rate(&HANDLED, config.warmup, config.window).await;
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        let _ = task.await;
+    }
+    worker.shutdown().await;
+    rate
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+/// send→handler-start and send→completed latency at a fixed 500 commands/s.
+async fn latency(config: &Config) -> (f64, f64, f64, f64) {
+    let bus = fresh_bus(&config.url).await;
+    let worker =
+        bus.worker().domain("bench").concurrency(WORKER_CONCURRENCY).start().await.expect("worker");
+    START_LATENCIES_US.lock().unwrap().clear();
+    RECORD_LATENCY.store(true, Ordering::Relaxed);
+    let mut ticker = tokio::time::interval(Duration::from_millis(2));
+    let until = Instant::now() + config.window;
+    let mut sends = Vec::new();
+    while Instant::now() < until {
+        ticker.tick().await;
+        let bus = bus.clone();
+        sends.push(tokio::spawn(async move { bus.send(Noop { sent_at_us: now_us() }).await }));
+    }
+    for send in sends {
+        send.await.expect("join").expect("send");
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    RECORD_LATENCY.store(false, Ordering::Relaxed);
+    worker.shutdown().await;
+    let mut start: Vec<f64> =
+        START_LATENCIES_US.lock().unwrap().iter().map(|us| *us as f64 / 1000.0).collect();
+    start.sort_by(f64::total_cmp);
+    let completes_sql = format!(
+        r#"SELECT extract(epoch FROM updated_at - created_at)::float8 * 1000 FROM "{}".commands
+           WHERE status = 'COMPLETED' ORDER BY 1"#,
+        bus.transport().schema()
+    );
+    let complete: Vec<f64> = sqlx::query_scalar(AssertSqlSafe(completes_sql))
+        .fetch_all(bus.pool())
+        .await
+        .expect("latencies");
+    drop_schema(&bus).await;
+    (
+        percentile(&start, 50.0),
+        percentile(&start, 99.0),
+        percentile(&complete, 50.0),
+        percentile(&complete, 99.0),
+    )
+}
+
+/// Peak RSS (MiB) of a separate worker process draining a backlog.
+async fn drain_rss(config: &Config) -> f64 {
+    let bus = fresh_bus(&config.url).await;
+    let mut left = config.backlog;
+    while left > 0 {
+        let n = left.min(1000);
+        bus.send_batch((0..n).map(|_| Noop { sent_at_us: 0 })).await.expect("preload");
+        left -= n;
+    }
+    let output = tokio::process::Command::new(std::env::current_exe().expect("exe"))
+        .args(["drain", &config.url, bus.transport().schema(), &config.backlog.to_string()])
+        .output()
+        .await
+        .expect("drain process");
+    let text = String::from_utf8_lossy(&output.stdout);
+    drop_schema(&bus).await;
+    text.lines()
+        .find_map(|l| l.strip_prefix("peak_rss_kb="))
+        .and_then(|kb| kb.trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// The child side of [`drain_rss`]: drains `count` commands, prints VmHWM.
+async fn drain_child(url: &str, schema: &str, count: u64) {
+    let pool = PgPoolOptions::new().max_connections(8).connect(url).await.expect("connect");
+    let bus = PgBus::builder(pool).schema(schema).skip_migrations().build().await.expect("bus");
+    let worker = bus
+        .worker()
+        .domain("bench")
+        .concurrency(WORKER_CONCURRENCY)
+        .batch_size(LEASE_BATCH)
+        .start()
+        .await
+        .expect("worker");
+    while HANDLED.load(Ordering::Relaxed) < count {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    worker.shutdown().await;
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let peak = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).unwrap_or("0 kB");
+    println!("peak_rss_kb={}", peak.trim().trim_end_matches("kB").trim());
+}
+
+fn git_rev() -> String {
+    std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map_or_else(
+            || "unknown".to_owned(),
+            |o| String::from_utf8_lossy(&o.stdout).trim().to_owned(),
+        )
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("drain") {
+        drain_child(&args[2], &args[3], args[4].parse().expect("count")).await;
+        return;
+    }
+    let quick = args.iter().any(|a| a == "--quick");
+    let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).cloned();
+    let config = Config {
+        quick,
+        url: std::env::var("DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into()),
+        warmup: Duration::from_secs(if quick { 1 } else { 2 }),
+        window: Duration::from_secs(if quick { 2 } else { 8 }),
+        senders: 8,
+        backlog: if quick { 10_000 } else { 100_000 },
+        history: if quick { (10_000, 100_000) } else { (10_000, 1_000_000) },
+    };
+    let started = Instant::now();
+    if let Some(only) = only {
+        return experiment(&config, &only).await;
+    }
+    let admin = pool(&config.url).await;
+    let version: String =
+        sqlx::query_scalar("SHOW server_version").fetch_one(&admin).await.expect("version");
+    let mut results = Map::new();
+    let mut put = |key: &str, value: f64| {
+        println!("  {key:<32} {value:>12.1}");
+        results.insert(key.to_owned(), json!((value * 100.0).round() / 100.0));
+    };
+    println!(
+        "cmdbus bench{} — PostgreSQL {version}, {} cores",
+        if quick { " (quick)" } else { "" },
+        cores()
+    );
+
+    let base = Arc::new(Baseline::create(admin.clone()).await);
+    let baseline_single = base.e2e(&config, config.senders, 1).await;
+    base.clone().drop_schema_only().await;
+    let base = Arc::new(Baseline::create(admin.clone()).await);
+    let baseline_batch = base.e2e(&config, config.senders, 100).await;
+    base.clone().drop_schema_only().await;
+    put("baseline_e2e_single_cps", baseline_single);
+    put("baseline_e2e_batch_cps", baseline_batch);
+
+    put("send_single_cps_c1", send_rate(&config, 1, 1).await);
+    put("send_single_cps_c8", send_rate(&config, config.senders, 1).await);
+    put("send_batch_cps", send_rate(&config, config.senders, 100).await);
+
+    let bus = fresh_bus(&config.url).await;
+    let e2e_single = e2e_rate(&config, &bus, config.senders, 1).await;
+    drop_schema(&bus).await;
+    let bus = fresh_bus(&config.url).await;
+    let e2e_batch = e2e_rate(&config, &bus, config.senders, 100).await;
+    drop_schema(&bus).await;
+    put("e2e_single_cps", e2e_single);
+    put("ratio_e2e_single", e2e_single / baseline_single);
+    put("e2e_batch_cps", e2e_batch);
+    put("ratio_e2e_batch", e2e_batch / baseline_batch);
+
+    let (start_p50, start_p99, complete_p50, complete_p99) = latency(&config).await;
+    put("latency_start_p50_ms", start_p50);
+    put("latency_start_p99_ms", start_p99);
+    put("latency_complete_p50_ms", complete_p50);
+    put("latency_complete_p99_ms", complete_p99);
+
+    put("worker_peak_rss_mb", drain_rss(&config).await);
+
+    let (small, large) = config.history;
+    put("e2e_single_cps_history_10k", history::e2e_with_history(&config, small).await);
+    let large_key =
+        if config.quick { "e2e_single_cps_history_100k" } else { "e2e_single_cps_history_1m" };
+    put(large_key, history::e2e_with_history(&config, large).await);
+
+    results.insert("machine".into(), json!({ "cores": cores(), "postgres": version }));
+    results.insert("git_rev".into(), json!(git_rev()));
+    results.insert("quick".into(), json!(quick));
+    results.insert("seconds".into(), json!(started.elapsed().as_secs()));
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
+    std::fs::create_dir_all(&dir).expect("target/bench");
+    let path = dir.join("cmdbus-bench.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&Value::Object(results)).expect("json"))
+        .expect("write");
+    println!("wrote {} in {} s", path.display(), started.elapsed().as_secs());
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+}
+
+/// `--only <scenario>`: one measurement, for profiling the hot path.
+async fn experiment(config: &Config, only: &str) {
+    let senders: usize =
+        std::env::var("SENDERS").ok().and_then(|s| s.parse().ok()).unwrap_or(config.senders);
+    let per_send: usize = std::env::var("PER_SEND").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
+    let rate = match only {
+        "send" => send_rate(config, senders, per_send).await,
+        "e2e" => {
+            let bus = fresh_bus(&config.url).await;
+            let rate = e2e_rate(config, &bus, senders, per_send).await;
+            drop_schema(&bus).await;
+            rate
+        }
+        "baseline" => {
+            let base = Arc::new(Baseline::create(pool(&config.url).await).await);
+            let rate = base.e2e(config, senders, per_send).await;
+            base.drop_schema_only().await;
+            rate
+        }
+        "drain" => drain_rate(config).await,
+        other => panic!("unknown scenario {other}"),
+    };
+    println!("{only} senders={senders} per_send={per_send}: {rate:.1}/s");
+}
+
+/// Completed/s draining a preloaded backlog with no concurrent senders.
+async fn drain_rate(config: &Config) -> f64 {
+    let bus = fresh_bus(&config.url).await;
+    let mut left = config.backlog;
+    while left > 0 {
+        let n = left.min(1000);
+        bus.send_batch((0..n).map(|_| Noop { sent_at_us: 0 })).await.expect("preload");
+        left -= n;
+    }
+    let start = HANDLED.load(Ordering::Relaxed);
+    let at = Instant::now();
+    let concurrency = std::env::var("CONCURRENCY")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(WORKER_CONCURRENCY);
+    let batch = std::env::var("BATCH").ok().and_then(|s| s.parse().ok()).unwrap_or(LEASE_BATCH);
+    let worker = bus
+        .worker()
+        .domain("bench")
+        .concurrency(concurrency)
+        .batch_size(batch)
+        .start()
+        .await
+        .expect("worker");
+    while HANDLED.load(Ordering::Relaxed) - start < config.backlog as u64 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let rate = config.backlog as f64 / at.elapsed().as_secs_f64();
+    worker.shutdown().await;
+    drop_schema(&bus).await;
+    rate
+}
