@@ -4,7 +4,7 @@ SHELL := bash
 CARGO ?= cargo
 export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 
-.PHONY: help setup postgres demo test lint typecheck test-coverage bench bench-quick
+.PHONY: help setup postgres demo test lint typecheck test-coverage test-reliability bench bench-quick
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -40,6 +40,9 @@ test-coverage: postgres ## Line coverage of cmdbus + cmdbus-macros; fails under 
 	$(CARGO) llvm-cov nextest --workspace --all-features \
 		--ignore-filename-regex '(tests|examples)/' \
 		--fail-under-lines 80 --summary-only
+
+test-reliability: postgres ## Full-size soak (100k commands) and crash runs
+	SOAK_COMMANDS=100000 CRASH_KILLS=20 $(CARGO) nextest run -p cmdbus-tests --test soak --test crash --no-capture
 
 bench: postgres ## Benchmark (release, <= 5 min): table + target/bench/cmdbus-bench.json
 	$(CARGO) run -q --release -p cmdbus-bench

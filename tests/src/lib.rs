@@ -44,3 +44,59 @@ pub mod crash {
     #[cmdbus::command(domain = "crash", max_attempts = 3, backoff = ["10ms"])]
     pub struct Hang {}
 }
+
+/// Every way a command's stored state, audit trail and replies can disagree,
+/// as one row per offending command (empty when all is consistent):
+/// - exactly one SENT; RECEIVED = attempts (no operator retry in these runs);
+/// - COMPLETED status ⇔ one COMPLETED event ⇔ one SUCCESS reply;
+/// - FAILED status ⇔ one FAILED reply; TSQ status ⇔ one MOVED_TO_TSQ, no reply;
+/// - nothing left PENDING or IN_PROGRESS.
+pub async fn inconsistencies(bus: &PgBus) -> Vec<String> {
+    let s = bus.transport().schema();
+    let sql = format!(
+        r#"WITH events AS (
+               SELECT command_id,
+                      count(*) FILTER (WHERE event = 'SENT') AS sent,
+                      count(*) FILTER (WHERE event = 'RECEIVED') AS received,
+                      count(*) FILTER (WHERE event = 'COMPLETED') AS completed,
+                      count(*) FILTER (WHERE event = 'MOVED_TO_TSQ') AS moved
+               FROM "{s}".audit GROUP BY command_id),
+           replies AS (
+               SELECT command_id, count(*) AS n, min(status) AS status FROM "{s}".replies GROUP BY command_id)
+           SELECT c.command_id::text || ' ' || c.status || ' attempts=' || c.attempts
+                  || ' sent=' || coalesce(e.sent, 0) || ' received=' || coalesce(e.received, 0)
+                  || ' completed=' || coalesce(e.completed, 0) || ' moved=' || coalesce(e.moved, 0)
+                  || ' replies=' || r.n || ' ' || r.status
+           FROM "{s}".commands c
+           LEFT JOIN events e USING (command_id)
+           LEFT JOIN (SELECT command_id, n, status FROM replies) r0 USING (command_id)
+           CROSS JOIN LATERAL (SELECT coalesce(r0.n, 0) AS n, coalesce(r0.status, '-') AS status) r
+           WHERE coalesce(e.sent, 0) <> 1
+              OR coalesce(e.received, 0) <> c.attempts
+              OR c.status NOT IN ('COMPLETED', 'FAILED', 'IN_TROUBLESHOOTING_QUEUE')
+              OR (c.status = 'COMPLETED') <> (coalesce(e.completed, 0) = 1 AND r.n = 1 AND r.status = 'SUCCESS')
+              OR coalesce(e.completed, 0) > 1
+              OR (c.status = 'FAILED') <> (r.n = 1 AND r.status = 'FAILED' AND coalesce(e.completed, 0) = 0)
+              OR (c.status = 'IN_TROUBLESHOOTING_QUEUE') <> (coalesce(e.moved, 0) = 1 AND r.n = 0)
+              OR r.n > 1
+           LIMIT 20"#
+    );
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .fetch_all(bus.pool())
+        .await
+        .expect("invariant query")
+}
+
+/// Commands per status.
+pub async fn status_counts(bus: &PgBus) -> std::collections::BTreeMap<String, i64> {
+    let sql = format!(
+        r#"SELECT status, count(*) FROM "{}".commands GROUP BY status"#,
+        bus.transport().schema()
+    );
+    sqlx::query_as::<_, (String, i64)>(sqlx::AssertSqlSafe(sql))
+        .fetch_all(bus.pool())
+        .await
+        .expect("counts")
+        .into_iter()
+        .collect()
+}
