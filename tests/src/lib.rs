@@ -43,6 +43,13 @@ pub mod crash {
     /// Its handler in `crash_worker` never returns.
     #[cmdbus::command(domain = "crash", max_attempts = 3, backoff = ["10ms"])]
     pub struct Hang {}
+
+    /// Its handler in `crash_worker` sleeps `ms`, then succeeds.
+    #[cmdbus::command(domain = "crash", max_attempts = 5, backoff = ["10ms"])]
+    pub struct Slow {
+        /// How long the handler sleeps.
+        pub ms: u64,
+    }
 }
 
 /// Every way a command's stored state, audit trail and replies can disagree,

@@ -9,7 +9,10 @@ use std::{
 
 use cmdbus::{AuditEvent, CommandStatus, TsqReason};
 use cmdbus_pg::PgBus;
-use cmdbus_tests::{crash::Hang, fresh_schema, pool};
+use cmdbus_tests::{
+    crash::{Hang, Slow},
+    fresh_schema, inconsistencies, pool, status_counts,
+};
 
 fn spawn_worker(schema: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_crash_worker"))
@@ -68,4 +71,48 @@ async fn a_command_that_kills_its_worker_every_time_ends_in_the_tsq() {
     assert_eq!(&events[events.len() - 2..], [AuditEvent::RetryExhausted, AuditEvent::MovedToTsq]);
     let moved = trail.last().expect("moved");
     assert_eq!(moved.details["reason"], TsqReason::LeaseExpired.as_str());
+}
+
+/// Workers killed with SIGKILL mid-handler, again and again, while work
+/// flows: nothing is lost, nothing completes twice, every crashed attempt is
+/// counted. `CRASH_KILLS` kills (default 20).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_worker_crashes_lose_nothing() {
+    let kills: u64 = std::env::var("CRASH_KILLS").ok().and_then(|n| n.parse().ok()).unwrap_or(20);
+    let schema = fresh_schema();
+    let bus = PgBus::builder(pool().await).schema(schema.clone()).build().await.expect("bus");
+    let total = 400u64;
+    bus.send_batch((0..total).map(|i| Slow { ms: 10 + (i * 13) % 40 })).await.expect("send");
+    for kill in 0..kills {
+        let mut child = spawn_worker(&schema);
+        tokio::time::sleep(Duration::from_millis(120 + (kill * 37) % 150)).await;
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reaped");
+    }
+    let mut child = spawn_worker(&schema);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let counts = status_counts(&bus).await;
+        let open = counts.get("PENDING").copied().unwrap_or(0)
+            + counts.get("IN_PROGRESS").copied().unwrap_or(0);
+        if open == 0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never finished: {counts:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reaped");
+    let counts = status_counts(&bus).await;
+    let expired: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        r#"SELECT count(*) FROM "{schema}".audit WHERE event = 'LEASE_EXPIRED'"#
+    )))
+    .fetch_one(bus.pool())
+    .await
+    .expect("count");
+    eprintln!("crash: {total} commands, {kills} kills, {expired} expired leases: {counts:?}");
+    assert_eq!(counts.values().sum::<i64>(), total as i64, "lost commands");
+    assert!(expired > 0, "the kills interrupted handlers");
+    let bad = inconsistencies(&bus).await;
+    assert!(bad.is_empty(), "inconsistent commands:\n{}", bad.join("\n"));
 }

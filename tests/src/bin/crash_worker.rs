@@ -7,11 +7,17 @@ use std::time::Duration;
 
 use cmdbus::{HandlerError, handler};
 use cmdbus_pg::PgBus;
-use cmdbus_tests::crash::Hang;
+use cmdbus_tests::crash::{Hang, Slow};
 
 #[handler]
 async fn hang(_cmd: Hang) -> Result<(), HandlerError> {
     std::future::pending::<()>().await;
+    Ok(())
+}
+
+#[handler]
+async fn slow(cmd: Slow) -> Result<(), HandlerError> {
+    tokio::time::sleep(Duration::from_millis(cmd.ms)).await;
     Ok(())
 }
 
@@ -22,6 +28,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let _worker = bus
         .worker()
         .domain("crash")
+        .concurrency(16)
         .visibility_timeout(Duration::from_millis(300))
         .rescue_interval(Duration::from_millis(100))
         .poll_interval(Duration::from_millis(100))
