@@ -181,11 +181,18 @@ impl MemoryTransport {
         let Some(mut stored) = state.commands.remove(&seq) else {
             return Err(crate::Error::NotFound { domain: domain.to_owned(), command_id });
         };
-        let result = stored.status.transition(to).map(|to| {
-            stored.status = to;
-            stored.updated_at = Utc::now();
-            apply(&mut state, &mut stored);
-        });
+        // Operators act only on the troubleshooting queue, whatever else the
+        // state machine allows (a worker may retry an IN_PROGRESS command; an
+        // operator may not).
+        let result = if stored.status == CommandStatus::InTroubleshootingQueue {
+            stored.status.transition(to).map(|to| {
+                stored.status = to;
+                stored.updated_at = Utc::now();
+                apply(&mut state, &mut stored);
+            })
+        } else {
+            Err(crate::Error::IllegalTransition { from: stored.status, to })
+        };
         state.commands.insert(seq, stored);
         result
     }
