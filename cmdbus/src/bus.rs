@@ -111,6 +111,17 @@ impl<T: Transport> Bus<T> {
                 limit: self.max_payload_bytes,
             });
         }
+        let reply_to = options.reply_to.unwrap_or_else(|| DEFAULT_REPLY_QUEUE.to_owned());
+        if reply_to.trim().is_empty()
+            || reply_to.len() > 200
+            || reply_to.chars().any(char::is_control)
+        {
+            return Err(Error::InvalidName {
+                kind: "reply queue",
+                value: reply_to,
+                reason: "it must be 1 to 200 bytes without control characters",
+            });
+        }
         let command_id = options.command_id.unwrap_or_else(Uuid::now_v7);
         let trace = options.traceparent.map_or_else(TraceParent::root, |parent| parent.child());
         Ok(NewCommand::new(
@@ -118,7 +129,7 @@ impl<T: Transport> Bus<T> {
             C::NAME.to_owned(),
             command_id,
             options.correlation_id.unwrap_or(command_id),
-            options.reply_to.unwrap_or_else(|| DEFAULT_REPLY_QUEUE.to_owned()),
+            reply_to,
             options.max_attempts.unwrap_or_else(|| C::retry_policy().max_attempts()),
             payload,
         )

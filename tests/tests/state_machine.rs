@@ -247,7 +247,8 @@ async fn run<T: Transport>(
 
 /// Boxed futures for the operator callbacks.
 mod futures_like {
-    pub(crate) type Fut = std::pin::Pin<Box<dyn std::future::Future<Output = cmdbus::Result<()>> + Send>>;
+    pub(crate) type Fut =
+        std::pin::Pin<Box<dyn std::future::Future<Output = cmdbus::Result<()>> + Send>>;
 }
 
 fn runtime() -> tokio::runtime::Runtime {
