@@ -161,7 +161,10 @@ async fn oversized_and_unstorable_payloads_are_refused_whole() {
         "{error}: {}",
         std::error::Error::source(&error).map(ToString::to_string).unwrap_or_default()
     );
-    assert!(chain.contains("sending a command") && chain.contains("unsupported Unicode escape"), "{chain}");
+    assert!(
+        chain.contains("sending a command") && chain.contains("unsupported Unicode escape"),
+        "{chain}"
+    );
     assert_eq!(count(&bus).await, 1, "only the first command exists");
     assert_eq!(
         bus.command::<Order>(existing).await.expect("intact").status,

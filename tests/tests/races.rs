@@ -232,7 +232,7 @@ async fn shutdown_racing_completion_loses_nothing_and_doubles_nothing() {
             let record = bus.command::<Nap>(*id).await.expect("record");
             match record.status {
                 CommandStatus::Completed => {
-                    assert!(replies.contains_key(id), "completed without reply")
+                    assert!(replies.contains_key(id), "completed without reply");
                 }
                 CommandStatus::Pending => {
                     assert!(!replies.contains_key(id), "pending with a reply");

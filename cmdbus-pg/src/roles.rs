@@ -1,0 +1,62 @@
+//! Least-privilege grants: a role for senders, one for workers, one for
+//! operators, each able to do only its part. Migrations run as the schema's
+//! owner; nobody but the owner may update or delete audit rows.
+
+use cmdbus::Error;
+
+use crate::schema::Schema;
+
+/// What a database role is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Role {
+    /// Sends commands and reads their status and replies.
+    Sender,
+    /// Leases, records outcomes, extends and rescues leases.
+    Worker,
+    /// Reads everything; retries, cancels and completes troubleshooting-queue items.
+    Operator,
+}
+
+/// The `GRANT` statements that let `role_name` act as `role` on `schema`.
+///
+/// ```
+/// use cmdbus_pg::{Role, grants_sql};
+/// let sql = grants_sql("cmdbus", Role::Sender, "orders_service").unwrap();
+/// assert!(sql.contains("GRANT INSERT ON \"cmdbus\".commands TO \"orders_service\""));
+/// ```
+pub fn grants_sql(schema: &str, role: Role, role_name: &str) -> Result<String, Error> {
+    let schema = Schema::new(schema)?;
+    // Role names are identifiers spliced into SQL: same rules as schema names.
+    let grantee = Schema::new(role_name).map_err(|_| Error::InvalidName {
+        kind: "role",
+        value: role_name.to_owned(),
+        reason: "only lowercase ASCII letters, digits and `_`, starting with a letter or `_`",
+    })?;
+    let g = format!("\"{}\"", grantee.name());
+    let common = format!(
+        "GRANT USAGE ON SCHEMA {{schema}} TO {g};
+         GRANT SELECT ON {{schema}}.schema_migrations TO {g};
+         GRANT USAGE ON ALL SEQUENCES IN SCHEMA {{schema}} TO {g};"
+    );
+    let specific = match role {
+        Role::Sender => format!(
+            "GRANT SELECT, INSERT ON {{schema}}.commands TO {g};
+             GRANT SELECT, INSERT ON {{schema}}.audit TO {g};
+             GRANT SELECT, UPDATE (consumed_at) ON {{schema}}.replies TO {g};"
+        ),
+        Role::Worker => format!(
+            "GRANT SELECT, UPDATE (status, attempts, due_at, lease_id, lease_expires_at, leased_by, last_error, updated_at)
+                 ON {{schema}}.commands TO {g};
+             GRANT INSERT ON {{schema}}.audit TO {g};
+             GRANT INSERT ON {{schema}}.replies TO {g};"
+        ),
+        Role::Operator => format!(
+            "GRANT SELECT, UPDATE (status, attempts, due_at, updated_at) ON {{schema}}.commands TO {g};
+             GRANT SELECT, INSERT ON {{schema}}.audit TO {g};
+             GRANT SELECT, INSERT ON {{schema}}.replies TO {g};
+             GRANT SELECT, INSERT ON {{schema}}.operator_actions TO {g};"
+        ),
+    };
+    Ok(schema.render(&format!("{common}\n{specific}")))
+}

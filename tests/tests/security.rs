@@ -1,0 +1,151 @@
+//! Least privilege: a sender, a worker and an operator role, each granted by
+//! `cmdbus_pg::grants_sql`, can do their part and nothing else. The audit
+//! trail cannot be altered by any of them.
+
+use std::time::Duration;
+
+use cmdbus::{CommandsLease, Error, HandlerError, Operator, Transport, command, handler};
+use cmdbus_pg::{PgBus, Role, TsqFilter, grants_sql};
+use cmdbus_tests::{database_url, fresh_schema, pool};
+use sqlx::{AssertSqlSafe, PgPool};
+use uuid::Uuid;
+
+#[command(domain = "sec-it")]
+struct Transfer {
+    fail: bool,
+}
+
+#[handler]
+async fn transfer(cmd: Transfer) -> Result<(), HandlerError> {
+    if cmd.fail { Err(HandlerError::permanent("refused", "no")) } else { Ok(()) }
+}
+
+async fn role_pool(role: &str) -> PgPool {
+    let url = database_url().replacen("postgres@", &format!("{role}@"), 1);
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(4)
+        .connect(&url)
+        .await
+        .expect("role connects")
+}
+
+async fn denied(pool: &PgPool, sql: String) {
+    let error = sqlx::query(AssertSqlSafe(sql.clone())).execute(pool).await.expect_err(&sql);
+    let text = error.to_string();
+    assert!(text.contains("permission denied") || text.contains("must be owner"), "{sql}: {text}");
+}
+
+fn is_permission_error(error: &Error) -> bool {
+    let text = format!(
+        "{error}: {}",
+        std::error::Error::source(error).map(ToString::to_string).unwrap_or_default()
+    );
+    text.contains("permission denied")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_role_does_its_part_and_nothing_else() {
+    let admin = pool().await;
+    let schema = fresh_schema();
+    PgBus::builder(admin.clone()).schema(&schema).build().await.expect("owner migrates");
+    let suffix = Uuid::new_v4().simple().to_string();
+    let names: Vec<(Role, String)> = [Role::Sender, Role::Worker, Role::Operator]
+        .into_iter()
+        .map(|role| (role, format!("{}_{}", format!("{role:?}").to_lowercase(), &suffix[..12])))
+        .collect();
+    for (role, name) in &names {
+        sqlx::query(AssertSqlSafe(format!("CREATE ROLE \"{name}\" LOGIN")))
+            .execute(&admin)
+            .await
+            .expect("role");
+        let grants = grants_sql(&schema, *role, name).expect("grants");
+        sqlx::raw_sql(AssertSqlSafe(grants)).execute(&admin).await.expect("grant");
+    }
+    let pools: Vec<PgPool> = connect_all(&names).await;
+    let bus = |i: usize| PgBus::builder(pools[i].clone()).schema(&schema).skip_migrations().build();
+    let (sender, worker_bus, operator) = (
+        bus(0).await.expect("sender"),
+        bus(1).await.expect("worker"),
+        bus(2).await.expect("operator"),
+    );
+    let ops = Operator::new("ops").expect("operator");
+
+    // The sender sends; it cannot lease, migrate or touch history.
+    let ok = sender.send(Transfer { fail: false }).await.expect("sender sends").command_id();
+    let bad = sender.send(Transfer { fail: true }).await.expect("sender sends").command_id();
+    let lease =
+        CommandsLease::new(vec!["sec-it".into()], 10, Duration::from_secs(30), "intruder".into());
+    assert!(is_permission_error(
+        &sender.transport().commands_lease(lease.clone()).await.expect_err("no lease")
+    ));
+    assert!(is_permission_error(
+        &PgBus::builder(pools[0].clone()).schema(&schema).build().await.expect_err("no DDL")
+    ));
+
+    // The worker processes; it cannot send, nor rewrite a payload.
+    assert!(is_permission_error(
+        &worker_bus.send(Transfer { fail: false }).await.expect_err("no send")
+    ));
+    let worker = worker_bus
+        .worker()
+        .domain("sec-it")
+        .poll_interval(Duration::from_millis(20))
+        .start()
+        .await
+        .expect("worker");
+    sender
+        .wait_reply::<Transfer>(ok, Duration::from_secs(20))
+        .await
+        .expect("sender reads its reply");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while operator
+        .troubleshooting()
+        .list(&TsqFilter::new(), 10, None)
+        .await
+        .expect("operator lists")
+        .items
+        .is_empty()
+    {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    worker.shutdown().await;
+
+    // The operator acts on the TSQ; it cannot send or lease.
+    operator.troubleshooting().cancel(bad, &ops, "fraud").await.expect("operator cancels");
+    assert!(is_permission_error(
+        &operator.send(Transfer { fail: false }).await.expect_err("no send")
+    ));
+    assert!(is_permission_error(
+        &operator.transport().commands_lease(lease).await.expect_err("no lease")
+    ));
+
+    // Nobody rewrites payloads or the audit trail.
+    let s = &schema;
+    for pool in &pools {
+        denied(pool, format!(r#"UPDATE "{s}".commands SET payload = '{{}}'"#)).await;
+        denied(pool, format!(r#"UPDATE "{s}".audit SET event = 'COMPLETED'"#)).await;
+        denied(pool, format!(r#"DELETE FROM "{s}".audit"#)).await;
+        denied(pool, format!(r#"DELETE FROM "{s}".commands"#)).await;
+        denied(pool, format!(r#"DROP TABLE "{s}".audit"#)).await;
+    }
+    assert!(grants_sql(&schema, Role::Sender, "Robert'); DROP TABLE students; --").is_err());
+
+    for pool in pools {
+        pool.close().await;
+    }
+    for (_, name) in &names {
+        let _ =
+            sqlx::raw_sql(AssertSqlSafe(format!("DROP OWNED BY \"{name}\"; DROP ROLE \"{name}\"")))
+                .execute(&admin)
+                .await;
+    }
+}
+
+async fn connect_all(names: &[(Role, String)]) -> Vec<PgPool> {
+    let mut pools = Vec::new();
+    for (_, name) in names {
+        pools.push(role_pool(name).await);
+    }
+    pools
+}
