@@ -23,7 +23,7 @@ pub enum Role {
 /// ```
 /// use cmdbus_pg::{Role, grants_sql};
 /// let sql = grants_sql("cmdbus", Role::Sender, "orders_service").unwrap();
-/// assert!(sql.contains("GRANT INSERT ON \"cmdbus\".commands TO \"orders_service\""));
+/// assert!(sql.contains("GRANT SELECT, INSERT ON \"cmdbus\".commands TO \"orders_service\""));
 /// ```
 pub fn grants_sql(schema: &str, role: Role, role_name: &str) -> Result<String, Error> {
     let schema = Schema::new(schema)?;
