@@ -18,7 +18,8 @@ CREATE TABLE {schema}.commands (
     traceparent      text,
     created_at       timestamptz NOT NULL DEFAULT now(),
     updated_at       timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (domain, command_id),
+    -- Id first: operators and tools look commands up by id alone.
+    PRIMARY KEY (command_id, domain),
     CONSTRAINT commands_status_check CHECK (status IN
         ('PENDING', 'IN_PROGRESS', 'COMPLETED', 'FAILED', 'IN_TROUBLESHOOTING_QUEUE', 'CANCELED'))
 );
@@ -30,7 +31,6 @@ CREATE INDEX commands_due_idx ON {schema}.commands (domain, due_at) WHERE status
 CREATE INDEX commands_lease_expiry_idx ON {schema}.commands (lease_expires_at) WHERE status = 'IN_PROGRESS';
 
 -- Queries (each filter of CommandQuery has an index; see tests/tests/query_plans.rs).
-CREATE INDEX commands_id_idx ON {schema}.commands (command_id);
 CREATE INDEX commands_created_idx ON {schema}.commands (created_at, command_id);
 CREATE INDEX commands_updated_idx ON {schema}.commands (updated_at, command_id);
 CREATE INDEX commands_status_created_idx ON {schema}.commands (status, created_at, command_id);
