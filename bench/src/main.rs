@@ -116,14 +116,7 @@ async fn send_rate(config: &Config, senders: usize, per_send: usize) -> f64 {
 
 /// Completed commands/s: `senders` tasks feeding one worker.
 pub(crate) async fn e2e_rate(config: &Config, bus: &PgBus, senders: usize, per_send: usize) -> f64 {
-    let worker = bus
-        .worker()
-        .domain("bench")
-        .concurrency(WORKER_CONCURRENCY)
-        .batch_size(LEASE_BATCH)
-        .start()
-        .await
-        .expect("worker");
+    let worker = start_worker(bus).await;
     let stop = Arc::new(AtomicBool::new(false));
     let tasks: Vec<_> = (0..senders)
         .map(|_| {
@@ -150,6 +143,17 @@ pub(crate) async fn e2e_rate(config: &Config, bus: &PgBus, senders: usize, per_s
     rate
 }
 
+/// The worker every scenario runs: the no-op handler at the bench concurrency.
+async fn start_worker(bus: &PgBus) -> cmdbus::Worker {
+    bus.worker()
+        .domain("bench")
+        .concurrency(WORKER_CONCURRENCY)
+        .batch_size(LEASE_BATCH)
+        .start()
+        .await
+        .expect("worker")
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -161,8 +165,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// send→handler-start and send→completed latency at a fixed 500 commands/s.
 async fn latency(config: &Config) -> (f64, f64, f64, f64) {
     let bus = fresh_bus(&config.url).await;
-    let worker =
-        bus.worker().domain("bench").concurrency(WORKER_CONCURRENCY).start().await.expect("worker");
+    let worker = start_worker(&bus).await;
     START_LATENCIES_US.lock().unwrap().clear();
     RECORD_LATENCY.store(true, Ordering::Relaxed);
     let mut ticker = tokio::time::interval(Duration::from_millis(2));
@@ -226,14 +229,7 @@ async fn drain_rss(config: &Config) -> f64 {
 async fn drain_child(url: &str, schema: &str, count: u64) {
     let pool = PgPoolOptions::new().max_connections(8).connect(url).await.expect("connect");
     let bus = PgBus::builder(pool).schema(schema).skip_migrations().build().await.expect("bus");
-    let worker = bus
-        .worker()
-        .domain("bench")
-        .concurrency(WORKER_CONCURRENCY)
-        .batch_size(LEASE_BATCH)
-        .start()
-        .await
-        .expect("worker");
+    let worker = start_worker(&bus).await;
     while HANDLED.load(Ordering::Relaxed) < count {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

@@ -1,7 +1,8 @@
 //! Compile-time checks of domain and command-type names.
 //!
-//! The same rules are enforced at run time by `cmdbus::name`; the runtime
-//! crate's tests feed both the same table of names so they cannot drift.
+//! The same rules as `cmdbus::validate_domain` / `validate_command_type`,
+//! which check names that arrive at run time (this crate cannot depend on
+//! the runtime crate). Both crates' tests cover the same edge cases.
 
 /// Longest accepted domain, in bytes.
 const DOMAIN_MAX: usize = 63;

@@ -79,6 +79,17 @@ pub(crate) struct Selection {
 }
 
 impl Selection {
+    /// Refuses names that break the naming rules before any SQL runs.
+    pub(crate) fn validate(&self) -> Result<()> {
+        if let Some(domain) = &self.domain {
+            cmdbus::validate_domain(domain)?;
+        }
+        if let Some(command_type) = &self.command_type {
+            cmdbus::validate_command_type(command_type)?;
+        }
+        Ok(())
+    }
+
     fn sort_column(&self) -> &'static str {
         if self.by_updated { "updated_at" } else { "created_at" }
     }
@@ -290,27 +301,17 @@ impl CommandQuery {
         self
     }
 
-    pub(crate) fn validate(&self) -> Result<()> {
-        if let Some(domain) = &self.selection.domain {
-            cmdbus::validate_domain(domain)?;
-        }
-        if let Some(command_type) = &self.selection.command_type {
-            cmdbus::validate_command_type(command_type)?;
-        }
-        Ok(())
-    }
-
     pub(crate) async fn run(
         &self,
         pool: &sqlx::PgPool,
         schema: &Schema,
     ) -> Result<Page<CommandRecord>> {
-        self.validate()?;
+        self.selection.validate()?;
         self.selection.page(pool, schema, self.limit, self.after).await
     }
 
     pub(crate) async fn explain(&self, pool: &sqlx::PgPool, schema: &Schema) -> Result<String> {
-        self.validate()?;
+        self.selection.validate()?;
         self.selection.explain(pool, schema, self.limit).await
     }
 }

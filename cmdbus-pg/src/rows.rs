@@ -21,12 +21,10 @@ pub(crate) fn raw(text: String, what: &'static str) -> Result<Box<RawValue>> {
     RawValue::from_string(text).map_err(|e| Error::backend(what, e))
 }
 
-/// A command row selected with [`RECORD_COLUMNS`].
-pub(crate) fn record(row: &PgRow) -> Result<CommandRecord> {
+/// The command's fixed part: what was sent (`payload` selected as text).
+pub(crate) fn new_command(row: &PgRow) -> Result<NewCommand> {
     let get = || db("decoding a command");
-    let status: String = row.try_get("status").map_err(get())?;
-    let last_error: Option<String> = row.try_get("last_error").map_err(get())?;
-    let command = NewCommand::new(
+    Ok(NewCommand::new(
         row.try_get("domain").map_err(get())?,
         row.try_get("command_type").map_err(get())?,
         row.try_get("command_id").map_err(get())?,
@@ -34,9 +32,16 @@ pub(crate) fn record(row: &PgRow) -> Result<CommandRecord> {
         row.try_get("reply_to").map_err(get())?,
         count(row.try_get("max_attempts").map_err(get())?),
         raw(row.try_get("payload").map_err(get())?, "decoding a payload")?,
-    );
+    ))
+}
+
+/// A command row selected with [`RECORD_COLUMNS`].
+pub(crate) fn record(row: &PgRow) -> Result<CommandRecord> {
+    let get = || db("decoding a command");
+    let status: String = row.try_get("status").map_err(get())?;
+    let last_error: Option<String> = row.try_get("last_error").map_err(get())?;
     Ok(CommandRecord::new(
-        command,
+        new_command(row)?,
         status.parse()?,
         count(row.try_get("attempts").map_err(get())?),
         // A last_error written by another tool that does not fit is shown as absent.

@@ -342,16 +342,8 @@ impl Transport for PgTransport {
         rows.iter()
             .map(|row| {
                 let get = || db("decoding a leased command");
-                let command = NewCommand::new(
-                    row.try_get("domain").map_err(get())?,
-                    row.try_get("command_type").map_err(get())?,
-                    row.try_get("command_id").map_err(get())?,
-                    row.try_get("correlation_id").map_err(get())?,
-                    row.try_get("reply_to").map_err(get())?,
-                    count(row.try_get("max_attempts").map_err(get())?),
-                    raw(row.try_get("payload").map_err(get())?, "decoding a payload")?,
-                )
-                .with_traceparent(row.try_get("traceparent").map_err(get())?);
+                let command = crate::rows::new_command(row)?
+                    .with_traceparent(row.try_get("traceparent").map_err(get())?);
                 Ok(LeasedCommand::new(
                     command,
                     count(row.try_get("attempts").map_err(get())?),
@@ -411,13 +403,7 @@ impl Transport for PgTransport {
     }
 
     async fn leases_rescue(&self) -> Result<u64> {
-        let failure = Failure::new(
-            cmdbus::ErrorKind::Transient,
-            "cmdbus::LeaseExpired",
-            "lease_expired",
-            "the lease expired before the worker recorded an outcome (worker crashed or stalled)",
-            None,
-        );
+        let failure = Failure::lease_expired();
         let rescued: i64 = sqlx::query_scalar(sql(&self.inner.statements.leases_rescue))
             .bind(serde_json::to_string(&failure).unwrap_or_default())
             .fetch_one(&self.inner.pool)

@@ -76,13 +76,7 @@ impl TsqFilter {
     }
 
     fn selection(&self) -> Result<Selection> {
-        if let Some(domain) = &self.domain {
-            cmdbus::validate_domain(domain)?;
-        }
-        if let Some(command_type) = &self.command_type {
-            cmdbus::validate_command_type(command_type)?;
-        }
-        Ok(Selection {
+        let selection = Selection {
             statuses: vec![CommandStatus::InTroubleshootingQueue],
             domain: self.domain.clone(),
             command_type: self.command_type.clone(),
@@ -90,7 +84,9 @@ impl TsqFilter {
             updated: self.entered,
             by_updated: true,
             ..Selection::default()
-        })
+        };
+        selection.validate()?;
+        Ok(selection)
     }
 
     fn describe(&self) -> serde_json::Value {

@@ -215,6 +215,18 @@ impl Failure {
     /// Longest code kept.
     pub const MAX_CODE_BYTES: usize = 128;
 
+    /// The failure recorded when a command's last lease expired (its worker
+    /// crashed or stalled on every attempt).
+    pub fn lease_expired() -> Self {
+        Self::new(
+            ErrorKind::Transient,
+            "cmdbus::LeaseExpired",
+            "lease_expired",
+            "the lease expired before the worker recorded an outcome (worker crashed or stalled)",
+            None,
+        )
+    }
+
     /// Builds a failure, cutting oversized text so one runaway error cannot bloat a row.
     pub fn new(
         kind: ErrorKind,

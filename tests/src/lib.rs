@@ -107,3 +107,22 @@ pub async fn status_counts(bus: &PgBus) -> std::collections::BTreeMap<String, i6
         .into_iter()
         .collect()
 }
+
+/// Waits until no command is PENDING or IN_PROGRESS; returns the counts per status.
+///
+/// # Panics
+///
+/// When `timeout` passes first (a test failure).
+pub async fn settled(bus: &PgBus, timeout: Duration) -> std::collections::BTreeMap<String, i64> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let counts = status_counts(bus).await;
+        let open = counts.get("PENDING").copied().unwrap_or(0)
+            + counts.get("IN_PROGRESS").copied().unwrap_or(0);
+        if open == 0 {
+            return counts;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "commands never settled: {counts:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -11,7 +11,7 @@ use cmdbus::{AuditEvent, CommandStatus, TsqReason};
 use cmdbus_pg::PgBus;
 use cmdbus_tests::{
     crash::{Hang, Slow},
-    fresh_schema, inconsistencies, pool, status_counts,
+    fresh_schema, inconsistencies, pool, settled,
 };
 
 fn spawn_worker(schema: &str) -> Child {
@@ -90,20 +90,9 @@ async fn repeated_worker_crashes_lose_nothing() {
         child.wait().expect("reaped");
     }
     let mut child = spawn_worker(&schema);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let counts = status_counts(&bus).await;
-        let open = counts.get("PENDING").copied().unwrap_or(0)
-            + counts.get("IN_PROGRESS").copied().unwrap_or(0);
-        if open == 0 {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "never finished: {counts:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let counts = settled(&bus, Duration::from_secs(60)).await;
     child.kill().expect("SIGKILL");
     child.wait().expect("reaped");
-    let counts = status_counts(&bus).await;
     let expired: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         r#"SELECT count(*) FROM "{schema}".audit WHERE event = 'LEASE_EXPIRED'"#
     )))

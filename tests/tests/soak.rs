@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use cmdbus::{HandlerContext, HandlerError, command, handler};
-use cmdbus_tests::{inconsistencies, pg_bus, status_counts};
+use cmdbus_tests::{inconsistencies, pg_bus, settled};
 
 #[command(domain = "soak", max_attempts = 3, backoff = ["10ms", "20ms"])]
 struct Work {
@@ -51,21 +51,10 @@ async fn soak_ends_consistent() {
         bus.send_batch((sent..sent + n).map(|seed| Work { seed })).await.expect("send");
         sent += n;
     }
-    let deadline = Instant::now() + Duration::from_secs(280);
-    loop {
-        let counts = status_counts(&bus).await;
-        let open = counts.get("PENDING").copied().unwrap_or(0)
-            + counts.get("IN_PROGRESS").copied().unwrap_or(0);
-        if open == 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "soak did not finish: {counts:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let counts = settled(&bus, Duration::from_secs(280)).await;
     for worker in workers {
         worker.shutdown().await;
     }
-    let counts = status_counts(&bus).await;
     let bad = inconsistencies(&bus).await;
     eprintln!("soak: {total} commands in {:.1}s: {counts:?}", started.elapsed().as_secs_f64());
     assert!(bad.is_empty(), "inconsistent commands:\n{}", bad.join("\n"));

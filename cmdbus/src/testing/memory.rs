@@ -355,7 +355,7 @@ impl Transport for MemoryTransport {
                 stored.lease = None;
                 stored.updated_at = now;
                 if attempt >= stored.command.max_attempts {
-                    let failure = lease_expired_failure();
+                    let failure = Failure::lease_expired();
                     troubleshoot(
                         &mut state,
                         &mut stored,
@@ -465,16 +465,6 @@ impl Transport for MemoryTransport {
             .map(|c| (c.due_at - now).to_std().unwrap_or_default())
             .min())
     }
-}
-
-fn lease_expired_failure() -> Failure {
-    Failure::new(
-        crate::ErrorKind::Transient,
-        "cmdbus::LeaseExpired",
-        "lease_expired",
-        "the lease expired before the worker recorded an outcome (worker crashed or stalled)",
-        None,
-    )
 }
 
 fn failure_details(failure: &Failure) -> serde_json::Value {
