@@ -38,7 +38,7 @@ test-coverage: postgres ## Line coverage of cmdbus + cmdbus-macros; fails under 
 	@command -v cargo-llvm-cov >/dev/null || $(MAKE) setup
 	./scripts/drop-test-data.sh
 	$(CARGO) llvm-cov nextest --workspace --all-features \
-		--ignore-filename-regex '(tests|examples)/' \
+		--ignore-filename-regex '(tests|examples|bench)/' \
 		--fail-under-lines 80 --summary-only
 
 test-reliability: postgres ## Full-size soak (100k commands) and crash runs
