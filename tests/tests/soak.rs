@@ -56,7 +56,17 @@ async fn soak_ends_consistent() {
         worker.shutdown().await;
     }
     let bad = inconsistencies(&bus).await;
-    eprintln!("soak: {total} commands in {:.1}s: {counts:?}", started.elapsed().as_secs_f64());
+    let retried: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        r#"SELECT count(*) FROM "{}".audit WHERE event = 'RETRY_SCHEDULED'"#,
+        bus.transport().schema()
+    )))
+    .fetch_one(bus.pool())
+    .await
+    .expect("retries");
+    eprintln!(
+        "soak: {total} commands in {:.1}s, {retried} retries: {counts:?}",
+        started.elapsed().as_secs_f64()
+    );
     assert!(bad.is_empty(), "inconsistent commands:\n{}", bad.join("\n"));
     assert_eq!(counts.values().sum::<i64>(), total as i64, "lost commands");
     // ~1% permanent + ~0.1% exhausted go to the TSQ, ~1% are refused.
