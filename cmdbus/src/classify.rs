@@ -48,7 +48,8 @@ type Rule = Arc<dyn Fn(&(dyn StdError + 'static)) -> Option<ErrorKind> + Send + 
 /// ```
 #[derive(Clone, Default)]
 pub struct Classifier {
-    rules: Vec<Rule>,
+    // Shared: every handler run clones the classifier.
+    rules: Arc<Vec<Rule>>,
 }
 
 impl Classifier {
@@ -63,7 +64,8 @@ impl Classifier {
         mut self,
         rule: impl Fn(&E) -> ErrorKind + Send + Sync + 'static,
     ) -> Self {
-        self.rules.push(Arc::new(move |error| error.downcast_ref::<E>().map(&rule)));
+        Arc::make_mut(&mut self.rules)
+            .push(Arc::new(move |error| error.downcast_ref::<E>().map(&rule)));
         self
     }
 
@@ -79,7 +81,7 @@ impl Classifier {
         mut self,
         rule: impl Fn(&(dyn StdError + 'static)) -> Option<ErrorKind> + Send + Sync + 'static,
     ) -> Self {
-        self.rules.push(Arc::new(rule));
+        Arc::make_mut(&mut self.rules).push(Arc::new(rule));
         self
     }
 

@@ -118,6 +118,7 @@ macro_rules! conformance_suite {
             shutdown_releases_unfinished_handlers,
             lease_can_be_extended,
             retry_runs_when_due_not_at_the_next_poll,
+            a_batch_with_an_invalid_command_stores_nothing,
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {
@@ -538,4 +539,15 @@ pub async fn retry_runs_when_due_not_at_the_next_poll<T: Transport>(transport: T
     let reply = bus.wait_reply::<Flaky>(id, Duration::from_secs(10)).await;
     worker.shutdown().await;
     assert_eq!(reply.expect("retried on time, not after the 30 s poll"), TypedReply::Success(3));
+}
+
+/// A batch is all or none: one invalid name refuses every command in it.
+pub async fn a_batch_with_an_invalid_command_stores_nothing<T: Transport>(transport: T) {
+    let good = raw("Echo", r#"{"text":"fine"}"#);
+    let good_id = good.command_id;
+    let mut bad = raw("Echo", "{}");
+    bad.domain = "Not A Domain".to_owned();
+    let error = transport.commands_send(vec![good, bad]).await.expect_err("refused");
+    assert!(matches!(error, crate::Error::InvalidName { kind: "domain", .. }), "{error}");
+    assert!(transport.command_get(DOMAIN, good_id).await.expect("get").is_none());
 }

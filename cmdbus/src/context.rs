@@ -48,9 +48,10 @@ pub struct HandlerContext {
 
 impl HandlerContext {
     pub(crate) fn for_lease<T: Transport>(command: &LeasedCommand, transport: &T) -> Self {
+        let shared = Arc::new(transport.clone());
         Self {
-            control: Some(Arc::new(transport.clone())),
-            backend: Some(Arc::new(transport.clone())),
+            control: Some(Arc::clone(&shared) as Arc<dyn LeaseControl>),
+            backend: Some(shared),
             ..Self::detached(command)
         }
     }

@@ -280,14 +280,13 @@ impl<T: Transport> Runtime<T> {
             } else {
                 let limit = free.min(self.config.batch_size);
                 let leased = self.lease(limit).await;
+                lease_errors = if leased.is_ok() { 0 } else { lease_errors.saturating_add(1) };
                 self.update_health(|h| {
                     h.connected = leased.is_ok();
-                    h.lease_errors =
-                        if leased.is_ok() { 0 } else { h.lease_errors.saturating_add(1) };
+                    h.lease_errors = lease_errors;
                 });
                 match leased {
                     Ok(commands) => {
-                        lease_errors = 0;
                         // A full batch means more may be due; a partial one
                         // means the queue is drained until a wake-up says otherwise.
                         backlog = commands.len() == limit;
@@ -306,7 +305,6 @@ impl<T: Transport> Runtime<T> {
                     }
                     Err(error) => {
                         // The database may be restarting: back off, then try again.
-                        lease_errors = lease_errors.saturating_add(1);
                         wait = Duration::from_millis(50 << lease_errors.min(5))
                             .min(self.config.poll_interval);
                         warn!(%error, retry_in = ?wait, "cmdbus: leasing failed");
@@ -315,7 +313,8 @@ impl<T: Transport> Runtime<T> {
             }
             let in_flight = tasks.len();
             self.update_health(|h| h.in_flight = in_flight);
-            let deadline = Instant::now() + wait;
+            // Wake for maintenance on time too, whatever the poll interval.
+            let deadline = (Instant::now() + wait).min(next_rescue);
             let woken = loop {
                 tokio::select! {
                     // Shutdown asked, or the Worker handle dropped.

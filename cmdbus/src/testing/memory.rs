@@ -208,10 +208,13 @@ impl Transport for MemoryTransport {
     async fn commands_send(&self, commands: Vec<NewCommand>) -> Result<Vec<SendOutcome>> {
         let mut outcomes = Vec::with_capacity(commands.len());
         {
-            let mut state = self.lock();
-            for command in commands {
+            // All or none: refuse the batch before storing any of it.
+            for command in &commands {
                 crate::validate_domain(&command.domain)?;
                 crate::validate_command_type(&command.command_type)?;
+            }
+            let mut state = self.lock();
+            for command in commands {
                 let key = (command.domain.clone(), command.command_id);
                 if state.by_id.contains_key(&key) {
                     outcomes.push(SendOutcome::Duplicate { command_id: command.command_id });
