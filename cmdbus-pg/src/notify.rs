@@ -5,7 +5,8 @@
 //! throughput. Instead, after the commit, the sender pokes the [`Notifier`],
 //! which coalesces pokes and issues one `pg_notify` per domain for all the
 //! sends that arrived while the previous one ran. A lost wake-up is covered
-//! by the worker's fallback poll.
+//! by the worker's fallback poll. Replies work the same way on a second
+//! channel, so `wait_reply` returns as soon as the reply is committed.
 
 use std::{collections::BTreeSet, time::Duration};
 
@@ -33,11 +34,11 @@ impl Notifier {
             // window: a busy worker needs one wake-up, not one per send.
             while receiver.recv_many(&mut batch, 1024).await > 0 {
                 loop {
-                    let domains: BTreeSet<String> = batch.drain(..).collect();
-                    for domain in domains {
+                    let payloads: BTreeSet<String> = batch.drain(..).collect();
+                    for payload in payloads {
                         let sent = sqlx::query("SELECT pg_notify($1, $2)")
                             .bind(&channel)
-                            .bind(&domain)
+                            .bind(&payload)
                             .execute(&pool)
                             .await;
                         if let Err(error) = sent {
@@ -45,8 +46,8 @@ impl Notifier {
                         }
                     }
                     tokio::time::sleep(NOTIFY_WINDOW).await;
-                    while let Ok(domain) = receiver.try_recv() {
-                        batch.push(domain);
+                    while let Ok(payload) = receiver.try_recv() {
+                        batch.push(payload);
                     }
                     if batch.is_empty() {
                         break;
@@ -57,48 +58,51 @@ impl Notifier {
         Self { pokes }
     }
 
-    /// Asks for a wake-up of `domain`'s workers (after the send committed).
-    pub(crate) fn poke(&self, domain: &str) {
-        let _ = self.pokes.send(domain.to_owned());
+    /// Asks for a notification with `payload` (after the change committed).
+    pub(crate) fn poke(&self, payload: &str) {
+        let _ = self.pokes.send(payload.to_owned());
     }
 }
 
-/// Subscribes to wake-ups for `domains` on a dedicated connection (LISTEN
-/// does not survive a transaction-mode pooler). The listener reconnects by
-/// itself; after each reconnection it wakes the worker once, since
-/// notifications sent while it was away are lost.
+/// Listens on `channel` on a dedicated connection (LISTEN does not survive a
+/// transaction-mode pooler) and wakes subscribers on each notification whose
+/// payload `wanted` accepts. The listener reconnects by itself; after each
+/// reconnection it wakes subscribers once, since notifications sent while it
+/// was away are lost. It stops when no subscription is left.
 pub(crate) async fn listen(
     pool: &PgPool,
     channel: &str,
-    domains: &[String],
-) -> cmdbus::Result<WakeUps> {
+    wanted: impl Fn(&str) -> bool + Send + 'static,
+) -> cmdbus::Result<(WakeSender, WakeUps)> {
     let mut listener = PgListener::connect_with(pool)
         .await
         .map_err(|e| cmdbus::Error::backend("connecting the LISTEN connection", e))?;
     listener.listen(channel).await.map_err(|e| cmdbus::Error::backend("LISTEN", e))?;
     let sender = WakeSender::new();
     let wakeups = sender.subscribe();
-    let domains: BTreeSet<String> = domains.iter().cloned().collect();
+    let task_sender = sender.clone();
     tokio::spawn(async move {
         loop {
             tokio::select! {
-                () = sender.closed() => return,
+                () = task_sender.closed() => return,
                 received = listener.try_recv() => match received {
                     Ok(Some(notification)) => {
-                        if domains.contains(notification.payload()) {
-                            sender.wake();
+                        if wanted(notification.payload()) {
+                            task_sender.wake();
                         }
                     }
                     // The connection dropped; the next try_recv reconnects.
-                    Ok(None) => sender.wake(),
+                    Ok(None) => task_sender.wake(),
+                    // The application is closing the pool: let it.
+                    Err(sqlx::Error::PoolClosed) => return,
                     Err(error) => {
                         warn!(%error, "cmdbus: LISTEN connection failed; retrying");
-                        sender.wake();
+                        task_sender.wake();
                         tokio::time::sleep(Duration::from_millis(500)).await;
                     }
                 },
             }
         }
     });
-    Ok(wakeups)
+    Ok((sender, wakeups))
 }

@@ -50,6 +50,11 @@ impl Schema {
     pub(crate) fn channel(&self) -> String {
         format!("cmdbus_{}", self.0)
     }
+
+    /// The LISTEN/NOTIFY channel for new replies in this schema.
+    pub(crate) fn replies_channel(&self) -> String {
+        format!("cmdbus_{}_replies", self.0)
+    }
 }
 
 /// Every statement of the hot path, rendered for one schema.

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use cmdbus::{
     AuditEntry, AuditEvent, CommandRecord, CommandsLease, Error, Failure, LeaseExtend, LeaseRef,
     LeasedCommand, NewCommand, Outcome, OutcomeKind, QueueStats, RecordResult, Reply, ReplyStatus,
-    Result, SendOutcome, Transport, WakeUps, failed_reply_body,
+    Result, SendOutcome, Transport, WakeSender, WakeUps, failed_reply_body,
 };
 use sqlx::{PgConnection, PgPool, Postgres, Row, Transaction, postgres::PgRow};
 use uuid::Uuid;
@@ -29,6 +29,9 @@ struct Inner {
     schema: Schema,
     statements: Statements,
     notifier: Notifier,
+    replies: Notifier,
+    /// Started by the first `reply_wait`; the kept subscription keeps it alive.
+    reply_listener: tokio::sync::OnceCell<(WakeSender, WakeUps)>,
 }
 
 /// The handler's unit of work: a transaction on the transport's pool.
@@ -45,7 +48,10 @@ impl PgTransport {
         }
         let statements = Statements::new(&schema);
         let notifier = Notifier::spawn(pool.clone(), schema.channel());
-        Ok(Self { inner: Arc::new(Inner { pool, schema, statements, notifier }) })
+        let replies = Notifier::spawn(pool.clone(), schema.replies_channel());
+        let reply_listener = tokio::sync::OnceCell::new();
+        let inner = Inner { pool, schema, statements, notifier, replies, reply_listener };
+        Ok(Self { inner: Arc::new(inner) })
     }
 
     /// The pool.
@@ -69,6 +75,30 @@ impl PgTransport {
     /// Wakes `domain`'s workers (after a commit).
     pub(crate) fn wake(&self, domain: &str) {
         self.inner.notifier.poke(domain);
+    }
+
+    /// Wakes callers waiting for replies (after a commit that wrote some).
+    pub(crate) fn replies_written(&self) {
+        self.inner.replies.poke("");
+    }
+
+    /// A subscription to new replies; `None` if LISTEN is unavailable (the
+    /// wait then polls).
+    async fn reply_wakeups(&self) -> Option<WakeUps> {
+        let pool = &self.inner.pool;
+        let channel = self.inner.schema.replies_channel();
+        let listener = self
+            .inner
+            .reply_listener
+            .get_or_try_init(|| notify::listen(pool, &channel, |_| true))
+            .await;
+        match listener {
+            Ok((sender, _keepalive)) => Some(sender.subscribe()),
+            Err(error) => {
+                tracing::debug!(%error, "cmdbus: reply LISTEN unavailable; polling");
+                None
+            }
+        }
     }
 
     /// Sends within `conn` (the caller's transaction). Workers are woken by a
@@ -194,6 +224,11 @@ impl PgTransport {
             .map_err(db("reading a reply"))?;
         row.as_ref().map(reply_from_row).transpose()
     }
+}
+
+/// Whether recording `outcome` writes a reply.
+fn writes_reply(outcome: &Outcome) -> bool {
+    matches!(outcome.kind, OutcomeKind::Completed { .. } | OutcomeKind::Failed { .. })
 }
 
 /// New commands as parallel arrays for `unnest`.
@@ -356,7 +391,15 @@ impl Transport for PgTransport {
     }
 
     async fn commands_record(&self, outcomes: &[Outcome]) -> Result<Vec<RecordResult>> {
-        self.record(&self.inner.pool, outcomes).await
+        let results = self.record(&self.inner.pool, outcomes).await?;
+        if outcomes
+            .iter()
+            .zip(&results)
+            .any(|(o, r)| *r == RecordResult::Recorded && writes_reply(o))
+        {
+            self.replies_written();
+        }
+        Ok(results)
     }
 
     async fn command_record_in(
@@ -370,6 +413,9 @@ impl Transport for PgTransport {
         let result = results.first().copied().unwrap_or(RecordResult::LeaseLost);
         if result == RecordResult::Recorded {
             tx.commit().await.map_err(db("committing the handler transaction"))?;
+            if writes_reply(&outcome) {
+                self.replies_written();
+            }
         }
         Ok(result)
     }
@@ -455,7 +501,9 @@ impl Transport for PgTransport {
         timeout: Duration,
     ) -> Result<Option<Reply>> {
         let deadline = tokio::time::Instant::now() + timeout;
-        let mut pause = Duration::from_millis(2);
+        // Subscribe before the first look, so a reply committed in between wakes us.
+        let mut wakeups = self.reply_wakeups().await.unwrap_or_else(WakeUps::never);
+        let mut pause = Duration::from_millis(5);
         loop {
             // A dropped connection is retried until the deadline: waiting
             // callers should not fail because the database blinked.
@@ -468,8 +516,9 @@ impl Transport for PgTransport {
             if now >= deadline {
                 return last;
             }
-            tokio::time::sleep(pause.min(deadline - now)).await;
-            pause = (pause * 2).min(Duration::from_millis(50));
+            // Woken by the reply's NOTIFY; the growing pause is the fallback.
+            let _ = tokio::time::timeout(pause.min(deadline - now), wakeups.next()).await;
+            pause = (pause * 2).min(Duration::from_millis(250));
         }
     }
 
@@ -486,7 +535,12 @@ impl Transport for PgTransport {
     }
 
     async fn wakeups(&self, domains: &[String]) -> Result<WakeUps> {
-        notify::listen(&self.inner.pool, &self.inner.schema.channel(), domains).await
+        let domains: std::collections::BTreeSet<String> = domains.iter().cloned().collect();
+        let channel = self.inner.schema.channel();
+        let (_, wakeups) =
+            notify::listen(&self.inner.pool, &channel, move |domain| domains.contains(domain))
+                .await?;
+        Ok(wakeups)
     }
 
     async fn queue_stats(&self, domains: &[String]) -> Result<Vec<QueueStats>> {

@@ -388,7 +388,9 @@ impl Troubleshooting {
     }
 
     fn after(&self, action: Action, acted: &[(String, Uuid)]) {
-        if matches!(action, Action::Retry) {
+        if !matches!(action, Action::Retry) {
+            self.transport.replies_written();
+        } else {
             let domains: std::collections::BTreeSet<&str> =
                 acted.iter().map(|(d, _)| d.as_str()).collect();
             for domain in domains {
