@@ -203,8 +203,8 @@ async fn latency(config: &Config) -> (f64, f64, f64, f64) {
     )
 }
 
-/// Peak RSS (MiB) of a separate worker process draining a backlog.
-async fn drain_rss(config: &Config) -> f64 {
+/// A fresh schema holding `config.backlog` pending commands.
+async fn backlog(config: &Config) -> PgBus {
     let bus = fresh_bus(&config.url).await;
     let mut left = config.backlog;
     while left > 0 {
@@ -212,6 +212,12 @@ async fn drain_rss(config: &Config) -> f64 {
         bus.send_batch((0..n).map(|_| Noop { sent_at_us: 0 })).await.expect("preload");
         left -= n;
     }
+    bus
+}
+
+/// Peak RSS (MiB) of a separate worker process draining a backlog.
+async fn drain_rss(config: &Config) -> f64 {
+    let bus = backlog(config).await;
     let output = tokio::process::Command::new(std::env::current_exe().expect("exe"))
         .args(["drain", &config.url, bus.transport().schema(), &config.backlog.to_string()])
         .output()
@@ -369,13 +375,7 @@ async fn experiment(config: &Config, only: &str) {
 
 /// Completed/s draining a preloaded backlog with no concurrent senders.
 async fn drain_rate(config: &Config) -> f64 {
-    let bus = fresh_bus(&config.url).await;
-    let mut left = config.backlog;
-    while left > 0 {
-        let n = left.min(1000);
-        bus.send_batch((0..n).map(|_| Noop { sent_at_us: 0 })).await.expect("preload");
-        left -= n;
-    }
+    let bus = backlog(config).await;
     let start = HANDLED.load(Ordering::Relaxed);
     let at = Instant::now();
     let concurrency = std::env::var("CONCURRENCY")
