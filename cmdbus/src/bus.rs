@@ -148,6 +148,13 @@ impl<T: Transport> Bus<T> {
         }
     }
 
+    /// Takes (consumes) up to `limit` replies from reply queue `queue`, oldest
+    /// first; decode each with [`Reply::typed`](crate::Reply::typed). Replies
+    /// stay readable by [`wait_reply`](Self::wait_reply) after being taken.
+    pub async fn take_replies(&self, queue: &str, limit: usize) -> Result<Vec<crate::Reply>> {
+        self.transport.replies_take(queue, limit).await
+    }
+
     /// A command of type `C` as stored.
     pub async fn command<C: Command>(&self, command_id: Uuid) -> Result<CommandRecord> {
         self.transport

@@ -218,10 +218,12 @@ pub async fn send_lease_complete<T: Transport>(transport: T) {
         events(&transport, sent.command_id()).await,
         [AuditEvent::Sent, AuditEvent::Received, AuditEvent::Completed]
     );
-    let replies = transport.replies_take(crate::DEFAULT_REPLY_QUEUE, 10).await.expect("take");
+    let replies = bus.take_replies(crate::DEFAULT_REPLY_QUEUE, 10).await.expect("take");
     assert_eq!(replies.len(), 1);
     assert_eq!(replies[0].correlation_id, correlation);
-    assert!(transport.replies_take(crate::DEFAULT_REPLY_QUEUE, 10).await.expect("take").is_empty());
+    assert_eq!(replies[0].typed::<String>().expect("typed"), TypedReply::Success("hi".to_owned()));
+    assert!(bus.take_replies(crate::DEFAULT_REPLY_QUEUE, 10).await.expect("take").is_empty());
+    assert!(bus.wait_reply::<Echo>(sent.command_id(), WAIT).await.is_ok(), "still readable");
 }
 
 /// The same id twice: one command, the first payload kept, a Duplicate outcome.
