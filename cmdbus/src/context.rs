@@ -123,7 +123,8 @@ impl HandlerContext {
     }
 
     /// Keeps the command leased for `by` from now, for long work. Fails with
-    /// [`Error::NotFound`] if the lease was lost (another worker has the command).
+    /// [`Error::LeaseLost`] if the lease expired meanwhile (another worker may
+    /// have the command): stop the work.
     pub async fn extend_lease(&mut self, by: Duration) -> Result<DateTime<Utc>> {
         let Some(control) = &self.control else {
             self.lease_expires_at = Utc::now() + by;
@@ -134,10 +135,7 @@ impl HandlerContext {
                 self.lease_expires_at = expires_at;
                 Ok(expires_at)
             }
-            None => Err(Error::NotFound {
-                domain: self.lease.domain.clone(),
-                command_id: self.lease.command_id,
-            }),
+            None => Err(Error::LeaseLost { command_id: self.lease.command_id }),
         }
     }
 

@@ -94,6 +94,13 @@ pub enum Error {
         /// Id searched.
         command_id: Uuid,
     },
+    /// The handler's lease is no longer held: it expired and the command may
+    /// be running elsewhere. The handler should stop.
+    #[error("the lease on command {command_id} was lost (expired or taken over)")]
+    LeaseLost {
+        /// The command.
+        command_id: Uuid,
+    },
     /// A command id exists in several domains; the domain must be given.
     #[error("command id {command_id} exists in several domains ({domains:?}); name the domain")]
     AmbiguousCommandId {

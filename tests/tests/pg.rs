@@ -15,6 +15,9 @@ use uuid::Uuid;
 const DOMAIN: &str = "pg-it";
 const WAIT: Duration = Duration::from_secs(20);
 
+/// Set when a handler whose lease was stolen learns it from `extend_lease`.
+static LEASE_LOST_SEEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Writes a ledger row in the handler's transaction, then succeeds, refuses,
 /// or has its lease stolen before completion.
 #[command(domain = "pg-it", reply = u32)]
@@ -47,6 +50,11 @@ async fn deposit(cmd: Deposit, ctx: &mut HandlerContext) -> Result<u32, HandlerE
                 transport.schema()
             );
             sqlx::query(AssertSqlSafe(steal)).bind(command_id).execute(transport.pool()).await?;
+            if let Err(cmdbus::Error::LeaseLost { .. }) =
+                ctx.extend_lease(Duration::from_secs(5)).await
+            {
+                LEASE_LOST_SEEN.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
             Ok(ctx.attempt())
         }
     }
@@ -177,6 +185,10 @@ async fn handler_write_rolls_back_when_completion_cannot_be_recorded() {
     );
     let record = bus.command::<Deposit>(id).await.expect("exists");
     assert_eq!(record.status, CommandStatus::InProgress, "left for the rescuer, not completed");
+    assert!(
+        LEASE_LOST_SEEN.load(std::sync::atomic::Ordering::SeqCst),
+        "extend_lease reported LeaseLost"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
