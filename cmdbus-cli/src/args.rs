@@ -47,6 +47,17 @@ pub(crate) enum Command {
     },
     /// Find commands by status, domain, type, correlation id and date.
     Query(QueryArgs),
+    /// Delete finished commands (with their replies and audit rows) last
+    /// changed before a time: the explicit retention action. Needs the
+    /// schema owner's role.
+    Prune {
+        /// Finished before (RFC 3339, or an age such as 30d).
+        #[arg(long)]
+        before: When,
+        /// Only count what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Commands per domain, type and status.
     Stats {
         /// Only this domain.

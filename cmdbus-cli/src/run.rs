@@ -82,6 +82,21 @@ pub(crate) async fn run(cli: Cli, connect_timeout: Duration) -> Result<()> {
             let page = bus.query(&query(args)?).await?;
             print_page(&cli, &mut out, &page)?;
         }
+        Command::Prune { before, dry_run } => {
+            let operator = operator(&cli)?;
+            let outcome = bus.prune_finished(before.0, &operator, *dry_run).await?;
+            if cli.json {
+                output::json(&mut out, &outcome)?;
+            } else if *dry_run {
+                writeln!(
+                    out,
+                    "dry run: prune would delete {} finished command(s)",
+                    outcome.matched
+                )?;
+            } else {
+                writeln!(out, "pruned {} finished command(s)", outcome.acted)?;
+            }
+        }
         Command::Stats { domain } => {
             let counts = bus.status_counts(domain.as_deref()).await?;
             if cli.json {

@@ -298,3 +298,29 @@ fn an_unreachable_database_fails_fast_with_exit_code_4() {
     assert!(stderr(&output).contains("connecting to PostgreSQL"), "{}", stderr(&output));
     assert!(started.elapsed() < Duration::from_secs(15), "bounded by the connect timeout");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prune_deletes_only_finished_history() {
+    let f = fixture().await;
+    let (a, b) = (f.ids[0].to_string(), f.ids[1].to_string());
+    assert_exit(
+        &cmdbus(&f.schema, &["--operator", "ops", "tsq", "cancel", &a, "--reason", "old"]),
+        0,
+    );
+    assert_exit(&cmdbus(&f.schema, &["--operator", "ops", "tsq", "retry", &b]), 0);
+    let dry = json(&cmdbus(
+        &f.schema,
+        &["--json", "--operator", "ops", "prune", "--before", "2099-01-01T00:00:00Z", "--dry-run"],
+    ));
+    assert_eq!((dry["matched"].as_u64(), dry["acted"].as_u64()), (Some(1), Some(0)));
+    let none = cmdbus(&f.schema, &["--operator", "ops", "prune", "--before", "1d"]);
+    assert_eq!(stdout(&none).trim(), "pruned 0 finished command(s)");
+    let done =
+        cmdbus(&f.schema, &["--operator", "ops", "prune", "--before", "2099-01-01T00:00:00Z"]);
+    assert_eq!(stdout(&done).trim(), "pruned 1 finished command(s)");
+    // The canceled command is gone with its audit trail; the pending and TSQ ones stay.
+    assert_exit(&cmdbus(&f.schema, &["audit", &a]), 3);
+    let left = f.bus.status_counts(Some("cli-it")).await.expect("counts");
+    let left: Vec<(String, i64)> = left.iter().map(|c| (c.status.to_string(), c.count)).collect();
+    assert_eq!(left, [("IN_TROUBLESHOOTING_QUEUE".to_owned(), 1), ("PENDING".to_owned(), 1)]);
+}

@@ -106,6 +106,19 @@ impl PgBus {
         crate::query::status_counts(transport.pool(), transport.schema_ref(), domain).await
     }
 
+    /// Deletes finished commands (COMPLETED, FAILED, CANCELED) last changed
+    /// before `before`, with their replies and audit rows — the explicit
+    /// retention action; the library never deletes history by itself. Needs
+    /// the schema owner's role. With `dry_run` it only counts.
+    pub async fn prune_finished(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+        operator: &cmdbus::Operator,
+        dry_run: bool,
+    ) -> Result<crate::BulkOutcome> {
+        crate::retention::prune(self.bus.transport(), before, operator, dry_run).await
+    }
+
     /// Finds a command by id alone, whatever its domain.
     pub async fn find(&self, command_id: uuid::Uuid) -> Result<Vec<CommandRecord>> {
         let transport = self.bus.transport();

@@ -5,6 +5,7 @@ mod context;
 mod migrate;
 mod notify;
 mod query;
+mod retention;
 mod roles;
 mod rows;
 mod schema;
