@@ -100,8 +100,8 @@ pub(crate) enum Tsq {
     },
     /// Complete one item with a result; its sender gets a SUCCESS reply.
     Complete {
-        /// The command id.
-        id: Uuid,
+        #[command(flatten)]
+        target: Target,
         /// The result, as JSON (the command type's reply).
         #[arg(long)]
         result: String,

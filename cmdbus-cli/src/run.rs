@@ -182,12 +182,22 @@ async fn run_tsq(cli: &Cli, bus: &PgBus, tsq: &Tsq, out: &mut impl Write) -> Res
                 }
             }
         }
-        Tsq::Complete { id, result } => {
+        Tsq::Complete { target, result } => {
             let operator = operator(cli)?;
             let result: serde_json::Value = serde_json::from_str(result)
                 .map_err(|e| CliError::Usage(format!("--result is not valid JSON: {e}")))?;
-            api.complete_json(*id, &operator, &result).await?;
-            done(cli, out, "completed", *id)?;
+            match target.id {
+                Some(id) => {
+                    api.complete_json(id, &operator, &result).await?;
+                    done(cli, out, "completed", id)?;
+                }
+                None => {
+                    let filter = tsq_filter(&target.filter);
+                    let outcome =
+                        api.complete_all_json(&filter, &operator, &result, target.dry_run).await?;
+                    bulk(cli, out, "complete", target, outcome)?;
+                }
+            }
         }
     }
     Ok(())

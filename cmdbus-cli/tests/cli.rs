@@ -207,6 +207,25 @@ async fn bulk_retry_counts_then_acts() {
     );
     assert_exit(&cancel, 0);
     assert_eq!(stdout(&cancel).trim(), "dry run: cancel would act on 1 item(s)");
+    let complete = json(&cmdbus(
+        &f.schema,
+        &[
+            "--json",
+            "--operator",
+            "ops",
+            "tsq",
+            "complete",
+            "--all",
+            "--error-code",
+            "bad_address",
+            "--result",
+            "null",
+        ],
+    ));
+    assert_eq!((complete["matched"].as_u64(), complete["acted"].as_u64()), (Some(1), Some(1)));
+    assert!(
+        stdout(&cmdbus(&f.schema, &["audit", &f.ids[2].to_string()])).contains("OPERATOR_COMPLETE")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

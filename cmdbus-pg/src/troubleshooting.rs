@@ -277,7 +277,7 @@ impl Troubleshooting {
         operator: &Operator,
         dry_run: bool,
     ) -> Result<BulkOutcome> {
-        self.act_all(filter, Action::Retry, operator, None, dry_run).await
+        self.act_all(filter, Action::Retry, operator, (None, None), dry_run).await
     }
 
     /// Cancels every item matching `filter`; with `dry_run`, only counts them.
@@ -288,7 +288,20 @@ impl Troubleshooting {
         reason: &str,
         dry_run: bool,
     ) -> Result<BulkOutcome> {
-        self.act_all(filter, Action::Cancel, operator, Some(reason), dry_run).await
+        self.act_all(filter, Action::Cancel, operator, (Some(reason), None), dry_run).await
+    }
+
+    /// Completes every item matching `filter` with the same JSON `result`;
+    /// with `dry_run`, only counts them.
+    pub async fn complete_all_json(
+        &self,
+        filter: &TsqFilter,
+        operator: &Operator,
+        result: &serde_json::Value,
+        dry_run: bool,
+    ) -> Result<BulkOutcome> {
+        let result = Some(result.to_string());
+        self.act_all(filter, Action::Complete, operator, (None, result), dry_run).await
     }
 
     async fn act_one(
@@ -314,7 +327,7 @@ impl Troubleshooting {
         filter: &TsqFilter,
         action: Action,
         operator: &Operator,
-        reason: Option<&str>,
+        (reason, result): (Option<&str>, Option<String>),
         dry_run: bool,
     ) -> Result<BulkOutcome> {
         let selection = filter.selection()?;
@@ -340,7 +353,7 @@ impl Troubleshooting {
         if dry_run || ids.is_empty() {
             return Ok(BulkOutcome { matched, acted: 0 });
         }
-        let acted = self.apply(&mut tx, &ids, action, operator, reason, None).await?;
+        let acted = self.apply(&mut tx, &ids, action, operator, reason, result).await?;
         let summary = self.transport.schema_ref().render(
             "INSERT INTO {schema}.operator_actions (operator, action, filter, affected) VALUES ($1, $2, $3::jsonb, $4)",
         );
