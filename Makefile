@@ -27,9 +27,10 @@ test: postgres ## Run every test (unit, conformance, integration, UI, doc)
 	$(CARGO) nextest run --workspace --all-features --no-fail-fast
 	$(CARGO) test --workspace --all-features --doc
 
-lint: ## rustfmt check and clippy -D warnings on all targets
+lint: ## rustfmt check, clippy -D warnings on all targets, rustdoc -D warnings
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-features --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --all-features -q -p cmdbus -p cmdbus-macros -p cmdbus-pg
 
 typecheck: ## cargo check on all targets
 	$(CARGO) check --workspace --all-features --all-targets
