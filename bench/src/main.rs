@@ -368,6 +368,11 @@ async fn experiment(config: &Config, only: &str) {
             rate
         }
         "drain" => drain_rate(config).await,
+        "latency" => {
+            let (p50, p99, c50, c99) = latency(config).await;
+            println!("start p50 {p50:.2} p99 {p99:.2} complete p50 {c50:.2} p99 {c99:.2}");
+            p50
+        }
         other => panic!("unknown scenario {other}"),
     };
     println!("{only} senders={senders} per_send={per_send}: {rate:.1}/s");

@@ -1,6 +1,13 @@
 //! [`PgTransport`]: the [`Transport`] contract on PostgreSQL.
 
-use std::{any::Any, sync::Arc, time::Duration};
+use std::{
+    any::Any,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use chrono::{DateTime, Utc};
 use cmdbus::{
@@ -32,7 +39,15 @@ struct Inner {
     replies: Notifier,
     /// Started by the first `reply_wait`; the kept subscription keeps it alive.
     reply_listener: tokio::sync::OnceCell<(WakeSender, WakeUps)>,
+    /// When the last single send started (µs since `epoch`), to tell rare
+    /// sends from a stream of them.
+    last_send_us: AtomicU64,
+    epoch: std::time::Instant,
 }
+
+/// Sends closer together than this count as a stream: they leave waking to
+/// the coalescing notifier instead of notifying in their own transaction.
+const SEND_STREAM_GAP: Duration = Duration::from_millis(1);
 
 /// The handler's unit of work: a transaction on the transport's pool.
 pub(crate) type PgUnitOfWork = Transaction<'static, Postgres>;
@@ -50,7 +65,16 @@ impl PgTransport {
         let notifier = Notifier::spawn(pool.clone(), schema.channel());
         let replies = Notifier::spawn(pool.clone(), schema.replies_channel());
         let reply_listener = tokio::sync::OnceCell::new();
-        let inner = Inner { pool, schema, statements, notifier, replies, reply_listener };
+        let inner = Inner {
+            pool,
+            schema,
+            statements,
+            notifier,
+            replies,
+            reply_listener,
+            last_send_us: AtomicU64::new(0),
+            epoch: std::time::Instant::now(),
+        };
         Ok(Self { inner: Arc::new(inner) })
     }
 
@@ -110,7 +134,10 @@ impl PgTransport {
     ) -> Result<Vec<SendOutcome>> {
         let domains: std::collections::BTreeSet<String> =
             commands.iter().map(|c| c.domain.clone()).collect();
-        let outcomes = self.insert(&mut *conn, commands).await?;
+        let (outcomes, notified) = self.insert(&mut *conn, commands, true).await?;
+        if notified {
+            return Ok(outcomes);
+        }
         for domain in domains {
             sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(self.inner.schema.channel())
@@ -122,11 +149,14 @@ impl PgTransport {
         Ok(outcomes)
     }
 
+    /// Stores commands; a single one also NOTIFYs inside the statement when
+    /// `notify` (the returned flag says whether it did).
     async fn insert<'c, E>(
         &self,
         executor: E,
         commands: Vec<NewCommand>,
-    ) -> Result<Vec<SendOutcome>>
+        notify: bool,
+    ) -> Result<(Vec<SendOutcome>, bool)>
     where
         E: sqlx::Executor<'c, Database = Postgres>,
     {
@@ -135,7 +165,12 @@ impl PgTransport {
             cmdbus::validate_command_type(&command.command_type)?;
         }
         if let [command] = commands.as_slice() {
-            let inserted: bool = sqlx::query_scalar(sql(&self.inner.statements.command_send))
+            let statement = if notify {
+                &self.inner.statements.command_send_notify
+            } else {
+                &self.inner.statements.command_send
+            };
+            let mut query = sqlx::query_scalar(sql(statement))
                 .bind(&command.domain)
                 .bind(command.command_id)
                 .bind(&command.command_type)
@@ -143,16 +178,19 @@ impl PgTransport {
                 .bind(&command.reply_to)
                 .bind(i32::try_from(command.max_attempts).unwrap_or(i32::MAX))
                 .bind(command.payload.get())
-                .bind(command.traceparent.as_deref())
-                .fetch_one(executor)
-                .await
-                .map_err(db("sending a command"))?;
+                .bind(command.traceparent.as_deref());
+            if notify {
+                query = query.bind(self.inner.schema.channel());
+            }
+            let inserted: bool =
+                query.fetch_one(executor).await.map_err(db("sending a command"))?;
             let command_id = command.command_id;
-            return Ok(vec![if inserted {
+            let outcome = if inserted {
                 SendOutcome::Accepted { command_id }
             } else {
                 SendOutcome::Duplicate { command_id }
-            }]);
+            };
+            return Ok((vec![outcome], notify));
         }
         let mut columns = SendColumns::with_capacity(commands.len());
         for command in commands {
@@ -170,7 +208,8 @@ impl PgTransport {
             .fetch_all(executor)
             .await
             .map_err(db("sending commands"))?;
-        rows.iter()
+        let outcomes = rows
+            .iter()
             .map(|row| {
                 let command_id: Uuid =
                     row.try_get("command_id").map_err(db("reading send result"))?;
@@ -181,7 +220,8 @@ impl PgTransport {
                     SendOutcome::Duplicate { command_id }
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        Ok((outcomes, false))
     }
 
     async fn record<'c, E>(&self, executor: E, outcomes: &[Outcome]) -> Result<Vec<RecordResult>>
@@ -357,10 +397,20 @@ impl Transport for PgTransport {
     async fn commands_send(&self, commands: Vec<NewCommand>) -> Result<Vec<SendOutcome>> {
         let domains: std::collections::BTreeSet<String> =
             commands.iter().map(|c| c.domain.clone()).collect();
-        let outcomes = self.insert(&self.inner.pool, commands).await?;
-        // Committed (autocommit): now wake the workers.
-        for domain in &domains {
-            self.inner.notifier.poke(domain);
+        // A rare single send notifies inside its own statement (the fastest
+        // wake-up: delivered at its commit); a stream of sends leaves it to
+        // the coalescing notifier, since each in-transaction NOTIFY holds a
+        // global lock through its commit.
+        let now = u64::try_from(self.inner.epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let previous = self.inner.last_send_us.swap(now, Ordering::Relaxed);
+        let gap = u64::try_from(SEND_STREAM_GAP.as_micros()).unwrap_or(u64::MAX);
+        let rare = now.saturating_sub(previous) >= gap;
+        let (outcomes, notified) = self.insert(&self.inner.pool, commands, rare).await?;
+        if !notified {
+            // Committed (autocommit): now wake the workers.
+            for domain in &domains {
+                self.inner.notifier.poke(domain);
+            }
         }
         Ok(outcomes)
     }

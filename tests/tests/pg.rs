@@ -449,3 +449,40 @@ async fn skipping_migrations_checks_the_version_instead() {
         .await
         .expect("current version accepted");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_workers_wake_on_notifications_not_the_poll() {
+    let bus = pg_bus().await;
+    with_ledger(&bus).await;
+    let worker = bus
+        .worker()
+        .domain(DOMAIN)
+        .poll_interval(Duration::from_secs(60))
+        .rescue_interval(Duration::from_secs(60))
+        .start()
+        .await
+        .expect("worker");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A lone send (notifies inside its own statement).
+    let lone = bus.send(Deposit { mode: Mode::Succeed }).await.expect("send").command_id();
+    bus.wait_reply::<Deposit>(lone, Duration::from_secs(10))
+        .await
+        .expect("woken by the send's NOTIFY");
+    // A burst of concurrent sends (coalesced NOTIFY after commit).
+    let burst: Vec<_> = (0..50)
+        .map(|_| {
+            let bus = bus.clone();
+            tokio::spawn(async move { bus.send(Deposit { mode: Mode::Succeed }).await })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for send in burst {
+        ids.push(send.await.expect("join").expect("send").command_id());
+    }
+    for id in ids {
+        bus.wait_reply::<Deposit>(id, Duration::from_secs(10))
+            .await
+            .expect("woken by the coalesced NOTIFY");
+    }
+    worker.shutdown().await;
+}
