@@ -1,10 +1,10 @@
 //! LISTEN/NOTIFY wake-ups.
 //!
-//! Sends never NOTIFY inside their own transaction: a NOTIFY takes a global
-//! lock through the commit's WAL flush and roughly halves single-send
-//! throughput. Instead, after the commit, the sender pokes the [`Notifier`],
-//! which coalesces pokes and issues one `pg_notify` per domain for all the
-//! sends that arrived while the previous one ran. A lost wake-up is covered
+//! A NOTIFY inside a transaction takes a global lock through the commit's WAL
+//! flush and roughly halves throughput when sends stream in. So only a rare
+//! single send notifies inside its own statement (the fastest wake-up); a
+//! stream of sends pokes the [`Notifier`] after commit, which coalesces pokes
+//! into at most one `pg_notify` per domain per window. A lost wake-up is covered
 //! by the worker's fallback poll. Replies work the same way on a second
 //! channel, so `wait_reply` returns as soon as the reply is committed.
 
