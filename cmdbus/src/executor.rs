@@ -7,17 +7,18 @@ use futures_util::FutureExt;
 
 use crate::{
     Classifier, ErrorKind, Failure, HandlerContext, HandlerError, LeasedCommand, OutcomeKind,
-    Registry, RetryPolicy, TsqReason,
+    RetryPolicy, TsqReason, registry::Entry,
 };
 
-/// Runs `command`'s handler and decides its outcome.
+/// Runs `command`'s handler (`entry`, `None` when this worker has none for
+/// its type) and decides its outcome.
 pub(crate) async fn execute(
-    registry: &Registry,
+    entry: Option<&Entry>,
     classifier: &Classifier,
     command: &LeasedCommand,
     ctx: &mut HandlerContext,
 ) -> OutcomeKind {
-    let Some(entry) = registry.get(&command.domain, &command.command_type) else {
+    let Some(entry) = entry else {
         let failure = Failure::new(
             ErrorKind::Permanent,
             "cmdbus::NoHandler",

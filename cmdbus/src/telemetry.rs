@@ -16,10 +16,33 @@
 
 use std::time::Duration;
 
-use metrics::{counter, gauge, histogram};
+use metrics::{SharedString, counter, gauge, histogram};
 use tracing::Span;
 
-use crate::{ErrorKind, LeasedCommand, OutcomeKind, QueueStats};
+use crate::{ErrorKind, LeasedCommand, OutcomeKind, QueueStats, registry::Entry};
+
+/// A command's metric labels: borrowed from the handler's registration when
+/// there is one, so the hot path allocates nothing for them.
+#[derive(Clone)]
+pub(crate) struct Labels {
+    pub(crate) domain: SharedString,
+    command_type: SharedString,
+}
+
+impl Labels {
+    pub(crate) fn of(entry: Option<&Entry>, command: &LeasedCommand) -> Self {
+        match entry {
+            Some(entry) => Self {
+                domain: SharedString::const_str(entry.registration.domain()),
+                command_type: SharedString::const_str(entry.registration.command_type()),
+            },
+            None => Self {
+                domain: command.domain.clone().into(),
+                command_type: command.command_type.clone().into(),
+            },
+        }
+    }
+}
 
 /// The outcome's name on spans and metric labels.
 pub(crate) fn outcome_name(kind: &OutcomeKind) -> &'static str {
@@ -40,10 +63,10 @@ fn kind_name(kind: ErrorKind) -> &'static str {
 }
 
 /// Records one handler run on its span and in metrics.
-pub(crate) fn handled(span: &Span, command: &LeasedCommand, kind: &OutcomeKind, took: Duration) {
+pub(crate) fn handled(span: &Span, labels: &Labels, kind: &OutcomeKind, took: Duration) {
     let outcome = outcome_name(kind);
     span.record("outcome", outcome);
-    let (domain, command_type) = (command.domain.clone(), command.command_type.clone());
+    let Labels { domain, command_type } = labels.clone();
     histogram!("cmdbus_handler_duration_seconds", "domain" => domain.clone(), "command_type" => command_type.clone(), "outcome" => outcome)
         .record(took.as_secs_f64());
     let failure = match kind {
@@ -67,8 +90,8 @@ pub(crate) fn handled(span: &Span, command: &LeasedCommand, kind: &OutcomeKind, 
 }
 
 /// Records the time from lease to recorded outcome.
-pub(crate) fn recorded(domain: &str, since_lease: Duration) {
-    histogram!("cmdbus_lease_to_complete_seconds", "domain" => domain.to_owned())
+pub(crate) fn recorded(domain: &SharedString, since_lease: Duration) {
+    histogram!("cmdbus_lease_to_complete_seconds", "domain" => domain.clone())
         .record(since_lease.as_secs_f64());
 }
 

@@ -409,23 +409,22 @@ impl<T: Transport> Runtime<T> {
         );
         let handler_span = span.clone();
         async move {
-            let kind = executor::execute(&registry, &classifier, &command, &mut ctx).await;
-            telemetry::handled(&handler_span, &command, &kind, leased_at.elapsed());
+            let entry = registry.get(&command.domain, &command.command_type);
+            let labels = telemetry::Labels::of(entry, &command);
+            let kind = executor::execute(entry, &classifier, &command, &mut ctx).await;
+            telemetry::handled(&handler_span, &labels, &kind, leased_at.elapsed());
             let completed = matches!(kind, OutcomeKind::Completed { .. });
-            let outcome = Recorded {
-                outcome: Outcome::new(LeaseRef::of(&command), command.attempt, kind),
-                leased_at,
-            };
+            let outcome = Outcome::new(LeaseRef::of(&command), command.attempt, kind);
             // The handler's own transaction commits only with a success;
             // on any failure it is dropped, which rolls it back.
             let unit_of_work = ctx.take_unit_of_work().filter(|_| completed);
             let Some(unit_of_work) = unit_of_work else {
-                let _ = outcomes.send(outcome);
+                let _ = outcomes.send(Recorded { outcome, leased_at, domain: labels.domain });
                 return;
             };
-            match transport.command_record_in(unit_of_work, outcome.outcome).await {
+            match transport.command_record_in(unit_of_work, outcome).await {
                 Ok(RecordResult::Recorded) => {
-                    telemetry::recorded(&command.domain, leased_at.elapsed());
+                    telemetry::recorded(&labels.domain, leased_at.elapsed());
                 }
                 Ok(_) => {
                     warn!("cmdbus: lease lost before completion; handler transaction rolled back");
@@ -433,13 +432,10 @@ impl<T: Transport> Runtime<T> {
                 Err(error) => {
                     warn!(%error, "cmdbus: committing the handler transaction failed");
                     let error = HandlerError::transient("commit_failed", error.to_string());
-                    let policy = registry
-                        .get(&command.domain, &command.command_type)
-                        .map(|entry| entry.policy.clone())
-                        .unwrap_or_default();
+                    let policy = entry.map(|entry| entry.policy.clone()).unwrap_or_default();
                     let kind = executor::decide(&policy, &classifier, &command, &error);
                     let outcome = Outcome::new(LeaseRef::of(&command), command.attempt, kind);
-                    let _ = outcomes.send(Recorded { outcome, leased_at });
+                    let _ = outcomes.send(Recorded { outcome, leased_at, domain: labels.domain });
                 }
             }
         }
@@ -476,11 +472,12 @@ impl<T: Transport> Runtime<T> {
         drop(outcomes);
         let _ = completer.await;
         let leases: Vec<LeaseRef> = running.into_values().collect();
-        if !leases.is_empty() {
-            match self.config.transport.leases_release(leases.clone()).await {
+        let count = leases.len();
+        if count > 0 {
+            match self.config.transport.leases_release(leases).await {
                 Ok(n) => report.released = usize::try_from(n).unwrap_or(usize::MAX),
                 Err(error) => {
-                    warn!(%error, count = leases.len(), "cmdbus: releasing leases at shutdown failed; they return when they expire");
+                    warn!(%error, count, "cmdbus: releasing leases at shutdown failed; they return when they expire");
                 }
             }
         }
@@ -503,8 +500,13 @@ async fn complete<T: Transport>(
 ) {
     let mut pending = Vec::with_capacity(RECORD_BATCH);
     let mut batch = Vec::with_capacity(RECORD_BATCH);
+    let mut leases = Vec::with_capacity(RECORD_BATCH);
     while receiver.recv_many(&mut pending, RECORD_BATCH).await > 0 {
-        batch.extend(pending.iter().map(|p: &Recorded| p.outcome.clone()));
+        // Outcomes move into the batch; what telemetry needs stays beside it.
+        for Recorded { outcome, leased_at, domain } in pending.drain(..) {
+            batch.push(outcome);
+            leases.push((leased_at, domain));
+        }
         let has_retry = batch.iter().any(|o| matches!(o.kind, OutcomeKind::Retry { .. }));
         let mut delay = Duration::from_millis(50);
         // Retried while the database is away; if it never comes back, the
@@ -512,12 +514,9 @@ async fn complete<T: Transport>(
         for attempt in 1..=8 {
             match transport.commands_record(&batch).await {
                 Ok(results) => {
-                    for (result, done) in results.iter().zip(&pending) {
+                    for (result, (leased_at, domain)) in results.iter().zip(&leases) {
                         if *result == RecordResult::Recorded {
-                            telemetry::recorded(
-                                &done.outcome.lease.domain,
-                                done.leased_at.elapsed(),
-                            );
+                            telemetry::recorded(domain, leased_at.elapsed());
                         }
                     }
                     let lost = results.iter().filter(|r| **r == RecordResult::LeaseLost).count();
@@ -537,12 +536,14 @@ async fn complete<T: Transport>(
             }
         }
         batch.clear();
-        pending.clear();
+        leases.clear();
     }
 }
 
-/// An outcome on its way to the completer, with when its lease began.
+/// An outcome on its way to the completer, with when its lease began and
+/// its domain label.
 struct Recorded {
     outcome: Outcome,
     leased_at: Instant,
+    domain: metrics::SharedString,
 }

@@ -301,8 +301,6 @@ impl Transport for MemoryTransport {
         if replied {
             self.replies.wake();
         }
-        // A retry may be due soon; let idle workers recompute their sleep.
-        self.work.wake();
         Ok(results)
     }
 
