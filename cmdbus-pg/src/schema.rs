@@ -61,7 +61,6 @@ impl Schema {
 #[derive(Debug)]
 pub(crate) struct Statements {
     pub(crate) command_send: Arc<str>,
-    pub(crate) command_send_notify: Arc<str>,
     pub(crate) commands_send: Arc<str>,
     pub(crate) commands_lease: Arc<str>,
     pub(crate) commands_record: Arc<str>,
@@ -82,7 +81,6 @@ impl Statements {
         let r = |sql: &str| Arc::from(schema.render(sql));
         Self {
             command_send: r(include_str!("sql/command_send.sql")),
-            command_send_notify: r(include_str!("sql/command_send_notify.sql")),
             commands_send: r(include_str!("sql/commands_send.sql")),
             commands_lease: r(include_str!("sql/commands_lease.sql")),
             commands_record: r(include_str!("sql/commands_record.sql")),

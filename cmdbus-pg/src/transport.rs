@@ -34,6 +34,8 @@ pub struct PgTransport {
 struct Inner {
     pool: PgPool,
     schema: Schema,
+    /// The work channel, named once (sends bind it).
+    channel: String,
     statements: Statements,
     notifier: Notifier,
     replies: Notifier,
@@ -62,12 +64,14 @@ impl PgTransport {
             crate::migrate::check(&pool, &schema).await?;
         }
         let statements = Statements::new(&schema);
-        let notifier = Notifier::spawn(pool.clone(), schema.channel());
+        let channel = schema.channel();
+        let notifier = Notifier::spawn(pool.clone(), channel.clone());
         let replies = Notifier::spawn(pool.clone(), schema.replies_channel());
         let reply_listener = tokio::sync::OnceCell::new();
         let inner = Inner {
             pool,
             schema,
+            channel,
             statements,
             notifier,
             replies,
@@ -132,31 +136,18 @@ impl PgTransport {
         conn: &mut PgConnection,
         commands: Vec<NewCommand>,
     ) -> Result<Vec<SendOutcome>> {
-        let domains: std::collections::BTreeSet<String> =
-            commands.iter().map(|c| c.domain.clone()).collect();
-        let (outcomes, notified) = self.insert(&mut *conn, commands, true).await?;
-        if notified {
-            return Ok(outcomes);
-        }
-        for domain in domains {
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(self.inner.schema.channel())
-                .bind(domain)
-                .execute(&mut *conn)
-                .await
-                .map_err(db("notifying workers"))?;
-        }
-        Ok(outcomes)
+        // NOTIFY inside the caller's transaction: workers wake at its commit.
+        self.insert(&mut *conn, commands, Some(&self.inner.channel)).await
     }
 
-    /// Stores commands; a single one also NOTIFYs inside the statement when
-    /// `notify` (the returned flag says whether it did).
+    /// Stores commands with their SENT audit rows in one statement; with a
+    /// `channel`, the same statement notifies it once per domain.
     async fn insert<'c, E>(
         &self,
         executor: E,
         commands: Vec<NewCommand>,
-        notify: bool,
-    ) -> Result<(Vec<SendOutcome>, bool)>
+        channel: Option<&str>,
+    ) -> Result<Vec<SendOutcome>>
     where
         E: sqlx::Executor<'c, Database = Postgres>,
     {
@@ -165,12 +156,7 @@ impl PgTransport {
             cmdbus::validate_command_type(&command.command_type)?;
         }
         if let [command] = commands.as_slice() {
-            let statement = if notify {
-                &self.inner.statements.command_send_notify
-            } else {
-                &self.inner.statements.command_send
-            };
-            let mut query = sqlx::query_scalar(sql(statement))
+            let inserted: bool = sqlx::query_scalar(sql(&self.inner.statements.command_send))
                 .bind(&command.domain)
                 .bind(command.command_id)
                 .bind(&command.command_type)
@@ -178,19 +164,17 @@ impl PgTransport {
                 .bind(&command.reply_to)
                 .bind(i32::try_from(command.max_attempts).unwrap_or(i32::MAX))
                 .bind(command.payload.get())
-                .bind(command.traceparent.as_deref());
-            if notify {
-                query = query.bind(self.inner.schema.channel());
-            }
-            let inserted: bool =
-                query.fetch_one(executor).await.map_err(db("sending a command"))?;
+                .bind(command.traceparent.as_deref())
+                .bind(channel)
+                .fetch_one(executor)
+                .await
+                .map_err(db("sending a command"))?;
             let command_id = command.command_id;
-            let outcome = if inserted {
+            return Ok(vec![if inserted {
                 SendOutcome::Accepted { command_id }
             } else {
                 SendOutcome::Duplicate { command_id }
-            };
-            return Ok((vec![outcome], notify));
+            }]);
         }
         let mut columns = SendColumns::with_capacity(commands.len());
         for command in commands {
@@ -205,11 +189,11 @@ impl PgTransport {
             .bind(&columns.max_attempts)
             .bind(&columns.payloads)
             .bind(&columns.traceparents)
+            .bind(channel)
             .fetch_all(executor)
             .await
             .map_err(db("sending commands"))?;
-        let outcomes = rows
-            .iter()
+        rows.iter()
             .map(|row| {
                 let command_id: Uuid =
                     row.try_get("command_id").map_err(db("reading send result"))?;
@@ -220,8 +204,7 @@ impl PgTransport {
                     SendOutcome::Duplicate { command_id }
                 })
             })
-            .collect::<Result<Vec<_>>>()?;
-        Ok((outcomes, false))
+            .collect()
     }
 
     async fn record<'c, E>(&self, executor: E, outcomes: &[Outcome]) -> Result<Vec<RecordResult>>
@@ -395,22 +378,22 @@ fn reply_from_row(row: &PgRow) -> Result<Reply> {
 
 impl Transport for PgTransport {
     async fn commands_send(&self, commands: Vec<NewCommand>) -> Result<Vec<SendOutcome>> {
-        let domains: std::collections::BTreeSet<String> =
-            commands.iter().map(|c| c.domain.clone()).collect();
-        // A rare single send notifies inside its own statement (the fastest
-        // wake-up: delivered at its commit); a stream of sends leaves it to
-        // the coalescing notifier, since each in-transaction NOTIFY holds a
+        // A rare send notifies inside its own statement (the fastest wake-up:
+        // delivered at its commit); a stream of sends leaves it to the
+        // coalescing notifier, since each in-transaction NOTIFY holds a
         // global lock through its commit.
         let now = u64::try_from(self.inner.epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
         let previous = self.inner.last_send_us.swap(now, Ordering::Relaxed);
         let gap = u64::try_from(SEND_STREAM_GAP.as_micros()).unwrap_or(u64::MAX);
-        let rare = now.saturating_sub(previous) >= gap;
-        let (outcomes, notified) = self.insert(&self.inner.pool, commands, rare).await?;
-        if !notified {
-            // Committed (autocommit): now wake the workers.
-            for domain in &domains {
-                self.inner.notifier.poke(domain);
-            }
+        if now.saturating_sub(previous) >= gap {
+            return self.insert(&self.inner.pool, commands, Some(&self.inner.channel)).await;
+        }
+        let domains: std::collections::BTreeSet<String> =
+            commands.iter().map(|c| c.domain.clone()).collect();
+        let outcomes = self.insert(&self.inner.pool, commands, None).await?;
+        // Committed (autocommit): now wake the workers.
+        for domain in &domains {
+            self.inner.notifier.poke(domain);
         }
         Ok(outcomes)
     }
@@ -586,10 +569,8 @@ impl Transport for PgTransport {
 
     async fn wakeups(&self, domains: &[String]) -> Result<WakeUps> {
         let domains: std::collections::BTreeSet<String> = domains.iter().cloned().collect();
-        let channel = self.inner.schema.channel();
-        let (_, wakeups) =
-            notify::listen(&self.inner.pool, &channel, move |domain| domains.contains(domain))
-                .await?;
+        let wanted = move |domain: &str| domains.contains(domain);
+        let (_, wakeups) = notify::listen(&self.inner.pool, &self.inner.channel, wanted).await?;
         Ok(wakeups)
     }
 

@@ -1,5 +1,7 @@
 -- Stores a batch of commands with their SENT audit rows in one statement.
 -- Existing (domain, command_id) pairs are left untouched and reported.
+-- $9: the channel to NOTIFY (once per domain) inside this transaction, or
+-- NULL to leave waking to the caller.
 WITH input AS (
     SELECT *
     FROM unnest($1::text[], $2::uuid[], $3::text[], $4::uuid[], $5::text[], $6::int[], $7::text[], $8::text[])
@@ -17,8 +19,12 @@ inserted AS (
 audited AS (
     INSERT INTO {schema}.audit (domain, command_id, event, attempt)
     SELECT domain, command_id, 'SENT', 0 FROM inserted
+),
+notified AS (
+    SELECT pg_notify($9::text, domain) FROM (SELECT DISTINCT domain FROM inserted) d
+    WHERE $9::text IS NOT NULL
 )
-SELECT i.command_id, (n.command_id IS NOT NULL) AS inserted
+SELECT i.command_id, (n.command_id IS NOT NULL) AS inserted, (SELECT count(*) FROM notified) AS notified
 FROM input i
 LEFT JOIN inserted n ON n.domain = i.domain AND n.command_id = i.command_id
 ORDER BY i.ord
