@@ -2,7 +2,7 @@
 
 use std::{ops::Deref, time::Duration};
 
-use cmdbus::{Bus, Command, CommandRecord, Result, SendOptions, SendOutcome, Transport};
+use cmdbus::{Bus, Command, CommandRecord, Result, SendOptions, SendOutcome};
 use sqlx::{PgConnection, PgPool, postgres::PgPoolOptions};
 
 use crate::{
@@ -122,13 +122,7 @@ impl PgBus {
     /// Finds a command by id alone, whatever its domain.
     pub async fn find(&self, command_id: uuid::Uuid) -> Result<Vec<CommandRecord>> {
         let transport = self.bus.transport();
-        let mut matches = Vec::new();
-        for domain in
-            crate::query::domains_of(transport.pool(), transport.schema_ref(), command_id).await?
-        {
-            matches.extend(transport.command_get(&domain, command_id).await?);
-        }
-        Ok(matches)
+        crate::query::by_id(transport.pool(), transport.schema_ref(), command_id).await
     }
 
     /// The pool.

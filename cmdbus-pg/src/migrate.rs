@@ -81,13 +81,7 @@ pub(crate) async fn migrate(pool: &PgPool, schema: &Schema) -> Result<(), Error>
         .execute(&mut *tx)
         .await
         .map_err(db("creating the schema"))?;
-    let current: Option<i32> = sqlx::query_scalar(AssertSqlSafe(
-        schema.render("SELECT max(version) FROM {schema}.schema_migrations"),
-    ))
-    .fetch_one(&mut *tx)
-    .await
-    .map_err(db("reading the schema version"))?;
-    let current = current.unwrap_or(0);
+    let current = version(&mut *tx, schema).await?;
     if current > SCHEMA_VERSION {
         return Err(Error::backend(
             "checking the schema version",
@@ -126,17 +120,7 @@ pub(crate) async fn check(pool: &PgPool, schema: &Schema) -> Result<(), Error> {
     .fetch_one(pool)
     .await
     .map_err(|e| Error::backend("checking the schema", e))?;
-    let found: i32 = if exists {
-        sqlx::query_scalar::<_, Option<i32>>(AssertSqlSafe(
-            schema.render("SELECT max(version) FROM {schema}.schema_migrations"),
-        ))
-        .fetch_one(pool)
-        .await
-        .map_err(|e| Error::backend("reading the schema version", e))?
-        .unwrap_or(0)
-    } else {
-        0
-    };
+    let found = if exists { version(pool, schema).await? } else { 0 };
     if found == SCHEMA_VERSION {
         return Ok(());
     }
@@ -154,4 +138,17 @@ pub(crate) async fn check(pool: &PgPool, schema: &Schema) -> Result<(), Error> {
         }
     };
     Err(Error::backend("checking the schema version", error))
+}
+
+/// The schema's version: the newest applied migration (0 for none).
+async fn version<'c>(
+    executor: impl sqlx::Executor<'c, Database = sqlx::Postgres>,
+    schema: &Schema,
+) -> Result<i32, Error> {
+    let sql = schema.render("SELECT max(version) FROM {schema}.schema_migrations");
+    let version: Option<i32> = sqlx::query_scalar(AssertSqlSafe(sql))
+        .fetch_one(executor)
+        .await
+        .map_err(|e| Error::backend("reading the schema version", e))?;
+    Ok(version.unwrap_or(0))
 }

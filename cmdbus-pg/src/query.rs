@@ -359,19 +359,17 @@ pub(crate) async fn status_counts(
         .collect()
 }
 
-/// The domains holding a command id (normally one).
-pub(crate) async fn domains_of(
+/// Every command with this id, whatever its domain (normally one).
+pub(crate) async fn by_id(
     pool: &sqlx::PgPool,
     schema: &Schema,
     command_id: Uuid,
-) -> Result<Vec<String>> {
-    let sql =
-        schema.render("SELECT domain FROM {schema}.commands WHERE command_id = $1 ORDER BY domain");
-    sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-        .bind(command_id)
-        .fetch_all(pool)
-        .await
-        .map_err(db("finding a command"))
+) -> Result<Vec<CommandRecord>> {
+    let mut sql = QueryBuilder::new(format!("SELECT {RECORD_COLUMNS} FROM "));
+    sql.push(schema.render("{schema}.commands"));
+    sql.push(" WHERE command_id = ").push_bind(command_id).push(" ORDER BY domain");
+    let rows = sql.build().fetch_all(pool).await.map_err(db("finding a command"))?;
+    rows.iter().map(crate::rows::record).collect()
 }
 
 #[cfg(test)]

@@ -414,30 +414,17 @@ impl Troubleshooting {
 
     /// Explains why an action changed nothing.
     async fn why_not(&self, command_id: Uuid, action: Action) -> Error {
-        let lookup = self.transport.schema_ref().render(
-            "SELECT domain, status FROM {schema}.commands WHERE command_id = $1 ORDER BY domain",
-        );
-        let rows = match sqlx::query(sqlx::AssertSqlSafe(lookup))
-            .bind(command_id)
-            .fetch_all(self.transport.pool())
-            .await
-        {
-            Ok(rows) => rows,
-            Err(error) => return Error::backend("looking up a command", error),
+        let pool = self.transport.pool();
+        let found = match crate::query::by_id(pool, self.transport.schema_ref(), command_id).await {
+            Ok(found) => found,
+            Err(error) => return error,
         };
-        let found: Vec<(String, String)> = rows
-            .iter()
-            .filter_map(|row| Some((row.try_get("domain").ok()?, row.try_get("status").ok()?)))
-            .collect();
         match found.as_slice() {
             [] => Error::NotFound { domain: "*".to_owned(), command_id },
-            [(_, status)] => match status.parse::<CommandStatus>() {
-                Ok(from) => Error::IllegalTransition { from, to: action.target() },
-                Err(error) => error,
-            },
+            [record] => Error::IllegalTransition { from: record.status, to: action.target() },
             many => Error::AmbiguousCommandId {
                 command_id,
-                domains: many.iter().map(|(d, _)| d.clone()).collect(),
+                domains: many.iter().map(|r| r.domain.clone()).collect(),
             },
         }
     }
