@@ -79,6 +79,12 @@ pub(crate) struct Selection {
 }
 
 impl Selection {
+    /// Restricts to one command type (types are named per domain).
+    pub(crate) fn set_type(&mut self, domain: String, command_type: String) {
+        self.domain = Some(domain);
+        self.command_type = Some(command_type);
+    }
+
     /// Refuses names that break the naming rules before any SQL runs.
     pub(crate) fn validate(&self) -> Result<()> {
         if let Some(domain) = &self.domain {
@@ -265,8 +271,7 @@ impl CommandQuery {
         domain: impl Into<String>,
         command_type: impl Into<String>,
     ) -> Self {
-        self.selection.domain = Some(domain.into());
-        self.selection.command_type = Some(command_type.into());
+        self.selection.set_type(domain.into(), command_type.into());
         self
     }
 

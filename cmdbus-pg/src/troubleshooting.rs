@@ -20,13 +20,21 @@ use crate::{
 /// ```
 /// let filter = cmdbus_pg::TsqFilter::new().domain("payments").error_code("partner_timeout");
 /// ```
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 #[must_use]
 pub struct TsqFilter {
-    domain: Option<String>,
-    command_type: Option<String>,
-    error_code: Option<String>,
-    entered: (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
+    selection: Selection,
+}
+
+impl Default for TsqFilter {
+    fn default() -> Self {
+        let selection = Selection {
+            statuses: vec![CommandStatus::InTroubleshootingQueue],
+            by_updated: true,
+            ..Selection::default()
+        };
+        Self { selection }
+    }
 }
 
 impl TsqFilter {
@@ -37,7 +45,7 @@ impl TsqFilter {
 
     /// Only items of `domain`.
     pub fn domain(mut self, domain: impl Into<String>) -> Self {
-        self.domain = Some(domain.into());
+        self.selection.domain = Some(domain.into());
         self
     }
 
@@ -52,50 +60,42 @@ impl TsqFilter {
         domain: impl Into<String>,
         command_type: impl Into<String>,
     ) -> Self {
-        self.domain = Some(domain.into());
-        self.command_type = Some(command_type.into());
+        self.selection.set_type(domain.into(), command_type.into());
         self
     }
 
     /// Only items whose last error has this code.
     pub fn error_code(mut self, code: impl Into<String>) -> Self {
-        self.error_code = Some(code.into());
+        self.selection.error_code = Some(code.into());
         self
     }
 
     /// Only items that entered the TSQ at or after `since`.
     pub fn since(mut self, since: DateTime<Utc>) -> Self {
-        self.entered.0 = Some(since);
+        self.selection.updated.0 = Some(since);
         self
     }
 
     /// Only items that entered the TSQ before `until`.
     pub fn until(mut self, until: DateTime<Utc>) -> Self {
-        self.entered.1 = Some(until);
+        self.selection.updated.1 = Some(until);
         self
     }
 
-    fn selection(&self) -> Result<Selection> {
-        let selection = Selection {
-            statuses: vec![CommandStatus::InTroubleshootingQueue],
-            domain: self.domain.clone(),
-            command_type: self.command_type.clone(),
-            error_code: self.error_code.clone(),
-            updated: self.entered,
-            by_updated: true,
-            ..Selection::default()
-        };
-        selection.validate()?;
-        Ok(selection)
+    /// The selection, once its names are checked.
+    fn selection(&self) -> Result<&Selection> {
+        self.selection.validate()?;
+        Ok(&self.selection)
     }
 
     fn describe(&self) -> serde_json::Value {
+        let s = &self.selection;
         serde_json::json!({
-            "domain": self.domain,
-            "command_type": self.command_type,
-            "error_code": self.error_code,
-            "since": self.entered.0,
-            "until": self.entered.1,
+            "domain": s.domain,
+            "command_type": s.command_type,
+            "error_code": s.error_code,
+            "since": s.updated.0,
+            "until": s.updated.1,
         })
     }
 }
