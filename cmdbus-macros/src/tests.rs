@@ -41,7 +41,7 @@ fn command_expands_to_derives_and_impl() {
         "const DOMAIN : & 'static str = \"payments\"",
         "const NAME : & 'static str = \"Debit\"",
         "type Reply = u64",
-        "with_max_attempts (5u32)",
+        "const MAX_ATTEMPTS : u32 = 5u32",
         "with_backoff_millis (& [250u64 , 10000u64 , 300000u64 , 3600000u64])",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in {text}");

@@ -130,7 +130,7 @@ impl<T: Transport> Bus<T> {
             command_id,
             options.correlation_id.unwrap_or(command_id),
             reply_to,
-            options.max_attempts.unwrap_or_else(|| C::retry_policy().max_attempts()),
+            options.max_attempts.unwrap_or(C::MAX_ATTEMPTS),
             payload,
         )
         .with_traceparent(Some(trace.to_string())))

@@ -37,9 +37,14 @@ pub trait Command:
     /// What a successful handler returns; sent back in the SUCCESS reply.
     type Reply: Serialize + DeserializeOwned + Send + 'static;
 
-    /// Retry policy for this command type (default: 3 attempts, 10s / 60s / 300s).
+    /// Attempts before the troubleshooting queue (default 3); a constant so
+    /// sending needs no policy built.
+    const MAX_ATTEMPTS: u32 = RetryPolicy::DEFAULT_MAX_ATTEMPTS;
+
+    /// Retry policy for this command type (default: [`Self::MAX_ATTEMPTS`]
+    /// attempts, 10s / 60s / 300s).
     fn retry_policy() -> RetryPolicy {
-        RetryPolicy::default()
+        RetryPolicy::default().with_max_attempts(Self::MAX_ATTEMPTS)
     }
 
     /// The JSON schema of the payload, for operators and tooling.

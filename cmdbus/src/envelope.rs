@@ -215,7 +215,7 @@ impl LeasedCommand {
             id,
             id,
             crate::DEFAULT_REPLY_QUEUE.to_owned(),
-            C::retry_policy().max_attempts(),
+            C::MAX_ATTEMPTS,
             RawValue::NULL.to_owned(),
         );
         let now = Utc::now();

@@ -29,7 +29,7 @@ pub struct RetryPolicy {
 impl Default for RetryPolicy {
     fn default() -> Self {
         Self {
-            max_attempts: 3,
+            max_attempts: Self::DEFAULT_MAX_ATTEMPTS,
             backoff: vec![
                 Duration::from_secs(10),
                 Duration::from_secs(60),
@@ -41,6 +41,9 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// Attempts when nothing else is said.
+    pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+
     /// Sets the number of attempts (at least 1).
     #[must_use]
     pub fn with_max_attempts(mut self, max_attempts: u32) -> Self {

@@ -11,12 +11,13 @@ pub(super) fn command(item: &DeriveInput, spec: &Spec) -> TokenStream {
     let Spec { domain, name, reply, max_attempts, backoff_ms } = spec;
     let derive = serde_derives(item);
 
-    let retry_policy = (max_attempts.is_some() || backoff_ms.is_some()).then(|| {
-        let max = max_attempts.map(|n| quote!(.with_max_attempts(#n)));
-        let backoff = backoff_ms.as_ref().map(|ms| quote!(.with_backoff_millis(&[#(#ms),*])));
+    let max_attempts = max_attempts.map(|n| quote!(const MAX_ATTEMPTS: u32 = #n;));
+    let retry_policy = backoff_ms.as_ref().map(|ms| {
         quote! {
             fn retry_policy() -> ::cmdbus::RetryPolicy {
-                ::cmdbus::RetryPolicy::default() #max #backoff
+                ::cmdbus::RetryPolicy::default()
+                    .with_max_attempts(Self::MAX_ATTEMPTS)
+                    .with_backoff_millis(&[#(#ms),*])
             }
         }
     });
@@ -31,6 +32,7 @@ pub(super) fn command(item: &DeriveInput, spec: &Spec) -> TokenStream {
                 const DOMAIN: &'static str = #domain;
                 const NAME: &'static str = #name;
                 type Reply = #reply;
+                #max_attempts
                 #retry_policy
             }
         };
