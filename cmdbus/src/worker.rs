@@ -402,7 +402,7 @@ impl<T: Transport> Runtime<T> {
             correlation_id = %command.correlation_id,
             attempt = command.attempt,
             traceparent = %ctx.traceparent(),
-            parent_traceparent = command.traceparent.map(|t| t.to_string()).unwrap_or_default(),
+            parent_traceparent = command.traceparent.map(tracing::field::display),
             outcome = Empty,
             error.code = Empty,
             error.message = Empty,
