@@ -7,13 +7,16 @@ export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 .PHONY: help setup postgres demo test lint typecheck test-coverage test-reliability bench bench-quick
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-17s %s\n", $$1, $$2}'
 
-setup: ## Install what the project needs (toolchain components, nextest, llvm-cov)
+setup: ## Install the toolchain components, nextest, llvm-cov and the pre-commit hook
 	rustup show active-toolchain >/dev/null
 	rustup component add rustfmt clippy llvm-tools-preview
 	@command -v cargo-nextest >/dev/null || $(CARGO) install --locked cargo-nextest
 	@command -v cargo-llvm-cov >/dev/null || $(CARGO) install --locked cargo-llvm-cov
+	@if git rev-parse --git-dir >/dev/null 2>&1; then \
+		git config core.hooksPath .githooks && echo "pre-commit hook: .githooks/pre-commit (make lint + coverage gate)"; \
+	fi
 
 postgres: ## Start the local PostgreSQL if it is not running
 	./scripts/ensure-postgres.sh
@@ -23,24 +26,29 @@ demo: ## Run the demo: typed commands, a worker, replies
 
 test: postgres ## Run every test (unit, conformance, integration, UI, doc)
 	@command -v cargo-nextest >/dev/null || $(MAKE) setup
-	./scripts/drop-test-data.sh
-	$(CARGO) nextest run --workspace --all-features --no-fail-fast
+	./scripts/test-data.sh run $(CARGO) nextest run --workspace --all-features --no-fail-fast
 	$(CARGO) test --workspace --all-features --doc
 
 lint: ## rustfmt check, clippy -D warnings on all targets, rustdoc -D warnings
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-features --all-targets -- -D warnings
-	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --all-features -q -p cmdbus -p cmdbus-macros -p cmdbus-pg
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --all-features -q -p cmdbus -p cmdbus-macros -p cmdbus-pg -p cmdbus-cli
 
 typecheck: ## cargo check on all targets
 	$(CARGO) check --workspace --all-features --all-targets
 
-test-coverage: postgres ## Line coverage of cmdbus + cmdbus-macros; fails under 80%
+# Branch coverage needs an unstable rustc flag; RUSTC_BOOTSTRAP=1 allows it
+# on the pinned stable toolchain. The compile-fail suite is left out here: it
+# measures no library code (the macros' logic is covered by their unit tests)
+# and its blessed spans differ under RUSTC_BOOTSTRAP; `make test` runs it.
+COVERAGE := env RUSTC_BOOTSTRAP=1 $(CARGO) llvm-cov
+test-coverage: postgres ## Line AND branch coverage per library crate and in total; fails under 80% of either
 	@command -v cargo-llvm-cov >/dev/null || $(MAKE) setup
-	./scripts/drop-test-data.sh
-	$(CARGO) llvm-cov nextest --workspace --all-features \
-		--ignore-filename-regex '(tests|examples|bench)/' \
-		--fail-under-lines 80 --summary-only
+	./scripts/test-data.sh run $(COVERAGE) nextest --workspace --all-features --branch --no-report \
+		-E 'not binary(ui)'
+	$(COVERAGE) report --branch --json --summary-only --output-path target/coverage.json \
+		--ignore-filename-regex '/(tests|examples|bench)/'
+	python3 scripts/coverage-gate.py target/coverage.json
 
 test-reliability: postgres ## Full-size soak (100k commands) and crash runs
 	SOAK_COMMANDS=100000 CRASH_KILLS=20 $(CARGO) nextest run -p cmdbus-tests --test soak --test crash --no-capture

@@ -6,7 +6,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-run_demo() { cargo run -q -p cmdbus-examples --example demo; }
+target=${CARGO_TARGET_DIR:-target}
+run_demo() {
+    echo "demo: building the demo and the cmdbus CLI (a few minutes on a cold machine)..." >&2
+    cargo build -p cmdbus-examples --example demo -p cmdbus-cli
+    echo >&2
+    "$target/debug/examples/demo"
+    echo
+    if [ -n "${throwaway:-}" ]; then
+        echo "(This ran on a throwaway cluster, removed now; set DATABASE_URL to keep the data.)"
+    else
+        echo "Look at it as an operator would:"
+        echo "  DATABASE_URL=$DATABASE_URL $target/debug/cmdbus --schema cmdbus_demo tsq list"
+        echo "  DATABASE_URL=$DATABASE_URL $target/debug/cmdbus --schema cmdbus_demo stats"
+    fi
+}
 
 if [ -n "${DATABASE_URL:-}" ] && [ "${DATABASE_URL}" != "postgres://postgres@127.0.0.1:5432/postgres" ]; then
     run_demo
@@ -41,4 +55,5 @@ fi
 "${runas[@]}" "$bindir/pg_ctl" -D "$dir/data" -o "-p $port -k $dir -h 127.0.0.1" -l "$dir/log" -w start >/dev/null
 trap '"${runas[@]}" "$bindir/pg_ctl" -D "$dir/data" -m fast stop >/dev/null; rm -rf "$dir"' EXIT
 export DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres"
+throwaway=1
 run_demo

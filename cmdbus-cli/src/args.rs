@@ -117,8 +117,9 @@ pub(crate) struct Target {
     /// Act on every item matching the filters.
     #[arg(long)]
     pub(crate) all: bool,
-    /// With --all: only count what would be acted on.
-    #[arg(long, requires = "all")]
+    /// Change nothing: show the items the action would touch, and which it
+    /// would refuse.
+    #[arg(long)]
     pub(crate) dry_run: bool,
     #[command(flatten)]
     pub(crate) filter: TsqFilterArgs,

@@ -2,7 +2,7 @@
 
 use std::{io::Write, time::Duration};
 
-use cmdbus::{CommandRecord, Operator};
+use cmdbus::{CommandRecord, CommandStatus, Operator};
 use cmdbus_pg::{CommandQuery, PgBus, TsqFilter};
 use sqlx::postgres::PgPoolOptions;
 
@@ -83,7 +83,8 @@ pub(crate) async fn run(cli: Cli, connect_timeout: Duration) -> Result<()> {
             print_page(&cli, &mut out, &page)?;
         }
         Command::Prune { before, dry_run } => {
-            let operator = operator(&cli)?;
+            // A dry run records nothing, so it needs no one's identity.
+            let operator = if *dry_run { Operator::new("dry-run")? } else { operator(&cli)? };
             let outcome = bus.prune_finished(before.0, &operator, *dry_run).await?;
             if cli.json {
                 output::json(&mut out, &outcome)?;
@@ -153,6 +154,9 @@ async fn run_tsq(cli: &Cli, bus: &PgBus, tsq: &Tsq, out: &mut impl Write) -> Res
             }
         }
         Tsq::Retry { target } => {
+            if target.dry_run {
+                return preview(cli, bus, out, "retry", target).await;
+            }
             let operator = operator(cli)?;
             match target.id {
                 Some(id) => {
@@ -168,6 +172,9 @@ async fn run_tsq(cli: &Cli, bus: &PgBus, tsq: &Tsq, out: &mut impl Write) -> Res
             }
         }
         Tsq::Cancel { target, reason } => {
+            if target.dry_run {
+                return preview(cli, bus, out, "cancel", target).await;
+            }
             let operator = operator(cli)?;
             match target.id {
                 Some(id) => {
@@ -183,6 +190,9 @@ async fn run_tsq(cli: &Cli, bus: &PgBus, tsq: &Tsq, out: &mut impl Write) -> Res
             }
         }
         Tsq::Complete { target, result } => {
+            if target.dry_run {
+                return preview(cli, bus, out, "complete", target).await;
+            }
             let operator = operator(cli)?;
             let result: serde_json::Value = serde_json::from_str(result)
                 .map_err(|e| CliError::Usage(format!("--result is not valid JSON: {e}")))?;
@@ -317,6 +327,62 @@ fn done(cli: &Cli, out: &mut impl Write, what: &str, id: uuid::Uuid) -> Result<(
     }
     Ok(())
 }
+
+/// A dry run: reads what the action would touch and changes nothing (it
+/// needs no operator, since nothing is done on anyone's behalf).
+async fn preview(
+    cli: &Cli,
+    bus: &PgBus,
+    out: &mut impl Write,
+    action: &str,
+    target: &Target,
+) -> Result<()> {
+    let records = match target.id {
+        Some(id) => find(bus, id).await?,
+        None => {
+            let filter = tsq_filter(&target.filter);
+            bus.troubleshooting().list(&filter, PREVIEW_LIMIT, None).await?.items
+        }
+    };
+    let (eligible, refused): (Vec<_>, Vec<_>) =
+        records.iter().partition(|r| r.status == CommandStatus::InTroubleshootingQueue);
+    if cli.json {
+        let ids: Vec<_> = eligible.iter().map(|r| r.command_id).collect();
+        let refused: Vec<_> = refused
+            .iter()
+            .map(|r| serde_json::json!({ "command_id": r.command_id, "status": r.status }))
+            .collect();
+        let json = serde_json::json!({
+            "action": action, "dry_run": true, "matched": ids.len(), "acted": 0,
+            "ids": ids, "refused": refused,
+        });
+        output::json(out, &json)?;
+        return Ok(());
+    }
+    let eligible: Vec<CommandRecord> = eligible.into_iter().cloned().collect();
+    output::table(out, &output::COMMAND_HEADERS, &output::command_rows(&eligible))?;
+    for record in refused {
+        writeln!(
+            out,
+            "{} is {}, not in the troubleshooting queue: {action} would refuse it",
+            record.command_id, record.status
+        )?;
+    }
+    let more = if target.id.is_none() && eligible.len() == PREVIEW_LIMIT {
+        " (the first ones shown; there may be more)"
+    } else {
+        ""
+    };
+    writeln!(
+        out,
+        "dry run: {action} would act on {} item(s){more}; nothing was changed",
+        eligible.len()
+    )?;
+    Ok(())
+}
+
+/// Items a bulk dry run lists.
+const PREVIEW_LIMIT: usize = 1000;
 
 fn bulk(
     cli: &Cli,

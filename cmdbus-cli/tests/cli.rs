@@ -206,7 +206,13 @@ async fn bulk_retry_counts_then_acts() {
         ],
     );
     assert_exit(&cancel, 0);
-    assert_eq!(stdout(&cancel).trim(), "dry run: cancel would act on 1 item(s)");
+    assert!(
+        stdout(&cancel)
+            .trim()
+            .ends_with("dry run: cancel would act on 1 item(s); nothing was changed"),
+        "{}",
+        stdout(&cancel)
+    );
     let complete = json(&cmdbus(
         &f.schema,
         &[
@@ -342,4 +348,92 @@ async fn prune_deletes_only_finished_history() {
     let left = f.bus.status_counts(Some("cli-it")).await.expect("counts");
     let left: Vec<(String, i64)> = left.iter().map(|c| (c.status.to_string(), c.count)).collect();
     assert_eq!(left, [("IN_TROUBLESHOOTING_QUEUE".to_owned(), 1), ("PENDING".to_owned(), 1)]);
+}
+
+/// The number of audit events of one command, read straight from the table.
+async fn audit_events(f: &Fixture, id: Uuid) -> i64 {
+    let sql = format!(r#"SELECT count(*) FROM "{}".audit WHERE command_id = $1"#, f.schema);
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_one(f.bus.pool())
+        .await
+        .expect("audit count")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_with_one_id_changes_nothing_and_shows_the_item() {
+    let f = fixture().await;
+    let id = f.ids[0].to_string();
+    let before = audit_events(&f, f.ids[0]).await;
+    for args in [
+        vec!["tsq", "retry", "--dry-run", &id],
+        vec!["tsq", "cancel", "--dry-run", &id, "--reason", "test"],
+        vec!["tsq", "complete", "--dry-run", &id, "--result", "null"],
+    ] {
+        // No operator needed: nothing is done on anyone's behalf.
+        let output = cmdbus(&f.schema, &args);
+        assert_exit(&output, 0);
+        let text = stdout(&output);
+        assert!(text.contains(&id) && text.contains("would act on 1 item(s)"), "{text}");
+        assert!(text.contains("nothing was changed"), "{text}");
+    }
+    let dry = json(&cmdbus(&f.schema, &["--json", "tsq", "retry", "--dry-run", &id]));
+    assert_eq!(dry["ids"][0].as_str(), Some(id.as_str()));
+    assert_eq!(audit_events(&f, f.ids[0]).await, before, "a dry run writes no audit row");
+    let record = f.bus.command::<Ship>(f.ids[0]).await.expect("command");
+    assert_eq!(record.status, cmdbus::CommandStatus::InTroubleshootingQueue);
+
+    // A command that is not in the TSQ is named as refused, still without acting.
+    assert_exit(&cmdbus(&f.schema, &["--operator", "ops", "tsq", "retry", &id]), 0);
+    let preview = stdout(&cmdbus(&f.schema, &["tsq", "cancel", "--dry-run", &id, "--reason", "x"]));
+    assert!(
+        preview.contains("not in the troubleshooting queue: cancel would refuse it"),
+        "{preview}"
+    );
+    assert!(preview.contains("would act on 0 item(s)"), "{preview}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_filters_pages_and_json_forms() {
+    let f = fixture().await;
+    let migrated = json(&cmdbus(&f.schema, &["--json", "migrate"]));
+    assert_eq!(migrated["version"], cmdbus_pg::SCHEMA_VERSION);
+
+    // Every filter at once, on both listings.
+    let filters = [
+        "--domain",
+        "cli-it",
+        "--type",
+        "Ship",
+        "--since",
+        "1h",
+        "--until",
+        "2099-01-01T00:00:00Z",
+    ];
+    let filtered = json(&cmdbus(&f.schema, &[&["--json", "query"][..], &filters].concat()));
+    assert_eq!(filtered["items"].as_array().map(Vec::len), Some(3));
+    let other_type =
+        json(&cmdbus(&f.schema, &["--json", "query", "--domain", "cli-it", "--type", "Nope"]));
+    assert_eq!(other_type["items"].as_array().map(Vec::len), Some(0));
+
+    // Keyset paging: two pages of 2 and 1, no item twice.
+    let first = json(&cmdbus(&f.schema, &["--json", "query", "--limit", "2"]));
+    let next = first["next"].as_str().expect("a next cursor").to_owned();
+    let second = json(&cmdbus(&f.schema, &["--json", "query", "--limit", "2", "--after", &next]));
+    let ids: std::collections::HashSet<_> = [&first, &second]
+        .iter()
+        .flat_map(|page| page["items"].as_array().expect("items").clone())
+        .map(|item| item["command_id"].as_str().expect("id").to_owned())
+        .collect();
+    assert_eq!(ids.len(), 3);
+    let table = stdout(&cmdbus(&f.schema, &["query", "--limit", "2"]));
+    assert!(table.contains("more: --after"), "{table}");
+    let tsq_page =
+        stdout(&cmdbus(&f.schema, &[&["tsq", "list", "--limit", "1"][..], &filters].concat()));
+    assert!(tsq_page.contains("more: --after"), "{tsq_page}");
+
+    let pruned = cmdbus(&f.schema, &["prune", "--before", "2099-01-01T00:00:00Z", "--dry-run"]);
+    assert_exit(&pruned, 0);
+    let pruned = stdout(&pruned);
+    assert!(pruned.contains("dry run: prune would delete 0 finished command(s)"), "{pruned}");
 }

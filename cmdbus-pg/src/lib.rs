@@ -4,6 +4,7 @@ mod bus;
 mod context;
 mod migrate;
 mod notify;
+mod pool_timeout;
 mod query;
 mod retention;
 mod roles;

@@ -10,6 +10,7 @@
 
 use std::{collections::BTreeSet, time::Duration};
 
+use crate::pool_timeout::explained;
 use cmdbus::{WakeSender, WakeUps};
 use sqlx::{PgPool, postgres::PgListener};
 use tokio::sync::mpsc;
@@ -42,7 +43,7 @@ impl Notifier {
                             .execute(&pool)
                             .await;
                         if let Err(error) = sent {
-                            debug!(%error, "cmdbus: NOTIFY failed; workers fall back to polling");
+                            debug!(error = %cmdbus::Report::new(&error), "cmdbus: NOTIFY failed; workers fall back to polling");
                         }
                     }
                     tokio::time::sleep(NOTIFY_WINDOW).await;
@@ -74,13 +75,13 @@ pub(crate) async fn listen(
     channel: &str,
     wanted: impl Fn(&str) -> bool + Send + 'static,
 ) -> cmdbus::Result<(WakeSender, WakeUps)> {
-    let mut listener = PgListener::connect_with(pool)
-        .await
-        .map_err(|e| cmdbus::Error::backend("connecting the LISTEN connection", e))?;
+    let connected = PgListener::connect_with(pool).await;
+    let mut listener = explained(pool, "connecting the LISTEN connection", connected).await?;
     listener.listen(channel).await.map_err(|e| cmdbus::Error::backend("LISTEN", e))?;
     let sender = WakeSender::new();
     let wakeups = sender.subscribe();
     let task_sender = sender.clone();
+    let pool = pool.clone();
     tokio::spawn(async move {
         loop {
             tokio::select! {
@@ -96,7 +97,9 @@ pub(crate) async fn listen(
                     // The application is closing the pool: let it.
                     Err(sqlx::Error::PoolClosed) => return,
                     Err(error) => {
-                        warn!(%error, "cmdbus: LISTEN connection failed; retrying");
+                        if let Err(error) = explained(&pool, "receiving notifications", Err::<(), _>(error)).await {
+                            warn!(error = %error.report(), "cmdbus: LISTEN connection failed; retrying");
+                        }
                         task_sender.wake();
                         tokio::time::sleep(Duration::from_millis(500)).await;
                     }

@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use crate::{
     notify::{self, Notifier},
+    pool_timeout::explained,
     rows::{count, db, raw},
     schema::{Schema, Statements, sql},
 };
@@ -123,7 +124,7 @@ impl PgTransport {
         match listener {
             Ok((sender, _keepalive)) => Some(sender.subscribe()),
             Err(error) => {
-                tracing::debug!(%error, "cmdbus: reply LISTEN unavailable; polling");
+                tracing::debug!(error = %cmdbus::Report::new(&error), "cmdbus: reply LISTEN unavailable; polling");
                 None
             }
         }
@@ -156,7 +157,7 @@ impl PgTransport {
             cmdbus::validate_command_type(&command.command_type)?;
         }
         if let [command] = commands.as_slice() {
-            let inserted: bool = sqlx::query_scalar(sql(&self.inner.statements.command_send))
+            let inserted = sqlx::query_scalar::<_, bool>(sql(&self.inner.statements.command_send))
                 .bind(&command.domain)
                 .bind(command.command_id)
                 .bind(&command.command_type)
@@ -167,8 +168,8 @@ impl PgTransport {
                 .bind(command.traceparent.as_deref())
                 .bind(channel)
                 .fetch_one(executor)
-                .await
-                .map_err(db("sending a command"))?;
+                .await;
+            let inserted = explained(&self.inner.pool, "sending a command", inserted).await?;
             let command_id = command.command_id;
             return Ok(vec![if inserted {
                 SendOutcome::Accepted { command_id }
@@ -191,8 +192,8 @@ impl PgTransport {
             .bind(&columns.traceparents)
             .bind(channel)
             .fetch_all(executor)
-            .await
-            .map_err(db("sending commands"))?;
+            .await;
+        let rows = explained(&self.inner.pool, "sending commands", rows).await?;
         rows.iter()
             .map(|row| {
                 let command_id: Uuid =
@@ -227,8 +228,8 @@ impl PgTransport {
             .bind(&columns.delays)
             .bind(&columns.reasons)
             .fetch_all(executor)
-            .await
-            .map_err(db("recording outcomes"))?;
+            .await;
+        let rows = explained(&self.inner.pool, "recording outcomes", rows).await?;
         rows.iter()
             .map(|row| {
                 let recorded: bool =
@@ -405,8 +406,8 @@ impl Transport for PgTransport {
             .bind(i64::try_from(params.visibility_timeout.as_millis()).unwrap_or(i64::MAX))
             .bind(&params.worker_id)
             .fetch_all(&self.inner.pool)
-            .await
-            .map_err(db("leasing commands"))?;
+            .await;
+        let rows = explained(&self.inner.pool, "leasing commands", rows).await?;
         rows.iter()
             .map(|row| {
                 let get = || db("decoding a leased command");
@@ -483,11 +484,11 @@ impl Transport for PgTransport {
 
     async fn leases_rescue(&self) -> Result<u64> {
         let failure = Failure::lease_expired();
-        let rescued: i64 = sqlx::query_scalar(sql(&self.inner.statements.leases_rescue))
+        let rescued = sqlx::query_scalar::<_, i64>(sql(&self.inner.statements.leases_rescue))
             .bind(serde_json::to_string(&failure).unwrap_or_default())
             .fetch_one(&self.inner.pool)
-            .await
-            .map_err(db("rescuing expired leases"))?;
+            .await;
+        let rescued = explained(&self.inner.pool, "rescuing expired leases", rescued).await?;
         Ok(u64::try_from(rescued).unwrap_or(0))
     }
 

@@ -264,6 +264,29 @@ pub async fn batch_send_reports_each_command<T: Transport>(transport: T) {
         .expect("send");
     assert!(again[0].is_duplicate() && !again[1].is_duplicate());
     assert!(bus.send_batch(Vec::<Echo>::new()).await.expect("empty").is_empty());
+
+    // One new id twice in one batch: the first is stored, the second told so.
+    let id = Uuid::now_v7();
+    let twice = transport
+        .commands_send(vec![
+            bus.prepare(&Echo { text: "first".into() }, SendOptions::new().command_id(id))
+                .expect("prepare"),
+            bus.prepare(&Echo { text: "second".into() }, SendOptions::new().command_id(id))
+                .expect("prepare"),
+        ])
+        .await
+        .expect("send");
+    assert_eq!(
+        twice,
+        [
+            crate::SendOutcome::Accepted { command_id: id },
+            crate::SendOutcome::Duplicate { command_id: id }
+        ]
+    );
+    let record = bus.command::<Echo>(id).await.expect("stored");
+    let payload: serde_json::Value = serde_json::from_str(record.payload.get()).expect("json");
+    assert_eq!(payload, serde_json::json!({ "text": "first" }));
+    assert_eq!(events(&transport, id).await, [AuditEvent::Sent]);
 }
 
 /// Concurrent leases never hand one command to two holders.

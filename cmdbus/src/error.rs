@@ -11,6 +11,17 @@ use crate::CommandStatus;
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// What can go wrong on the bus.
+///
+/// `Display` says what failed at this level; the cause (the database's
+/// error, serde's message) is the [`source`](std::error::Error::source).
+/// Print both with [`Error::report`]:
+///
+/// ```
+/// # fn log(error: &cmdbus::Error) {
+/// eprintln!("sending failed: {}", error.report());
+/// // sending failed: sending a command: error communicating with database: Connection refused (os error 111)
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -143,6 +154,11 @@ pub enum Error {
 }
 
 impl Error {
+    /// This error and its causes on one line (see [`Report`](crate::Report)).
+    pub fn report(&self) -> crate::Report<'_> {
+        crate::Report::new(self)
+    }
+
     /// Wraps a backend error with what the bus was doing; for backend authors.
     pub fn backend(
         context: impl Into<String>,

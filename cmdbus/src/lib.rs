@@ -17,6 +17,7 @@ mod name;
 mod operator;
 mod registry;
 mod reply;
+mod report;
 mod retry;
 mod status;
 mod telemetry;
@@ -44,6 +45,7 @@ pub use registry::{HandlerRegistration, Registry};
 pub use reply::{
     DEFAULT_REPLY_QUEUE, Reply, ReplyStatus, TypedReply, canceled_reply_body, failed_reply_body,
 };
+pub use report::Report;
 pub use retry::RetryPolicy;
 pub use status::{AuditEntry, AuditEvent, CommandStatus};
 pub use trace::TraceParent;

@@ -307,7 +307,7 @@ impl<T: Transport> Runtime<T> {
                         // The database may be restarting: back off, then try again.
                         wait = Duration::from_millis(50 << lease_errors.min(5))
                             .min(self.config.poll_interval);
-                        warn!(%error, retry_in = ?wait, "cmdbus: leasing failed");
+                        warn!(error = %error.report(), retry_in = ?wait, "cmdbus: leasing failed");
                     }
                 }
             }
@@ -341,7 +341,7 @@ impl<T: Transport> Runtime<T> {
     /// Rescues expired leases and samples the queues for metrics and health.
     async fn maintain(&self) {
         if let Err(error) = self.config.transport.leases_rescue().await {
-            warn!(%error, "cmdbus: rescuing expired leases failed");
+            warn!(error = %error.report(), "cmdbus: rescuing expired leases failed");
         }
         match self.config.transport.queue_stats(&self.config.domains).await {
             Ok(stats) => {
@@ -349,7 +349,7 @@ impl<T: Transport> Runtime<T> {
                 let oldest = stats.iter().map(|s| s.oldest_due_age).max().unwrap_or_default();
                 self.update_health(|h| h.oldest_due_age = Some(oldest));
             }
-            Err(error) => debug!(%error, "cmdbus: sampling queue stats failed"),
+            Err(error) => debug!(error = %error.report(), "cmdbus: sampling queue stats failed"),
         }
     }
 
@@ -378,7 +378,7 @@ impl<T: Transport> Runtime<T> {
             Ok(Some(due)) => due.min(poll),
             Ok(None) => poll,
             Err(error) => {
-                debug!(%error, "cmdbus: next-due lookup failed");
+                debug!(error = %error.report(), "cmdbus: next-due lookup failed");
                 poll
             }
         }
@@ -430,8 +430,8 @@ impl<T: Transport> Runtime<T> {
                     warn!("cmdbus: lease lost before completion; handler transaction rolled back");
                 }
                 Err(error) => {
-                    warn!(%error, "cmdbus: committing the handler transaction failed");
-                    let error = HandlerError::transient("commit_failed", error.to_string());
+                    warn!(error = %error.report(), "cmdbus: committing the handler transaction failed");
+                    let error = HandlerError::transient("commit_failed", error.report().to_string());
                     let policy = entry.map(|entry| entry.policy.clone()).unwrap_or_default();
                     let kind = executor::decide(&policy, &classifier, &command, &error);
                     let outcome = Outcome::new(LeaseRef::of(&command), command.attempt, kind);
@@ -477,7 +477,7 @@ impl<T: Transport> Runtime<T> {
             match self.config.transport.leases_release(leases).await {
                 Ok(n) => report.released = usize::try_from(n).unwrap_or(usize::MAX),
                 Err(error) => {
-                    warn!(%error, count, "cmdbus: releasing leases at shutdown failed; they return when they expire");
+                    warn!(error = %error.report(), count, "cmdbus: releasing leases at shutdown failed; they return when they expire");
                 }
             }
         }
@@ -529,7 +529,7 @@ async fn complete<T: Transport>(
                     break;
                 }
                 Err(error) => {
-                    warn!(%error, attempt, "cmdbus: recording outcomes failed");
+                    warn!(error = %error.report(), attempt, "cmdbus: recording outcomes failed");
                     sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(2));
                 }

@@ -1,8 +1,16 @@
 //! Shared fixtures for cmdbus's own integration tests: every test gets a
-//! fresh schema in the database at `DATABASE_URL`
+//! fresh schema (or database) in the server at `DATABASE_URL`
 //! (default `postgres://postgres@127.0.0.1:5432/postgres`).
+//!
+//! The server is shared with other checkouts and CI jobs, so every object a
+//! test creates is named `t_<checkout tag>_…` ([`test_object_prefix`]):
+//! `scripts/test-data.sh sweep` (run by `make test` before and after the
+//! run) drops exactly this checkout's objects and nothing else.
 
 use std::time::Duration;
+
+mod cluster;
+pub use cluster::PrivateCluster;
 
 use cmdbus_pg::{PgBus, PgTransport};
 use sqlx::{PgPool, postgres::PgPoolOptions};
@@ -23,9 +31,70 @@ pub async fn pool() -> PgPool {
         .expect("PostgreSQL is reachable (run `make postgres`)")
 }
 
+/// Identifies this checkout: FNV-1a (32 bit) of the absolute path of the
+/// `tests` crate, as 8 hex digits. `scripts/test-data.sh tag` computes the
+/// same from the shell (a test checks that the two agree).
+pub fn checkout_tag() -> String {
+    let hash = env!("CARGO_MANIFEST_DIR")
+        .bytes()
+        .fold(0x811c_9dc5_u32, |hash, byte| (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193));
+    format!("{hash:08x}")
+}
+
+/// The prefix of every schema, database and role this checkout's tests create.
+pub fn test_object_prefix() -> String {
+    format!("t_{}_", checkout_tag())
+}
+
+/// A unique name for one test's schema, database or role.
+pub fn fresh_name() -> String {
+    format!("{}{}", test_object_prefix(), uuid::Uuid::new_v4().simple())
+}
+
 /// A unique schema name for one test.
 pub fn fresh_schema() -> String {
-    format!("t_{}", uuid::Uuid::new_v4().simple())
+    fresh_name()
+}
+
+/// A database of the test's own, for tests that terminate connections or
+/// block the whole database.
+pub struct TestDatabase {
+    /// Its name.
+    pub name: String,
+    /// A URL that connects to it.
+    pub url: String,
+    admin: PgPool,
+}
+
+impl TestDatabase {
+    /// Creates a fresh database on the test server.
+    pub async fn create() -> Self {
+        let admin = pool().await;
+        let name = fresh_name();
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .execute(&admin)
+            .await
+            .expect("create the test database");
+        let base = database_url();
+        let url = format!("{}/{name}", base.rsplit_once('/').expect("DATABASE_URL has a path").0);
+        Self { name, url, admin }
+    }
+
+    /// A pool on the server's test database (not this one), for
+    /// terminating or blocking this one's connections.
+    pub fn admin(&self) -> &PgPool {
+        &self.admin
+    }
+
+    /// Drops the database, closing whatever is still connected to it
+    /// (only this test's own connections).
+    pub async fn drop_now(self) {
+        let ddl = format!("DROP DATABASE \"{}\" WITH (FORCE)", self.name);
+        sqlx::query(sqlx::AssertSqlSafe(ddl))
+            .execute(&self.admin)
+            .await
+            .expect("drop the test database");
+    }
 }
 
 /// A bus on a fresh schema.
@@ -124,5 +193,17 @@ pub async fn settled(bus: &PgBus, timeout: Duration) -> std::collections::BTreeM
         }
         assert!(tokio::time::Instant::now() < deadline, "commands never settled: {counts:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The shell sweep must find exactly what the tests name.
+    #[test]
+    fn the_sweep_script_computes_the_same_checkout_tag() {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/test-data.sh");
+        let out = std::process::Command::new(script).arg("tag").output().expect("runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), super::checkout_tag());
     }
 }

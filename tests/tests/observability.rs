@@ -263,15 +263,9 @@ async fn metrics_count_every_outcome() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_reports_connection_and_lag() {
-    let admin = cmdbus_tests::pool().await;
-    let database = format!("cmdbus_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{database}\"")))
-        .execute(&admin)
-        .await
-        .expect("create");
-    let url =
-        format!("{}/{database}", cmdbus_tests::database_url().rsplit_once('/').expect("path").0);
-    let bus = PgBus::connect(&url).await.expect("connect");
+    let database = cmdbus_tests::TestDatabase::create().await;
+    let admin = database.admin().clone();
+    let bus = PgBus::connect(&database.url).await.expect("connect");
     let worker = bus
         .worker()
         .domain(DOMAIN)
@@ -298,10 +292,10 @@ async fn health_reports_connection_and_lag() {
     assert_eq!((ready.connected, ready.lease_errors), (true, 0));
 
     // The database goes away: not connected, not ready.
-    let block = format!("ALTER DATABASE \"{database}\" ALLOW_CONNECTIONS false");
+    let block = format!("ALTER DATABASE \"{}\" ALLOW_CONNECTIONS false", database.name);
     sqlx::query(sqlx::AssertSqlSafe(block)).execute(&admin).await.expect("block");
     sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
-        .bind(&database)
+        .bind(&database.name)
         .execute(&admin)
         .await
         .expect("terminate");
@@ -309,14 +303,12 @@ async fn health_reports_connection_and_lag() {
     assert!(!down.connected);
 
     // It comes back: the worker reconnects by itself.
-    let allow = format!("ALTER DATABASE \"{database}\" ALLOW_CONNECTIONS true");
+    let allow = format!("ALTER DATABASE \"{}\" ALLOW_CONNECTIONS true", database.name);
     sqlx::query(sqlx::AssertSqlSafe(allow)).execute(&admin).await.expect("allow");
     until(true).await;
     let id = bus.send(Ping {}).await.expect("send after reconnect").command_id();
     bus.wait_reply::<Ping>(id, WAIT).await.expect("processed after reconnect");
     worker.shutdown().await;
     drop(bus);
-    let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE \"{database}\" WITH (FORCE)")))
-        .execute(&admin)
-        .await;
+    database.drop_now().await;
 }

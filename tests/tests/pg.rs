@@ -240,17 +240,8 @@ async fn two_workers_complete_2000_commands_exactly_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_survives_terminated_connections() {
     // A database of its own, so terminating its backends touches no other test.
-    let admin = pool().await;
-    let database = format!("cmdbus_{}", Uuid::new_v4().simple());
-    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{database}\"")))
-        .execute(&admin)
-        .await
-        .expect("create db");
-    let url = format!(
-        "{}/{database}",
-        cmdbus_tests::database_url().rsplit_once('/').expect("url has a path").0
-    );
-    let bus = PgBus::connect(&url).await.expect("connect");
+    let database = cmdbus_tests::TestDatabase::create().await;
+    let bus = PgBus::connect(&database.url).await.expect("connect");
     with_ledger(&bus).await;
     let worker = start_worker(&bus).await;
     let first = bus.send(Deposit { mode: Mode::Refuse }).await.expect("send").command_id();
@@ -258,8 +249,11 @@ async fn worker_survives_terminated_connections() {
 
     let terminate =
         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = $1";
-    let killed: i64 =
-        sqlx::query_scalar(terminate).bind(&database).fetch_one(&admin).await.expect("terminate");
+    let killed: i64 = sqlx::query_scalar(terminate)
+        .bind(&database.name)
+        .fetch_one(database.admin())
+        .await
+        .expect("terminate");
     assert!(killed >= 2, "the pool and the listener were connected ({killed})");
 
     // Sends may hit a dead pooled connection once; the bus reports it, loses nothing.
@@ -278,9 +272,7 @@ async fn worker_survives_terminated_connections() {
     assert!(reply.is_ok(), "worker processed after reconnecting: {reply:?} {record:?}");
     worker.shutdown().await;
     drop(bus);
-    let _ = sqlx::query(AssertSqlSafe(format!("DROP DATABASE \"{database}\" WITH (FORCE)")))
-        .execute(&admin)
-        .await;
+    database.drop_now().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,7 +11,7 @@ use std::{
 
 use cmdbus::{HandlerError, SendOptions, command, handler};
 use cmdbus_pg::PgBus;
-use cmdbus_tests::{database_url, inconsistencies, pool, status_counts};
+use cmdbus_tests::{TestDatabase, inconsistencies, status_counts};
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
@@ -28,14 +28,8 @@ async fn tick(_cmd: Tick) -> Result<(), HandlerError> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn everything_is_accounted_for_across_connection_loss() {
-    let admin = pool().await;
-    let database = format!("cmdbus_{}", Uuid::new_v4().simple());
-    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{database}\"")))
-        .execute(&admin)
-        .await
-        .expect("create");
-    let url = format!("{}/{database}", database_url().rsplit_once('/').expect("path").0);
-    let bus = PgBus::connect(&url).await.expect("connect");
+    let database = TestDatabase::create().await;
+    let bus = PgBus::connect(&database.url).await.expect("connect");
     let start = |bus: PgBus| async move {
         bus.worker()
             .domain("restart-it")
@@ -77,8 +71,8 @@ async fn everything_is_accounted_for_across_connection_loss() {
         let killed: i64 = sqlx::query_scalar(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = $1",
         )
-        .bind(&database)
-        .fetch_one(&admin)
+        .bind(&database.name)
+        .fetch_one(database.admin())
         .await
         .expect("terminate");
         assert!(killed > 0);
@@ -129,7 +123,5 @@ async fn everything_is_accounted_for_across_connection_loss() {
     let bad = inconsistencies(&bus).await;
     assert!(bad.is_empty(), "inconsistent commands:\n{}", bad.join("\n"));
     drop(bus);
-    let _ = sqlx::query(AssertSqlSafe(format!("DROP DATABASE \"{database}\" WITH (FORCE)")))
-        .execute(&admin)
-        .await;
+    database.drop_now().await;
 }

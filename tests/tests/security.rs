@@ -6,9 +6,8 @@ use std::time::Duration;
 
 use cmdbus::{CommandsLease, Error, HandlerError, Operator, Transport, command, handler};
 use cmdbus_pg::{PgBus, Role, TsqFilter, grants_sql};
-use cmdbus_tests::{database_url, fresh_schema, pool};
+use cmdbus_tests::{database_url, fresh_name, fresh_schema, pool};
 use sqlx::{AssertSqlSafe, PgPool};
-use uuid::Uuid;
 
 #[command(domain = "sec-it")]
 struct Transfer {
@@ -48,10 +47,9 @@ async fn each_role_does_its_part_and_nothing_else() {
     let admin = pool().await;
     let schema = fresh_schema();
     PgBus::builder(admin.clone()).schema(&schema).build().await.expect("owner migrates");
-    let suffix = Uuid::new_v4().simple().to_string();
     let names: Vec<(Role, String)> = [Role::Sender, Role::Worker, Role::Operator]
         .into_iter()
-        .map(|role| (role, format!("{}_{}", format!("{role:?}").to_lowercase(), &suffix[..12])))
+        .map(|role| (role, fresh_name()))
         .collect();
     for (role, name) in &names {
         sqlx::query(AssertSqlSafe(format!("CREATE ROLE \"{name}\" LOGIN")))
