@@ -346,6 +346,14 @@ async fn preview(
     };
     let (eligible, refused): (Vec<_>, Vec<_>) =
         records.iter().partition(|r| r.status == CommandStatus::InTroubleshootingQueue);
+    // A filter may match more items than are listed: count them all.
+    let matched = match target.id {
+        Some(_) => eligible.len() as u64,
+        None => {
+            let counts = bus.troubleshooting().counts(&tsq_filter(&target.filter)).await?;
+            counts.iter().map(|c| c.count).sum::<i64>().try_into().unwrap_or(0)
+        }
+    };
     if cli.json {
         let ids: Vec<_> = eligible.iter().map(|r| r.command_id).collect();
         let refused: Vec<_> = refused
@@ -353,7 +361,7 @@ async fn preview(
             .map(|r| serde_json::json!({ "command_id": r.command_id, "status": r.status }))
             .collect();
         let json = serde_json::json!({
-            "action": action, "dry_run": true, "matched": ids.len(), "acted": 0,
+            "action": action, "dry_run": true, "matched": matched, "acted": 0,
             "ids": ids, "refused": refused,
         });
         output::json(out, &json)?;
@@ -368,16 +376,12 @@ async fn preview(
             record.command_id, record.status
         )?;
     }
-    let more = if target.id.is_none() && eligible.len() == PREVIEW_LIMIT {
-        " (the first ones shown; there may be more)"
+    let shown = if matched > eligible.len() as u64 {
+        format!(" (the first {} shown)", eligible.len())
     } else {
-        ""
+        String::new()
     };
-    writeln!(
-        out,
-        "dry run: {action} would act on {} item(s){more}; nothing was changed",
-        eligible.len()
-    )?;
+    writeln!(out, "dry run: {action} would act on {matched} item(s){shown}; nothing was changed")?;
     Ok(())
 }
 
