@@ -337,12 +337,10 @@ async fn preview(
     action: &str,
     target: &Target,
 ) -> Result<()> {
+    let filter = tsq_filter(&target.filter);
     let records = match target.id {
         Some(id) => find(bus, id).await?,
-        None => {
-            let filter = tsq_filter(&target.filter);
-            bus.troubleshooting().list(&filter, PREVIEW_LIMIT, None).await?.items
-        }
+        None => bus.troubleshooting().list(&filter, PREVIEW_LIMIT, None).await?.items,
     };
     let (eligible, refused): (Vec<_>, Vec<_>) =
         records.iter().partition(|r| r.status == CommandStatus::InTroubleshootingQueue);
@@ -350,7 +348,7 @@ async fn preview(
     let matched = match target.id {
         Some(_) => eligible.len() as u64,
         None => {
-            let counts = bus.troubleshooting().counts(&tsq_filter(&target.filter)).await?;
+            let counts = bus.troubleshooting().counts(&filter).await?;
             counts.iter().map(|c| c.count).sum::<i64>().try_into().unwrap_or(0)
         }
     };

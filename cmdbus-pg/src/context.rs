@@ -6,7 +6,10 @@ use std::future::Future;
 use cmdbus::{Error, HandlerContext, Result};
 use sqlx::PgConnection;
 
-use crate::transport::{PgTransport, PgUnitOfWork};
+use crate::{
+    pool_timeout::Explain,
+    transport::{PgTransport, PgUnitOfWork},
+};
 
 /// Gives a handler a transaction that commits together with its completion.
 ///
@@ -42,11 +45,9 @@ impl PgHandlerContext for HandlerContext {
     async fn transaction(&mut self) -> Result<&mut PgConnection> {
         if self.unit_of_work_mut::<PgUnitOfWork>().is_none() {
             let transport = self.backend::<PgTransport>().ok_or(Error::UnitOfWorkUnsupported)?;
-            let tx = transport
-                .pool()
-                .begin()
-                .await
-                .map_err(|e| Error::backend("beginning the handler transaction", e))?;
+            let pool = transport.pool();
+            let tx =
+                pool.begin().await.explained(pool, "beginning the handler transaction").await?;
             self.set_unit_of_work(Box::new(tx));
         }
         match self.unit_of_work_mut::<PgUnitOfWork>() {

@@ -4,7 +4,7 @@
 use cmdbus::Error;
 use sqlx::{AssertSqlSafe, PgPool};
 
-use crate::schema::Schema;
+use crate::{pool_timeout::Explain, schema::Schema};
 
 /// The migrations this version knows, in order: (version, name, SQL template).
 const MIGRATIONS: &[(i32, &str, &str)] =
@@ -62,7 +62,7 @@ pub fn migrations_sql(schema: &str) -> Result<Vec<(i32, &'static str, String)>, 
 
 pub(crate) async fn migrate(pool: &PgPool, schema: &Schema) -> Result<(), Error> {
     let db = |context: &'static str| move |e: sqlx::Error| Error::backend(context, e);
-    let mut tx = pool.begin().await.map_err(db("starting migration"))?;
+    let mut tx = pool.begin().await.explained(pool, "starting migration").await?;
     // Serializes concurrent migrators of this schema until commit.
     sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
         .bind(format!("cmdbus-migrate:{}", schema.name()))
@@ -119,7 +119,8 @@ pub(crate) async fn check(pool: &PgPool, schema: &Schema) -> Result<(), Error> {
     .bind(schema.name())
     .fetch_one(pool)
     .await
-    .map_err(|e| Error::backend("checking the schema", e))?;
+    .explained(pool, "checking the schema")
+    .await?;
     let found = if exists { version(pool, schema).await? } else { 0 };
     if found == SCHEMA_VERSION {
         return Ok(());

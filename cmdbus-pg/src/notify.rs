@@ -10,7 +10,7 @@
 
 use std::{collections::BTreeSet, time::Duration};
 
-use crate::pool_timeout::explained;
+use crate::pool_timeout::{Explain, explain};
 use cmdbus::{WakeSender, WakeUps};
 use sqlx::{PgPool, postgres::PgListener};
 use tokio::sync::mpsc;
@@ -75,8 +75,10 @@ pub(crate) async fn listen(
     channel: &str,
     wanted: impl Fn(&str) -> bool + Send + 'static,
 ) -> cmdbus::Result<(WakeSender, WakeUps)> {
-    let connected = PgListener::connect_with(pool).await;
-    let mut listener = explained(pool, "connecting the LISTEN connection", connected).await?;
+    let mut listener = PgListener::connect_with(pool)
+        .await
+        .explained(pool, "connecting the LISTEN connection")
+        .await?;
     listener.listen(channel).await.map_err(|e| cmdbus::Error::backend("LISTEN", e))?;
     let sender = WakeSender::new();
     let wakeups = sender.subscribe();
@@ -97,9 +99,8 @@ pub(crate) async fn listen(
                     // The application is closing the pool: let it.
                     Err(sqlx::Error::PoolClosed) => return,
                     Err(error) => {
-                        if let Err(error) = explained(&pool, "receiving notifications", Err::<(), _>(error)).await {
-                            warn!(error = %error.report(), "cmdbus: LISTEN connection failed; retrying");
-                        }
+                        let error = explain(&pool, "receiving notifications", error).await;
+                        warn!(error = %error.report(), "cmdbus: LISTEN connection failed; retrying");
                         task_sender.wake();
                         tokio::time::sleep(Duration::from_millis(500)).await;
                     }

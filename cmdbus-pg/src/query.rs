@@ -10,6 +10,7 @@ use sqlx::{Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
 use crate::{
+    pool_timeout::Explain,
     rows::{RECORD_COLUMNS, db},
     schema::Schema,
 };
@@ -185,8 +186,12 @@ impl Selection {
         limit: usize,
     ) -> Result<String> {
         let mut sql = self.page_sql(schema, limit.clamp(1, MAX_PAGE), None, true);
-        let lines: Vec<String> =
-            sql.build_query_scalar().fetch_all(pool).await.map_err(db("explaining a query"))?;
+        let lines: Vec<String> = sql
+            .build_query_scalar()
+            .fetch_all(pool)
+            .await
+            .explained(pool, "explaining a query")
+            .await?;
         Ok(lines.join("\n"))
     }
 
@@ -199,7 +204,7 @@ impl Selection {
     ) -> Result<Page<CommandRecord>> {
         let limit = limit.clamp(1, MAX_PAGE);
         let mut sql = self.page_sql(schema, limit, after, false);
-        let rows = sql.build().fetch_all(pool).await.map_err(db("querying commands"))?;
+        let rows = sql.build().fetch_all(pool).await.explained(pool, "querying commands").await?;
         let mut items = rows.iter().map(crate::rows::record).collect::<Result<Vec<_>>>()?;
         let next = if items.len() > limit {
             items.truncate(limit);
@@ -349,7 +354,7 @@ pub(crate) async fn status_counts(
         sql.push(" WHERE domain = ").push_bind(domain.to_owned());
     }
     sql.push(" GROUP BY domain, command_type, status ORDER BY domain, command_type, status");
-    let rows = sql.build().fetch_all(pool).await.map_err(db("counting commands"))?;
+    let rows = sql.build().fetch_all(pool).await.explained(pool, "counting commands").await?;
     rows.iter()
         .map(|row| {
             let get = || db("decoding counts");
@@ -373,7 +378,7 @@ pub(crate) async fn by_id(
     let mut sql = QueryBuilder::new(format!("SELECT {RECORD_COLUMNS} FROM "));
     sql.push(schema.render("{schema}.commands"));
     sql.push(" WHERE command_id = ").push_bind(command_id).push(" ORDER BY domain");
-    let rows = sql.build().fetch_all(pool).await.map_err(db("finding a command"))?;
+    let rows = sql.build().fetch_all(pool).await.explained(pool, "finding a command").await?;
     rows.iter().map(crate::rows::record).collect()
 }
 

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use cmdbus::{Operator, Result};
 use sqlx::AssertSqlSafe;
 
-use crate::{BulkOutcome, rows::db, transport::PgTransport};
+use crate::{BulkOutcome, pool_timeout::Explain, transport::PgTransport};
 
 /// Rows deleted per statement, so a large prune never holds long locks.
 const CHUNK: i64 = 5_000;
@@ -29,7 +29,8 @@ pub(crate) async fn prune(
         .bind(before)
         .fetch_one(pool)
         .await
-        .map_err(db("counting finished commands"))?;
+        .explained(pool, "counting finished commands")
+        .await?;
     let matched = u64::try_from(matched).unwrap_or(0);
     if dry_run || matched == 0 {
         return Ok(BulkOutcome { matched, acted: 0 });
@@ -53,7 +54,8 @@ pub(crate) async fn prune(
             .bind(CHUNK)
             .fetch_one(pool)
             .await
-            .map_err(db("pruning finished commands"))?;
+            .explained(pool, "pruning finished commands")
+            .await?;
         acted += u64::try_from(deleted).unwrap_or(0);
         if deleted < CHUNK {
             break;
@@ -68,6 +70,7 @@ pub(crate) async fn prune(
         .bind(i32::try_from(acted).unwrap_or(i32::MAX))
         .execute(pool)
         .await
-        .map_err(db("recording the prune"))?;
+        .explained(pool, "recording the prune")
+        .await?;
     Ok(BulkOutcome { matched, acted })
 }

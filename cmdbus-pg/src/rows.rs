@@ -9,6 +9,10 @@ pub(crate) const RECORD_COLUMNS: &str = "domain, command_id, command_type, corre
      status, attempts, max_attempts, payload::text AS payload, last_error::text AS last_error, \
      created_at, updated_at";
 
+/// Wraps a decoding error, or the error of a statement run in a transaction
+/// or on a held connection. Statements run on the pool use
+/// [`Explain`](crate::pool_timeout::Explain) instead, which names why a pool
+/// cannot connect.
 pub(crate) fn db(context: &'static str) -> impl FnOnce(sqlx::Error) -> Error {
     move |error| Error::backend(context, error)
 }

@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use crate::{
     notify::{self, Notifier},
-    pool_timeout::explained,
+    pool_timeout::Explain,
     rows::{count, db, raw},
     schema::{Schema, Statements, sql},
 };
@@ -157,7 +157,7 @@ impl PgTransport {
             cmdbus::validate_command_type(&command.command_type)?;
         }
         if let [command] = commands.as_slice() {
-            let inserted = sqlx::query_scalar::<_, bool>(sql(&self.inner.statements.command_send))
+            let inserted: bool = sqlx::query_scalar(sql(&self.inner.statements.command_send))
                 .bind(&command.domain)
                 .bind(command.command_id)
                 .bind(&command.command_type)
@@ -168,8 +168,9 @@ impl PgTransport {
                 .bind(command.traceparent.as_deref())
                 .bind(channel)
                 .fetch_one(executor)
-                .await;
-            let inserted = explained(&self.inner.pool, "sending a command", inserted).await?;
+                .await
+                .explained(&self.inner.pool, "sending a command")
+                .await?;
             let command_id = command.command_id;
             return Ok(vec![if inserted {
                 SendOutcome::Accepted { command_id }
@@ -192,8 +193,9 @@ impl PgTransport {
             .bind(&columns.traceparents)
             .bind(channel)
             .fetch_all(executor)
-            .await;
-        let rows = explained(&self.inner.pool, "sending commands", rows).await?;
+            .await
+            .explained(&self.inner.pool, "sending commands")
+            .await?;
         rows.iter()
             .map(|row| {
                 let command_id: Uuid =
@@ -228,8 +230,9 @@ impl PgTransport {
             .bind(&columns.delays)
             .bind(&columns.reasons)
             .fetch_all(executor)
-            .await;
-        let rows = explained(&self.inner.pool, "recording outcomes", rows).await?;
+            .await
+            .explained(&self.inner.pool, "recording outcomes")
+            .await?;
         rows.iter()
             .map(|row| {
                 let recorded: bool =
@@ -245,7 +248,8 @@ impl PgTransport {
             .bind(command_id)
             .fetch_optional(&self.inner.pool)
             .await
-            .map_err(db("reading a reply"))?;
+            .explained(&self.inner.pool, "reading a reply")
+            .await?;
         row.as_ref().map(reply_from_row).transpose()
     }
 }
@@ -406,8 +410,9 @@ impl Transport for PgTransport {
             .bind(i64::try_from(params.visibility_timeout.as_millis()).unwrap_or(i64::MAX))
             .bind(&params.worker_id)
             .fetch_all(&self.inner.pool)
-            .await;
-        let rows = explained(&self.inner.pool, "leasing commands", rows).await?;
+            .await
+            .explained(&self.inner.pool, "leasing commands")
+            .await?;
         rows.iter()
             .map(|row| {
                 let get = || db("decoding a leased command");
@@ -462,7 +467,8 @@ impl Transport for PgTransport {
             .bind(i64::try_from(params.extend_by.as_millis()).unwrap_or(i64::MAX))
             .fetch_optional(&self.inner.pool)
             .await
-            .map_err(db("extending a lease"))
+            .explained(&self.inner.pool, "extending a lease")
+            .await
     }
 
     async fn leases_release(&self, leases: Vec<LeaseRef>) -> Result<u64> {
@@ -475,7 +481,8 @@ impl Transport for PgTransport {
             .bind(&lease_ids)
             .fetch_one(&self.inner.pool)
             .await
-            .map_err(db("releasing leases"))?;
+            .explained(&self.inner.pool, "releasing leases")
+            .await?;
         for domain in domains.iter().collect::<std::collections::BTreeSet<_>>() {
             self.inner.notifier.poke(domain);
         }
@@ -484,11 +491,12 @@ impl Transport for PgTransport {
 
     async fn leases_rescue(&self) -> Result<u64> {
         let failure = Failure::lease_expired();
-        let rescued = sqlx::query_scalar::<_, i64>(sql(&self.inner.statements.leases_rescue))
+        let rescued: i64 = sqlx::query_scalar(sql(&self.inner.statements.leases_rescue))
             .bind(serde_json::to_string(&failure).unwrap_or_default())
             .fetch_one(&self.inner.pool)
-            .await;
-        let rescued = explained(&self.inner.pool, "rescuing expired leases", rescued).await?;
+            .await
+            .explained(&self.inner.pool, "rescuing expired leases")
+            .await?;
         Ok(u64::try_from(rescued).unwrap_or(0))
     }
 
@@ -498,7 +506,8 @@ impl Transport for PgTransport {
             .bind(command_id)
             .fetch_optional(&self.inner.pool)
             .await
-            .map_err(db("reading a command"))?;
+            .explained(&self.inner.pool, "reading a command")
+            .await?;
         row.as_ref().map(crate::rows::record).transpose()
     }
 
@@ -508,7 +517,8 @@ impl Transport for PgTransport {
             .bind(command_id)
             .fetch_all(&self.inner.pool)
             .await
-            .map_err(db("reading the audit trail"))?;
+            .explained(&self.inner.pool, "reading the audit trail")
+            .await?;
         rows.iter()
             .map(|row| {
                 let get = || db("decoding an audit row");
@@ -562,7 +572,8 @@ impl Transport for PgTransport {
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
             .fetch_all(&self.inner.pool)
             .await
-            .map_err(db("taking replies"))?;
+            .explained(&self.inner.pool, "taking replies")
+            .await?;
         let mut replies = rows.iter().map(reply_from_row).collect::<Result<Vec<_>>>()?;
         replies.sort_by_key(|r| r.created_at);
         Ok(replies)
@@ -580,7 +591,8 @@ impl Transport for PgTransport {
             .bind(domains)
             .fetch_all(&self.inner.pool)
             .await
-            .map_err(db("reading queue stats"))?;
+            .explained(&self.inner.pool, "reading queue stats")
+            .await?;
         rows.iter()
             .map(|row| {
                 let get = || db("decoding queue stats");
@@ -600,7 +612,8 @@ impl Transport for PgTransport {
             .bind(domains)
             .fetch_one(&self.inner.pool)
             .await
-            .map_err(db("finding the next due command"))?;
+            .explained(&self.inner.pool, "finding the next due command")
+            .await?;
         Ok(due_in_ms.map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0))))
     }
 }

@@ -9,6 +9,7 @@ use sqlx::{Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
 use crate::{
+    pool_timeout::Explain,
     query::{Cursor, Page, Selection},
     rows::db,
     schema::sql,
@@ -217,8 +218,12 @@ impl Troubleshooting {
         sql.push(self.transport.schema_ref().render("{schema}.commands"));
         selection.push_where(&mut sql, None);
         sql.push(" GROUP BY 1, 2, 3 ORDER BY 1, 2, 3");
-        let rows =
-            sql.build().fetch_all(self.transport.pool()).await.map_err(db("counting the TSQ"))?;
+        let rows = sql
+            .build()
+            .fetch_all(self.transport.pool())
+            .await
+            .explained(self.transport.pool(), "counting the TSQ")
+            .await?;
         rows.iter()
             .map(|row| {
                 let get = || db("decoding TSQ counts");
@@ -332,7 +337,7 @@ impl Troubleshooting {
     ) -> Result<BulkOutcome> {
         let selection = filter.selection()?;
         let pool = self.transport.pool();
-        let mut tx = pool.begin().await.map_err(db("starting a bulk action"))?;
+        let mut tx = pool.begin().await.explained(pool, "starting a bulk action").await?;
         let mut sql = QueryBuilder::<Postgres>::new("SELECT command_id FROM ");
         sql.push(self.transport.schema_ref().render("{schema}.commands"));
         selection.push_where(&mut sql, None);
@@ -371,7 +376,12 @@ impl Troubleshooting {
     }
 
     async fn conn(&self) -> Result<sqlx::pool::PoolConnection<Postgres>> {
-        self.transport.pool().acquire().await.map_err(db("acquiring a connection"))
+        self.transport
+            .pool()
+            .acquire()
+            .await
+            .explained(self.transport.pool(), "acquiring a connection")
+            .await
     }
 
     /// Runs the action statement; returns the (domain, id) pairs it changed.

@@ -53,7 +53,7 @@ impl<S: Subscriber> Layer<S> for Warnings {
 }
 
 impl Warnings {
-    /// Waits until a warning holds `needle`; returns it.
+    /// Waits until a warning holds one of `needles` (lowercase); returns it.
     async fn naming(&self, needles: &[&str]) -> String {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
