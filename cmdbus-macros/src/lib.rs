@@ -10,14 +10,45 @@ mod command;
 mod errors;
 mod handler;
 mod names;
+mod payload;
 mod reply;
+mod shadow;
 mod symbol;
 #[cfg(test)]
 mod tests;
 
 use proc_macro::TokenStream;
 
-/// Declares a struct or enum as a command. See `cmdbus::command`.
+/// Declares a struct or enum as a command: `#[derive(Command)]` with
+/// `#[command(domain = "...", ...)]`.
+///
+/// Keys: `domain` (required), `name` (default: the type's name), `reply`
+/// (default `()`), `max_attempts` (default 3), `backoff` (default
+/// `["10s", "60s", "300s"]`), `manual_serde` (the type implements serde's
+/// traits and `JsonSchema` itself). Generates the `cmdbus::Command` impl and,
+/// unless `manual_serde`, `Serialize` / `Deserialize` / `JsonSchema` through
+/// cmdbus's re-exports, honouring `#[serde]` and `#[schemars]` attributes.
+/// Examples that compile: the `cmdbus::Command` trait's documentation.
+#[proc_macro_derive(Command, attributes(command, serde, schemars))]
+pub fn derive_command(input: TokenStream) -> TokenStream {
+    command::derive(input.into()).into()
+}
+
+/// Serialization and a JSON schema for a type carried inside commands or
+/// replies (nested payload types, reply types), through cmdbus's re-exports:
+/// `Serialize`, `Deserialize` and `JsonSchema`, honouring `#[serde]` and
+/// `#[schemars]` attributes. Structs and enums; not unions or generic types.
+///
+/// ```ignore
+/// #[derive(cmdbus::Payload)]
+/// struct Address { city: String }
+/// ```
+#[proc_macro_derive(Payload, attributes(serde, schemars))]
+pub fn derive_payload(input: TokenStream) -> TokenStream {
+    payload::derive(input.into()).into()
+}
+
+/// The attribute form of `#[derive(Command)]`, kept as an alias. See `cmdbus::command`.
 #[proc_macro_attribute]
 pub fn command(args: TokenStream, input: TokenStream) -> TokenStream {
     command::expand(args.into(), input.into()).into()

@@ -5,5 +5,7 @@ pub(crate) const NAME: &str = "name";
 pub(crate) const REPLY: &str = "reply";
 pub(crate) const MAX_ATTEMPTS: &str = "max_attempts";
 pub(crate) const BACKOFF: &str = "backoff";
+/// A flag: the type implements `Serialize`, `Deserialize` and `JsonSchema` itself.
+pub(crate) const MANUAL_SERDE: &str = "manual_serde";
 
-pub(crate) const ALL: &[&str] = &[DOMAIN, NAME, REPLY, MAX_ATTEMPTS, BACKOFF];
+pub(crate) const ALL: &[&str] = &[DOMAIN, NAME, REPLY, MAX_ATTEMPTS, BACKOFF, MANUAL_SERDE];

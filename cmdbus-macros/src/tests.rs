@@ -118,7 +118,7 @@ fn command_refuses_bad_shapes_and_bad_delays() {
     assert!(errors(&generic)[0].contains("cannot be generic"));
     assert!(!render(&generic).contains("impl :: cmdbus :: Command"));
     let union = crate::command::expand(quote!(domain = "p"), quote!(union U { a: u8 }));
-    assert!(errors(&union)[0].contains("unions"));
+    assert!(errors(&union)[0].contains("cannot be a union"));
     let not_item = crate::command::expand(
         quote!(domain = "p"),
         quote!(
@@ -286,4 +286,188 @@ fn names_follow_the_runtime_rules() {
     assert!(crate::names::domain_error("1x").unwrap().contains("start with"));
     assert!(crate::names::name_error("Debit.v2").is_none());
     assert!(crate::names::name_error("Débit").unwrap().contains("not allowed"));
+}
+
+#[test]
+fn derive_command_implements_serialization_through_a_private_copy() {
+    let out = crate::command::derive(quote!(
+        /// Debits.
+        #[command(domain = "payments", max_attempts = 2)]
+        #[command(name = "Debit")]
+        #[serde(crate = "somewhere", rename_all = "camelCase")]
+        #[allow(unused)]
+        pub struct DebitAccount {
+            /// The account.
+            #[serde(rename = "acct")]
+            #[allow(unused)]
+            pub account: String,
+        }
+    ));
+    let text = render(&out);
+    assert!(errors(&out).is_empty(), "{text}");
+    for expected in [
+        "struct __CmdbusSerdeDebitAccount",
+        "remote = \"DebitAccount\"",
+        "rename = \"DebitAccount\"",
+        "# [serde (rename_all = \"camelCase\")]",
+        "# [serde (rename = \"acct\")] account : String",
+        "impl :: cmdbus :: __private :: serde :: Serialize for DebitAccount",
+        "impl < 'de > :: cmdbus :: __private :: serde :: Deserialize < 'de > for DebitAccount",
+        "impl :: cmdbus :: __private :: schemars :: JsonSchema for DebitAccount",
+        "impl :: cmdbus :: Command for DebitAccount",
+        "const NAME : & 'static str = \"Debit\"",
+        "const MAX_ATTEMPTS : u32 = 2u32",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in {text}");
+    }
+    // The copy drops the user's `crate` key, other attributes and visibility.
+    assert!(!text.contains("\"somewhere\""), "{text}");
+    assert!(!text.contains("allow (unused)"), "{text}");
+    assert!(!text.contains("pub account"), "{text}");
+}
+
+#[test]
+fn derive_command_keeps_a_container_rename_and_enum_variant_attributes() {
+    let out = crate::command::derive(quote!(
+        #[command(domain = "payments")]
+        #[serde(rename = "refund.v2", tag = "kind")]
+        enum Refund {
+            #[serde(rename = "all")]
+            Full,
+            Partial {
+                #[serde(default)]
+                cents: i64,
+            },
+            Odd(#[serde(skip)] u8, u8),
+        }
+    ));
+    let text = render(&out);
+    assert!(errors(&out).is_empty(), "{text}");
+    assert!(!text.contains("rename = \"Refund\""), "the user's rename wins: {text}");
+    assert!(text.contains("# [serde (rename = \"all\")] Full"), "{text}");
+    assert!(text.contains("# [serde (default)] cents : i64"), "{text}");
+    assert!(text.contains("# [serde (skip)] u8"), "{text}");
+}
+
+#[test]
+fn derive_command_with_manual_serde_implements_only_command() {
+    let out = crate::command::derive(quote!(
+        #[command(domain = "billing", manual_serde)]
+        struct Invoice {
+            number: u32,
+        }
+    ));
+    let text = render(&out);
+    assert!(errors(&out).is_empty(), "{text}");
+    assert!(text.contains("impl :: cmdbus :: Command for Invoice"), "{text}");
+    assert!(!text.contains("__CmdbusSerde"), "{text}");
+}
+
+#[test]
+fn derive_command_reports_mistakes_and_still_emits_impls() {
+    let missing = crate::command::derive(quote!(
+        struct NoKeys {}
+    ));
+    assert_eq!(errors(&missing).len(), 1, "{}", render(&missing));
+    assert!(render(&missing).contains("needs a `domain` key"));
+    assert!(render(&missing).contains("impl :: cmdbus :: Command for NoKeys"), "fails softly");
+
+    let several = crate::command::derive(quote!(
+        #[command = "payments"]
+        #[command(domain = "payments", manual_serde, manual_serde, retries = 3)]
+        #[derive(Serialize)]
+        struct Bad {}
+    ));
+    let found = errors(&several);
+    assert!(found.iter().any(|e| e.contains("expected #[command(domain")), "{found:?}");
+    assert!(
+        found.iter().any(|e| e.contains("duplicate #[command] key `manual_serde`")),
+        "{found:?}"
+    );
+    assert!(found.iter().any(|e| e.contains("unknown #[command] key")), "{found:?}");
+
+    let own = crate::command::derive(quote!(
+        #[command(domain = "payments")]
+        #[derive(Debug, serde::Deserialize)]
+        struct Own {}
+    ));
+    assert!(
+        errors(&own).iter().any(|e| e.contains("derives `Deserialize` itself")),
+        "{}",
+        render(&own)
+    );
+
+    for (shape, expected) in [
+        (quote!(#[command(domain = "p")] union U { a: u8 }), "cannot be a union"),
+        (
+            quote!(
+                #[command(domain = "p")]
+                struct G<T> {
+                    t: T,
+                }
+            ),
+            "cannot be generic",
+        ),
+    ] {
+        let out = crate::command::derive(shape);
+        assert!(errors(&out).iter().any(|e| e.contains(expected)), "{}", render(&out));
+        assert!(
+            !render(&out).contains("impl :: cmdbus :: Command"),
+            "no impl for an impossible shape"
+        );
+    }
+    let not_an_item = crate::command::derive(quote!(
+        fn f() {}
+    ));
+    assert!(!errors(&not_an_item).is_empty());
+}
+
+#[test]
+fn derive_payload_serializes_and_refuses_what_it_cannot_carry() {
+    let out = crate::payload::derive(quote!(
+        #[serde(schemars_is_not_this = 1, rename_all = "camelCase")]
+        #[serde(crate = "x")]
+        #[schemars(crate = "y")]
+        struct Address {
+            city: String,
+        }
+    ));
+    let text = render(&out);
+    assert!(errors(&out).is_empty(), "{text}");
+    assert!(text.contains("struct __CmdbusSerdeAddress"), "{text}");
+    assert!(
+        text.contains("impl :: cmdbus :: __private :: serde :: Serialize for Address"),
+        "{text}"
+    );
+    assert!(!text.contains("\"x\"") && !text.contains("\"y\""), "{text}");
+    assert!(!text.contains("impl :: cmdbus :: Command"), "{text}");
+
+    // A malformed serde attribute is kept for serde to report.
+    let odd = crate::payload::derive(quote!(
+        #[serde(rename_all)]
+        #[serde = "odd"]
+        struct Odd {}
+    ));
+    assert!(render(&odd).contains("# [serde = \"odd\"]"), "{}", render(&odd));
+
+    for (shape, expected) in [
+        (quote!(union U { a: u8 }), "a payload cannot be a union"),
+        (
+            quote!(
+                struct G<T> {
+                    t: T,
+                }
+            ),
+            "does not support generic types",
+        ),
+    ] {
+        let out = crate::payload::derive(shape);
+        assert!(errors(&out).iter().any(|e| e.contains(expected)), "{}", render(&out));
+    }
+    assert!(
+        !errors(&crate::payload::derive(quote!(
+            fn f() {}
+        )))
+        .is_empty()
+    );
 }

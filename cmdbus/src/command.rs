@@ -6,26 +6,80 @@ use crate::RetryPolicy;
 
 /// A command: a request to do something, sent once and handled once in effect.
 ///
-/// Implement it with [`#[command]`](crate::command), never by hand:
+/// Declare one with `#[derive(Command)]` and its keys in `#[command(...)]`:
 ///
 /// ```
-/// use cmdbus::command;
+/// use cmdbus::{Command, Payload};
 ///
-/// #[command(domain = "payments", reply = u64, max_attempts = 5, backoff = ["1s", "30s"])]
+/// #[derive(Payload)]
+/// struct DebitReceipt {
+///     balance_cents: i64,
+/// }
+///
+/// /// Debits an account (doc comments become schema descriptions).
+/// #[derive(Command)]
+/// #[command(domain = "payments", reply = DebitReceipt, max_attempts = 5, backoff = ["1s", "30s"])]
 /// struct DebitAccount {
 ///     account: String,
 ///     amount_cents: i64,
 /// }
 ///
-/// use cmdbus::Command;
 /// assert_eq!(DebitAccount::DOMAIN, "payments");
 /// assert_eq!(DebitAccount::NAME, "DebitAccount");
 /// assert_eq!(DebitAccount::retry_policy().max_attempts(), 5);
+/// assert_eq!(DebitAccount::payload_schema()["title"], "DebitAccount");
 /// ```
+///
+/// # Keys
+///
+/// | key | default | meaning |
+/// |---|---|---|
+/// | `domain = "payments"` | required | the bounded context; workers serve domains. Letters, digits, `_ - .`, at most 100 bytes |
+/// | `name = "DebitAccount"` | the type's name | the type name stored with every command (same rules); renaming the Rust type keeps stored commands decodable if `name` stays |
+/// | `reply = Type` | `()` | what a successful handler returns; a [`Payload`](derive@crate::Payload) (or any serde + `JsonSchema` type) |
+/// | `max_attempts = 5` | 3 | attempts before the troubleshooting queue |
+/// | `backoff = ["10s", "1m"]` | 10s, 60s, 300s | delays between attempts (`ms`, `s`, `m`, `h`); the last repeats |
+/// | `manual_serde` | off | the type implements `Serialize`, `Deserialize` and `JsonSchema` itself |
+///
+/// Every mistake is a compile error at the key to fix; all of them are
+/// reported at once.
+///
+/// # What the derive generates
+///
+/// This trait's impl, and `Serialize`, `Deserialize` and `JsonSchema` impls
+/// through cmdbus's own re-exports: a crate that declares commands needs no
+/// serde or schemars dependency. `#[serde(...)]` and `#[schemars(...)]`
+/// attributes on the type, its fields and variants are honoured as serde's
+/// own derive would. Types used in fields need those traits too: derive
+/// [`Payload`](derive@crate::Payload) on your own ones.
+///
+/// An existing type that already derives serde's traits (a DTO shared with
+/// an HTTP API) becomes a command with `manual_serde`:
+///
+/// ```
+/// # use cmdbus::Command;
+/// #[derive(cmdbus::__private::serde::Serialize, cmdbus::__private::serde::Deserialize)]
+/// #[derive(cmdbus::__private::schemars::JsonSchema, Command)]
+/// # #[serde(crate = "cmdbus::__private::serde")]
+/// # #[schemars(crate = "cmdbus::__private::schemars")]
+/// #[command(domain = "billing", manual_serde)]
+/// struct Invoice {
+///     number: u32,
+/// }
+/// # assert_eq!(Invoice::NAME, "Invoice");
+/// ```
+///
+/// (With serde and schemars as direct dependencies, that is the usual
+/// `#[derive(Serialize, Deserialize, JsonSchema, Command)]`.)
+///
+/// Structs and enums are supported; unions and generic types are refused
+/// (the stored type name must name one concrete type). The attribute form
+/// `#[command(domain = "...")]` without the derive is an alias kept for
+/// existing code (ADR 004).
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a command",
     label = "not a command",
-    note = "declare it with `#[cmdbus::command(domain = \"...\")]` on the struct or enum"
+    note = "declare it with `#[derive(cmdbus::Command)]` and `#[command(domain = \"...\")]` on the struct or enum"
 )]
 pub trait Command:
     Serialize + DeserializeOwned + schemars::JsonSchema + Send + Sync + 'static

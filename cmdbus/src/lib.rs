@@ -33,7 +33,7 @@ pub mod testing;
 
 pub use bus::{Bus, DEFAULT_MAX_PAYLOAD_BYTES};
 pub use classify::{Classifier, Classify};
-pub use cmdbus_macros::{command, handler, reply};
+pub use cmdbus_macros::{Command, Payload, command, handler, reply};
 pub use command::Command;
 pub use context::HandlerContext;
 pub use envelope::{CommandRecord, LeasedCommand, NewCommand, SendOptions, SendOutcome};

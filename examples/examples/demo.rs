@@ -5,16 +5,16 @@
 
 use std::time::Duration;
 
-use cmdbus::{HandlerContext, HandlerError, SendOptions, TypedReply, command, handler, reply};
+use cmdbus::{Command, HandlerContext, HandlerError, Payload, SendOptions, TypedReply, handler};
 use cmdbus_pg::PgBus;
 
-#[reply]
-#[derive(Debug)]
+#[derive(Payload, Debug)]
 struct DebitReceipt {
     account: String,
     balance_cents: i64,
 }
 
+#[derive(Command)]
 #[command(domain = "payments", reply = DebitReceipt, backoff = ["200ms"])]
 struct DebitAccount {
     account: String,

@@ -1,7 +1,7 @@
 //! Parses the `#[command(key = value, ...)]` arguments, without judging them.
 
-use proc_macro2::TokenStream;
-use syn::{ExprArray, LitInt, LitStr, Type, meta::ParseNestedMeta};
+use proc_macro2::{Span, TokenStream};
+use syn::{ExprArray, LitInt, LitStr, Type, meta::ParseNestedMeta, spanned::Spanned};
 
 use crate::{errors::Errors, symbol};
 
@@ -13,10 +13,13 @@ pub(super) struct RawAttrs {
     pub(super) reply: Option<Type>,
     pub(super) max_attempts: Option<LitInt>,
     pub(super) backoff: Option<ExprArray>,
+    /// Where `manual_serde` was written.
+    pub(super) manual_serde: Option<Span>,
 }
 
-pub(super) fn parse(args: TokenStream, errors: &mut Errors) -> RawAttrs {
-    let mut raw = RawAttrs::default();
+/// Parses one `#[command(...)]` argument list into `raw` (the derive may
+/// meet several attributes; a key repeated across them is still a duplicate).
+pub(super) fn parse(args: TokenStream, raw: &mut RawAttrs, errors: &mut Errors) {
     let parser = syn::meta::parser(|meta| {
         if meta.path.is_ident(symbol::DOMAIN) {
             set(&meta, &mut raw.domain, symbol::DOMAIN, errors)
@@ -28,6 +31,14 @@ pub(super) fn parse(args: TokenStream, errors: &mut Errors) -> RawAttrs {
             set(&meta, &mut raw.max_attempts, symbol::MAX_ATTEMPTS, errors)
         } else if meta.path.is_ident(symbol::BACKOFF) {
             set(&meta, &mut raw.backoff, symbol::BACKOFF, errors)
+        } else if meta.path.is_ident(symbol::MANUAL_SERDE) {
+            if raw.manual_serde.is_some() {
+                errors.push(
+                    meta.error(format!("duplicate #[command] key `{}`", symbol::MANUAL_SERDE)),
+                );
+            }
+            raw.manual_serde = Some(meta.path.span());
+            Ok(())
         } else {
             errors.push(meta.error(format!(
                 "unknown #[command] key; expected one of: {}",
@@ -43,7 +54,6 @@ pub(super) fn parse(args: TokenStream, errors: &mut Errors) -> RawAttrs {
     if let Err(error) = syn::parse::Parser::parse2(parser, args) {
         errors.push(error);
     }
-    raw
 }
 
 /// Stores a key's value; a key given twice is reported and the first kept.

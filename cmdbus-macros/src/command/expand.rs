@@ -6,11 +6,34 @@ use syn::DeriveInput;
 
 use super::validate::Spec;
 
-pub(super) fn command(item: &DeriveInput, spec: &Spec) -> TokenStream {
-    let ident = &item.ident;
-    let Spec { domain, name, reply, max_attempts, backoff_ms } = spec;
-    let derive = serde_derives(item);
+/// The attribute form: the item, serde/schemars derives added to it, and
+/// the `Command` impl.
+pub(super) fn attribute(item: &DeriveInput, spec: &Spec) -> TokenStream {
+    let derive = (!spec.manual_serde).then(|| serde_derives(item));
+    let command = command_impl(item, spec);
+    quote! {
+        #derive
+        #item
+        #command
+    }
+}
 
+/// The derive form: serialization through a private copy (see `shadow`)
+/// and the `Command` impl; the item itself is left as written.
+pub(super) fn derive(item: &DeriveInput, spec: &Spec) -> TokenStream {
+    let serde = (!spec.manual_serde).then(|| crate::shadow::impls(item));
+    let command = command_impl(item, spec);
+    quote! {
+        const _: () = {
+            #serde
+        };
+        #command
+    }
+}
+
+fn command_impl(item: &DeriveInput, spec: &Spec) -> TokenStream {
+    let ident = &item.ident;
+    let Spec { domain, name, reply, max_attempts, backoff_ms, .. } = spec;
     let max_attempts = max_attempts.map(|n| quote!(const MAX_ATTEMPTS: u32 = #n;));
     let retry_policy = backoff_ms.as_ref().map(|ms| {
         quote! {
@@ -21,11 +44,7 @@ pub(super) fn command(item: &DeriveInput, spec: &Spec) -> TokenStream {
             }
         }
     });
-
     quote! {
-        #derive
-        #item
-
         const _: () = {
             #[automatically_derived]
             impl ::cmdbus::Command for #ident {
@@ -68,7 +87,7 @@ pub(crate) fn serde_derives(item: &DeriveInput) -> TokenStream {
 }
 
 /// The last path segment of every trait already in a `#[derive(...)]`.
-fn derived_traits(item: &DeriveInput) -> Vec<String> {
+pub(super) fn derived_traits(item: &DeriveInput) -> Vec<String> {
     let mut found = Vec::new();
     for attr in item.attrs.iter().filter(|a| a.path().is_ident("derive")) {
         // A malformed derive is rustc's to report; we just see no traits in it.

@@ -14,6 +14,8 @@ pub(super) struct Spec {
     pub(super) reply: Type,
     pub(super) max_attempts: Option<u32>,
     pub(super) backoff_ms: Option<Vec<u64>>,
+    /// The type implements serde's traits and `JsonSchema` itself.
+    pub(super) manual_serde: bool,
 }
 
 /// Returns whether the item has a shape a command can take.
@@ -22,7 +24,7 @@ pub(super) fn item(item: &DeriveInput, errors: &mut Errors) -> bool {
     if let Data::Union(union) = &item.data {
         errors.push(syn::Error::new(
             union.union_token.span,
-            "#[command] does not support unions; use a struct or an enum",
+            "a command cannot be a union; use a struct or an enum",
         ));
         ok = false;
     }
@@ -94,6 +96,7 @@ pub(super) fn attrs(raw: RawAttrs, item: &DeriveInput, errors: &mut Errors) -> S
         reply: raw.reply.unwrap_or_else(|| syn::parse_quote!(())),
         max_attempts,
         backoff_ms,
+        manual_serde: raw.manual_serde.is_some(),
     }
 }
 

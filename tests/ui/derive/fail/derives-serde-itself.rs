@@ -1,0 +1,10 @@
+use cmdbus::Command;
+
+#[derive(cmdbus::__private::serde::Serialize, Command)]
+#[serde(crate = "cmdbus::__private::serde")]
+#[command(domain = "payments")]
+struct DebitAccount {
+    amount_cents: i64,
+}
+
+fn main() {}

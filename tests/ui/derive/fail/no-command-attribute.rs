@@ -1,0 +1,8 @@
+use cmdbus::Command;
+
+#[derive(Command)]
+struct DebitAccount {
+    amount_cents: i64,
+}
+
+fn main() {}

@@ -1,0 +1,7 @@
+#[derive(cmdbus::Payload)]
+union Amount {
+    cents: i64,
+    whole: f64,
+}
+
+fn main() {}
