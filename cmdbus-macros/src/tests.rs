@@ -471,3 +471,20 @@ fn derive_payload_serializes_and_refuses_what_it_cannot_carry() {
         .is_empty()
     );
 }
+
+#[test]
+fn timeout_becomes_a_constant_and_must_be_a_positive_duration() {
+    let out = crate::command::derive(quote!(
+        #[command(domain = "payments", timeout = "5m")]
+        struct Slow {}
+    ));
+    assert!(errors(&out).is_empty(), "{}", render(&out));
+    assert!(render(&out).contains("Duration :: from_millis (300000u64)"), "{}", render(&out));
+    for bad in ["soon", "0s"] {
+        let out = crate::command::derive(quote!(
+            #[command(domain = "payments", timeout = #bad)]
+            struct Slow {}
+        ));
+        assert!(errors(&out).iter().any(|e| e.contains("malformed timeout")), "{}", render(&out));
+    }
+}

@@ -471,6 +471,30 @@ impl Transport for PgTransport {
             .await
     }
 
+    async fn leases_extend(
+        &self,
+        leases: Vec<LeaseRef>,
+        extend_by: std::time::Duration,
+    ) -> Result<Vec<LeaseRef>> {
+        let domains: Vec<&str> = leases.iter().map(|l| l.domain.as_str()).collect();
+        let ids: Vec<Uuid> = leases.iter().map(|l| l.command_id).collect();
+        let lease_ids: Vec<Uuid> = leases.iter().map(|l| l.lease_id).collect();
+        let held: Vec<(String, Uuid)> = sqlx::query_as(sql(&self.inner.statements.leases_extend))
+            .bind(&domains)
+            .bind(&ids)
+            .bind(&lease_ids)
+            .bind(i64::try_from(extend_by.as_millis()).unwrap_or(i64::MAX))
+            .fetch_all(&self.inner.pool)
+            .await
+            .explained(&self.inner.pool, "extending leases")
+            .await?;
+        let held: std::collections::HashSet<(String, Uuid)> = held.into_iter().collect();
+        Ok(leases
+            .into_iter()
+            .filter(|l| !held.contains(&(l.domain.clone(), l.command_id)))
+            .collect())
+    }
+
     async fn leases_release(&self, leases: Vec<LeaseRef>) -> Result<u64> {
         let domains: Vec<&str> = leases.iter().map(|l| l.domain.as_str()).collect();
         let ids: Vec<Uuid> = leases.iter().map(|l| l.command_id).collect();

@@ -39,6 +39,7 @@ use crate::RetryPolicy;
 /// | `reply = Type` | `()` | what a successful handler returns; a [`Payload`](derive@crate::Payload) (or any serde + `JsonSchema` type) |
 /// | `max_attempts = 5` | 3 | attempts before the troubleshooting queue |
 /// | `backoff = ["10s", "1m"]` | 10s, 60s, 300s | delays between attempts (`ms`, `s`, `m`, `h`); the last repeats |
+/// | `timeout = "5m"` | the worker's, else none | a handler running longer is stopped; the attempt is a transient failure (`handler_timeout`) |
 /// | `manual_serde` | off | the type implements `Serialize`, `Deserialize` and `JsonSchema` itself |
 ///
 /// Every mistake is a compile error at the key to fix; all of them are
@@ -94,6 +95,12 @@ pub trait Command:
     /// Attempts before the troubleshooting queue (default 3); a constant so
     /// sending needs no policy built.
     const MAX_ATTEMPTS: u32 = RetryPolicy::DEFAULT_MAX_ATTEMPTS;
+
+    /// How long a handler may run before it is stopped and the attempt
+    /// counts as a transient failure (`handler_timeout`); `None` (the
+    /// default) leaves it to the worker's
+    /// [`handler_timeout`](crate::WorkerBuilder::handler_timeout).
+    const TIMEOUT: Option<std::time::Duration> = None;
 
     /// Retry policy for this command type (default: [`Self::MAX_ATTEMPTS`]
     /// attempts, 10s / 60s / 300s).

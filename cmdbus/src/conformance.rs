@@ -60,6 +60,34 @@ pub struct Sleep {
     pub ms: u64,
 }
 
+/// Sleeps without touching its lease, counting its runs.
+#[command(domain = "cmdbus-conformance")]
+pub struct Long {
+    /// How long.
+    pub ms: u64,
+}
+
+/// Never returns; its type stops it after 100 ms.
+#[command(domain = "cmdbus-conformance", timeout = "100ms", max_attempts = 2, backoff = ["10ms"])]
+pub struct Hang {}
+
+/// Runs of [`Long`] in this process (each case runs in its own process
+/// under nextest; the count is compared before and after).
+static LONG_RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+#[handler]
+async fn long(cmd: Long) -> Result<(), HandlerError> {
+    LONG_RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(cmd.ms)).await;
+    Ok(())
+}
+
+#[handler]
+async fn hang(_cmd: Hang) -> Result<(), HandlerError> {
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
 #[handler]
 async fn echo(cmd: Echo) -> Result<String, HandlerError> {
     Ok(cmd.text)
@@ -117,6 +145,9 @@ macro_rules! conformance_suite {
             shutdown_finishes_in_flight_handlers,
             shutdown_releases_unfinished_handlers,
             lease_can_be_extended,
+            leases_are_extended_together,
+            a_handler_longer_than_the_visibility_timeout_runs_once,
+            a_hung_handler_is_stopped_and_ends_in_the_tsq,
             retry_runs_when_due_not_at_the_next_poll,
             a_batch_with_an_invalid_command_stores_nothing,
         );
@@ -547,6 +578,80 @@ pub async fn lease_can_be_extended<T: Transport>(transport: T) {
     let refused =
         transport.lease_extend(crate::LeaseExtend::new(stranger, Duration::from_secs(1))).await;
     assert_eq!(refused.expect("extend"), None);
+}
+
+/// The worker's heartbeat extends many leases in one call and names those
+/// no longer held, in input order.
+pub async fn leases_are_extended_together<T: Transport>(transport: T) {
+    let bus = Bus::new(transport.clone());
+    bus.send_batch((0..3).map(|i| Echo { text: i.to_string() })).await.expect("send");
+    let leased =
+        transport.commands_lease(lease_params(3, Duration::from_millis(200))).await.expect("lease");
+    let leases: Vec<LeaseRef> = leased.iter().map(LeaseRef::of).collect();
+    let lost =
+        transport.leases_extend(leases.clone(), Duration::from_secs(60)).await.expect("extend");
+    assert!(lost.is_empty(), "{lost:?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(transport.leases_rescue().await.expect("rescue"), 0, "all three were extended");
+
+    transport.leases_release(vec![leases[1].clone()]).await.expect("release");
+    let stranger = LeaseRef::new(leases[2].domain.clone(), leases[2].command_id, Uuid::new_v4());
+    let lost = transport
+        .leases_extend(
+            vec![stranger.clone(), leases[0].clone(), leases[1].clone()],
+            Duration::from_secs(60),
+        )
+        .await
+        .expect("extend");
+    assert_eq!(lost, [stranger, leases[1].clone()]);
+    assert!(
+        transport
+            .leases_extend(Vec::new(), Duration::from_secs(1))
+            .await
+            .expect("empty")
+            .is_empty()
+    );
+}
+
+/// A handler that runs three times the visibility timeout without touching
+/// its lease is run once: the worker's heartbeat keeps the lease alive,
+/// while a second worker rescues expired leases all along.
+pub async fn a_handler_longer_than_the_visibility_timeout_runs_once<T: Transport>(transport: T) {
+    let bus = Bus::new(transport.clone());
+    let start = || {
+        bus.worker()
+            .domain(DOMAIN)
+            .visibility_timeout(Duration::from_millis(200))
+            .rescue_interval(Duration::from_millis(20))
+            .poll_interval(Duration::from_millis(20))
+            .start()
+    };
+    let (first, second) = (start().await.expect("worker"), start().await.expect("worker"));
+    let before = LONG_RUNS.load(std::sync::atomic::Ordering::SeqCst);
+    let id = bus.send(Long { ms: 600 }).await.expect("send").command_id();
+    let record = wait_for(&transport, id, CommandStatus::Completed).await;
+    assert_eq!(record.attempts, 1);
+    assert_eq!(LONG_RUNS.load(std::sync::atomic::Ordering::SeqCst) - before, 1, "run once");
+    assert_eq!(
+        events(&transport, id).await,
+        [AuditEvent::Sent, AuditEvent::Received, AuditEvent::Completed]
+    );
+    first.shutdown().await;
+    second.shutdown().await;
+}
+
+/// A handler that never returns is stopped at its type's timeout, counted
+/// as a transient failure, retried, and ends in the troubleshooting queue.
+pub async fn a_hung_handler_is_stopped_and_ends_in_the_tsq<T: Transport>(transport: T) {
+    let bus = Bus::new(transport.clone());
+    let worker = worker(&bus).await;
+    let id = bus.send(Hang {}).await.expect("send").command_id();
+    let record = wait_for(&transport, id, CommandStatus::InTroubleshootingQueue).await;
+    assert_eq!(record.attempts, 2);
+    let error = record.last_error.expect("last error");
+    assert_eq!((error.code.as_str(), error.kind), ("handler_timeout", crate::ErrorKind::Transient));
+    assert!(error.message.contains("100ms timeout"), "{}", error.message);
+    worker.shutdown().await;
 }
 
 /// A retry runs when its backoff is over, without waiting for the fallback

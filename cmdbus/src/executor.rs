@@ -1,7 +1,7 @@
 //! The one place that decides what happens after a run: dispatch, catch
 //! panics, classify the result, and turn it into an [`OutcomeKind`].
 
-use std::{any::Any, panic::AssertUnwindSafe};
+use std::{any::Any, panic::AssertUnwindSafe, time::Duration};
 
 use futures_util::FutureExt;
 
@@ -11,12 +11,15 @@ use crate::{
 };
 
 /// Runs `command`'s handler (`entry`, `None` when this worker has none for
-/// its type) and decides its outcome.
+/// its type) and decides its outcome. A handler running longer than its
+/// type's timeout (else `default_timeout`) is stopped: dropped at its next
+/// await point, its transaction rolled back, the attempt a transient failure.
 pub(crate) async fn execute(
     entry: Option<&Entry>,
     classifier: &Classifier,
     command: &LeasedCommand,
     ctx: &mut HandlerContext,
+    default_timeout: Option<Duration>,
 ) -> OutcomeKind {
     let Some(entry) = entry else {
         let failure = Failure::new(
@@ -28,11 +31,19 @@ pub(crate) async fn execute(
         );
         return OutcomeKind::Troubleshoot { failure, reason: TsqReason::NoHandler };
     };
-    let run = entry.registration.call(&command.payload, ctx);
-    let error = match AssertUnwindSafe(run).catch_unwind().await {
-        Ok(Ok(reply)) => return OutcomeKind::Completed { reply },
-        Ok(Err(error)) => error,
-        Err(panic) => HandlerError::transient("panic", panic_message(panic.as_ref())),
+    let run = AssertUnwindSafe(entry.registration.call(&command.payload, ctx)).catch_unwind();
+    let ran = match entry.registration.timeout().or(default_timeout) {
+        Some(limit) => tokio::time::timeout(limit, run).await.map_err(|_| limit),
+        None => Ok(run.await),
+    };
+    let error = match ran {
+        Ok(Ok(Ok(reply))) => return OutcomeKind::Completed { reply },
+        Ok(Ok(Err(error))) => error,
+        Ok(Err(panic)) => HandlerError::transient("panic", panic_message(panic.as_ref())),
+        Err(limit) => HandlerError::transient(
+            "handler_timeout",
+            format!("the handler ran longer than its {limit:?} timeout and was stopped"),
+        ),
     };
     decide(&entry.policy, classifier, command, &error)
 }

@@ -24,6 +24,7 @@ pub struct HandlerRegistration {
     location: &'static str,
     call: ErasedHandler,
     retry_policy: fn() -> RetryPolicy,
+    timeout: Option<std::time::Duration>,
     json_schema: fn() -> serde_json::Value,
 }
 
@@ -44,6 +45,7 @@ impl HandlerRegistration {
             location,
             call,
             retry_policy: C::retry_policy,
+            timeout: C::TIMEOUT,
             json_schema: C::payload_schema,
         }
     }
@@ -61,6 +63,11 @@ impl HandlerRegistration {
     /// `path::to::handler (file.rs:line)`.
     pub fn describe(&self) -> String {
         format!("{} ({})", self.handler, self.location)
+    }
+
+    /// How long the handler may run (the command type's `timeout`).
+    pub fn timeout(&self) -> Option<std::time::Duration> {
+        self.timeout
     }
 
     /// The command type's JSON schema.

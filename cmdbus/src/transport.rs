@@ -65,6 +65,15 @@ pub trait Transport: Clone + Send + Sync + 'static {
         params: LeaseExtend,
     ) -> impl Future<Output = Result<Option<DateTime<Utc>>>> + Send;
 
+    /// The worker's heartbeat: pushes the expiry of every lease in `leases`
+    /// to now + `extend_by`, in one round trip. Returns the leases that are
+    /// no longer held (expired and rescued, or taken over), in input order.
+    fn leases_extend(
+        &self,
+        leases: Vec<LeaseRef>,
+        extend_by: std::time::Duration,
+    ) -> impl Future<Output = Result<Vec<LeaseRef>>> + Send;
+
     /// Gives leased commands back without an outcome (graceful shutdown):
     /// PENDING, due now, the unused attempt returned, RELEASED audited.
     /// Returns how many were still held.

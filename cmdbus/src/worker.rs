@@ -2,14 +2,14 @@
 //! outcomes in batches, shut down gracefully. Generic over [`Transport`].
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{Arc, Mutex},
     time::Duration,
 };
 
 use tokio::{
     sync::{Notify, mpsc, watch},
-    task::{Id, JoinSet},
+    task::{AbortHandle, Id, JoinSet},
     time::{Instant, sleep, sleep_until},
 };
 use tracing::{Instrument, debug, field::Empty, info_span, warn};
@@ -19,6 +19,9 @@ use crate::{
     OutcomeKind, RecordResult, Registry, Result, Transport, executor, telemetry,
 };
 
+/// The shortest heartbeat period, whatever the visibility timeout.
+const MIN_HEARTBEAT: Duration = Duration::from_millis(10);
+
 /// Outcomes recorded per transport call, at most.
 const RECORD_BATCH: usize = 256;
 
@@ -26,7 +29,14 @@ const RECORD_BATCH: usize = 256;
 ///
 /// Defaults: concurrency 16, lease batches of up to 64, visibility timeout
 /// 30 s, fallback poll every 1 s, expired-lease rescue every 5 s, shutdown
-/// deadline 30 s, every unclassified error transient.
+/// deadline 30 s, every unclassified error transient, no handler timeout
+/// unless the command type sets one.
+///
+/// The worker keeps the leases of its running handlers alive by itself: every
+/// third of the visibility timeout one statement extends them all, so a
+/// handler may run longer than the visibility timeout without being run
+/// twice. The visibility timeout is then how long a *crashed* worker's
+/// commands wait before another worker takes them over.
 #[must_use]
 pub struct WorkerBuilder<T: Transport> {
     transport: T,
@@ -41,6 +51,7 @@ pub struct WorkerBuilder<T: Transport> {
     classifier: Classifier,
     worker_id: String,
     lag_threshold: Duration,
+    handler_timeout: Option<Duration>,
 }
 
 impl<T: Transport> WorkerBuilder<T> {
@@ -57,6 +68,7 @@ impl<T: Transport> WorkerBuilder<T> {
             shutdown_timeout: Duration::from_secs(30),
             classifier: Classifier::new(),
             lag_threshold: Duration::from_secs(30),
+            handler_timeout: None,
             worker_id: format!(
                 "{}-{}",
                 std::process::id(),
@@ -106,6 +118,15 @@ impl<T: Transport> WorkerBuilder<T> {
     /// How often to return expired leases to the queue.
     pub fn rescue_interval(mut self, interval: Duration) -> Self {
         self.rescue_interval = interval;
+        self
+    }
+
+    /// Stops a handler that runs longer than `timeout` when its command type
+    /// sets no `timeout` of its own; the attempt counts as a transient
+    /// failure (`handler_timeout`). A handler that blocks its thread without
+    /// awaiting cannot be stopped.
+    pub fn handler_timeout(mut self, timeout: Duration) -> Self {
+        self.handler_timeout = Some(timeout);
         self
     }
 
@@ -259,9 +280,11 @@ impl<T: Transport> Runtime<T> {
         let completer =
             tokio::spawn(complete(self.config.transport.clone(), receiver, Arc::clone(&retried)));
         let mut tasks = JoinSet::new();
-        let mut running: HashMap<Id, LeaseRef> = HashMap::new();
+        let mut running: HashMap<Id, Running> = HashMap::new();
         let mut lease_errors = 0u32;
         let mut next_rescue = Instant::now();
+        let heartbeat_every = (self.config.visibility_timeout / 3).max(MIN_HEARTBEAT);
+        let mut next_heartbeat = Instant::now() + heartbeat_every;
         let mut backlog = false;
 
         loop {
@@ -271,6 +294,10 @@ impl<T: Transport> Runtime<T> {
             if Instant::now() >= next_rescue {
                 next_rescue = Instant::now() + self.config.rescue_interval;
                 self.maintain().await;
+            }
+            if Instant::now() >= next_heartbeat {
+                next_heartbeat = Instant::now() + heartbeat_every;
+                self.heartbeat(&mut running).await;
             }
             let free = self.config.concurrency.saturating_sub(tasks.len());
             let mut wait = self.config.poll_interval;
@@ -293,8 +320,8 @@ impl<T: Transport> Runtime<T> {
                         let none = commands.is_empty();
                         for command in commands {
                             let lease = LeaseRef::of(&command);
-                            let handle = tasks.spawn(self.handle(command, outcomes.clone()));
-                            running.insert(handle.id(), lease);
+                            let abort = tasks.spawn(self.handle(command, outcomes.clone()));
+                            running.insert(abort.id(), Running { lease, abort });
                         }
                         if backlog {
                             continue;
@@ -313,8 +340,8 @@ impl<T: Transport> Runtime<T> {
             }
             let in_flight = tasks.len();
             self.update_health(|h| h.in_flight = in_flight);
-            // Wake for maintenance on time too, whatever the poll interval.
-            let deadline = (Instant::now() + wait).min(next_rescue);
+            // Wake for maintenance and heartbeats on time too, whatever the poll interval.
+            let deadline = (Instant::now() + wait).min(next_rescue).min(next_heartbeat);
             let woken = loop {
                 tokio::select! {
                     // Shutdown asked, or the Worker handle dropped.
@@ -384,6 +411,42 @@ impl<T: Transport> Runtime<T> {
         }
     }
 
+    /// Keeps the leases of running handlers alive, one statement for all. A
+    /// lease found gone is no longer this worker's: its outcome could not be
+    /// recorded and the command may already run elsewhere, so the handler is
+    /// stopped (its transaction rolls back) and the fact logged.
+    async fn heartbeat(&self, running: &mut HashMap<Id, Running>) {
+        if running.is_empty() {
+            return;
+        }
+        let leases = running.values().map(|r| r.lease.clone()).collect();
+        let lost = match self
+            .config
+            .transport
+            .leases_extend(leases, self.config.visibility_timeout)
+            .await
+        {
+            Ok(lost) => lost,
+            Err(error) => {
+                warn!(error = %error.report(), count = running.len(), "cmdbus: extending running leases failed; retrying at the next heartbeat");
+                return;
+            }
+        };
+        let lost: HashSet<LeaseRef> = lost.into_iter().collect();
+        running.retain(|_, run| {
+            let gone = lost.contains(&run.lease);
+            if gone {
+                warn!(
+                    domain = %run.lease.domain,
+                    command_id = %run.lease.command_id,
+                    "cmdbus: lease lost (expired or taken over); stopping its handler, the command may run again elsewhere"
+                );
+                run.abort.abort();
+            }
+            !gone
+        });
+    }
+
     fn handle(
         &self,
         command: LeasedCommand,
@@ -392,6 +455,7 @@ impl<T: Transport> Runtime<T> {
         let transport = self.config.transport.clone();
         let registry = Arc::clone(&self.registry);
         let classifier = self.config.classifier.clone();
+        let default_timeout = self.config.handler_timeout;
         let leased_at = Instant::now();
         let mut ctx = HandlerContext::for_lease(&command, &transport);
         let span = info_span!(
@@ -411,7 +475,7 @@ impl<T: Transport> Runtime<T> {
         async move {
             let entry = registry.get(&command.domain, &command.command_type);
             let labels = telemetry::Labels::of(entry, &command);
-            let kind = executor::execute(entry, &classifier, &command, &mut ctx).await;
+            let kind = executor::execute(entry, &classifier, &command, &mut ctx, default_timeout).await;
             telemetry::handled(&handler_span, &labels, &kind, leased_at.elapsed());
             let completed = matches!(kind, OutcomeKind::Completed { .. });
             let outcome = Outcome::new(LeaseRef::of(&command), command.attempt, kind);
@@ -445,7 +509,7 @@ impl<T: Transport> Runtime<T> {
     async fn drain(
         self,
         mut tasks: JoinSet<()>,
-        mut running: HashMap<Id, LeaseRef>,
+        mut running: HashMap<Id, Running>,
         outcomes: mpsc::UnboundedSender<Recorded>,
         completer: tokio::task::JoinHandle<()>,
     ) -> ShutdownReport {
@@ -471,7 +535,7 @@ impl<T: Transport> Runtime<T> {
         }
         drop(outcomes);
         let _ = completer.await;
-        let leases: Vec<LeaseRef> = running.into_values().collect();
+        let leases: Vec<LeaseRef> = running.into_values().map(|r| r.lease).collect();
         let count = leases.len();
         if count > 0 {
             match self.config.transport.leases_release(leases).await {
@@ -483,6 +547,12 @@ impl<T: Transport> Runtime<T> {
         }
         report
     }
+}
+
+/// A handler task this worker runs, and the lease it runs under.
+struct Running {
+    lease: LeaseRef,
+    abort: AbortHandle,
 }
 
 fn task_id(done: &std::result::Result<(Id, ()), tokio::task::JoinError>) -> Id {

@@ -26,6 +26,19 @@ async fn ping(_cmd: Ping) -> Result<(), HandlerError> {
     Ok(())
 }
 
+/// Sleeps 1 s, then marks that it finished.
+#[command(domain = "logs-it")]
+struct Nap {}
+
+static NAP_FINISHED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+#[handler]
+async fn nap(_cmd: Nap) -> Result<(), HandlerError> {
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    NAP_FINISHED.store(true, std::sync::atomic::Ordering::SeqCst);
+    Ok(())
+}
+
 /// Warnings as `message field=value …` lines, as a log formatter prints them.
 #[derive(Clone, Default)]
 struct Warnings(Arc<Mutex<Vec<String>>>);
@@ -215,4 +228,45 @@ fn the_library_logs_errors_with_their_causes() {
         "log the chain (error = %error.report()):\n{}",
         offenders.join("\n")
     );
+}
+
+/// A heartbeat that finds its lease gone (here taken over by SQL, as another
+/// worker's rescue would) stops the handler and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heartbeat_that_finds_its_lease_gone_stops_the_handler() {
+    let warnings = Warnings::default();
+    tracing_subscriber::registry().with(warnings.clone()).init();
+    let bus = cmdbus_tests::pg_bus().await;
+    let worker = bus
+        .worker()
+        .domain("logs-it")
+        .visibility_timeout(Duration::from_millis(300))
+        .poll_interval(Duration::from_millis(20))
+        .start()
+        .await
+        .expect("worker");
+    let id = bus.send(Nap {}).await.expect("send").command_id();
+    let steal = format!(
+        r#"UPDATE "{}".commands SET lease_id = gen_random_uuid(), lease_expires_at = now() + interval '1 hour'
+           WHERE command_id = $1 AND status = 'IN_PROGRESS'"#,
+        bus.transport().schema()
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while sqlx::query(sqlx::AssertSqlSafe(steal.clone()))
+        .bind(id)
+        .execute(bus.pool())
+        .await
+        .expect("steal")
+        .rows_affected()
+        == 0
+    {
+        assert!(tokio::time::Instant::now() < deadline, "never leased");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let line = warnings.naming(&["lease lost"]).await;
+    assert!(line.contains(&id.to_string()), "{line}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!NAP_FINISHED.load(std::sync::atomic::Ordering::SeqCst), "the handler was stopped");
+    let report = worker.shutdown().await;
+    assert_eq!(report.released, 0, "a lost lease is not released as if it were held");
 }

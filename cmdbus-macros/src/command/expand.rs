@@ -33,8 +33,14 @@ pub(super) fn derive(item: &DeriveInput, spec: &Spec) -> TokenStream {
 
 fn command_impl(item: &DeriveInput, spec: &Spec) -> TokenStream {
     let ident = &item.ident;
-    let Spec { domain, name, reply, max_attempts, backoff_ms, .. } = spec;
+    let Spec { domain, name, reply, max_attempts, backoff_ms, timeout_ms, .. } = spec;
     let max_attempts = max_attempts.map(|n| quote!(const MAX_ATTEMPTS: u32 = #n;));
+    let timeout = timeout_ms.map(|ms| {
+        quote! {
+            const TIMEOUT: ::core::option::Option<::core::time::Duration> =
+                ::core::option::Option::Some(::core::time::Duration::from_millis(#ms));
+        }
+    });
     let retry_policy = backoff_ms.as_ref().map(|ms| {
         quote! {
             fn retry_policy() -> ::cmdbus::RetryPolicy {
@@ -52,6 +58,7 @@ fn command_impl(item: &DeriveInput, spec: &Spec) -> TokenStream {
                 const NAME: &'static str = #name;
                 type Reply = #reply;
                 #max_attempts
+                #timeout
                 #retry_policy
             }
         };

@@ -14,6 +14,7 @@ pub(super) struct Spec {
     pub(super) reply: Type,
     pub(super) max_attempts: Option<u32>,
     pub(super) backoff_ms: Option<Vec<u64>>,
+    pub(super) timeout_ms: Option<u64>,
     /// The type implements serde's traits and `JsonSchema` itself.
     pub(super) manual_serde: bool,
 }
@@ -90,12 +91,23 @@ pub(super) fn attrs(raw: RawAttrs, item: &DeriveInput, errors: &mut Errors) -> S
         let delays: Vec<Option<u64>> = array.elems.iter().map(|e| delay_ms(e, errors)).collect();
         delays.into_iter().collect()
     });
+    let timeout_ms = raw.timeout.as_ref().and_then(|lit| {
+        let parsed = parse_delay(&lit.value()).filter(|ms| *ms > 0);
+        if parsed.is_none() {
+            errors.push(syn::Error::new(
+                lit.span(),
+                "malformed timeout: expected a positive duration such as \"30s\", \"5m\" or \"1h\"",
+            ));
+        }
+        parsed
+    });
     Spec {
         domain: domain.unwrap_or_else(|| "invalid".to_owned()),
         name: name.unwrap_or_else(|| "Invalid".to_owned()),
         reply: raw.reply.unwrap_or_else(|| syn::parse_quote!(())),
         max_attempts,
         backoff_ms,
+        timeout_ms,
         manual_serde: raw.manual_serde.is_some(),
     }
 }

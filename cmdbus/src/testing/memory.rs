@@ -314,6 +314,23 @@ impl Transport for MemoryTransport {
         Ok(Some(expires))
     }
 
+    async fn leases_extend(
+        &self,
+        leases: Vec<LeaseRef>,
+        extend_by: std::time::Duration,
+    ) -> Result<Vec<LeaseRef>> {
+        let mut state = self.lock();
+        let expires = Utc::now() + extend_by;
+        let mut lost = Vec::new();
+        for lease in leases {
+            match state.held(&lease).and_then(|seq| state.commands.get_mut(&seq)) {
+                Some(stored) => stored.lease = stored.lease.map(|(id, _)| (id, expires)),
+                None => lost.push(lease),
+            }
+        }
+        Ok(lost)
+    }
+
     async fn leases_release(&self, leases: Vec<LeaseRef>) -> Result<u64> {
         let mut released = 0;
         {
