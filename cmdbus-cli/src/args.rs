@@ -108,7 +108,8 @@ pub(crate) enum Tsq {
     },
 }
 
-/// One id, or every item matching a filter.
+/// One id (with `--domain` when several domains hold it), or every item
+/// matching a filter.
 #[derive(Debug, Args)]
 pub(crate) struct Target {
     /// The command id (or use --all with filters).

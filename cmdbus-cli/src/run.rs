@@ -3,7 +3,7 @@
 use std::{io::Write, time::Duration};
 
 use cmdbus::{CommandRecord, CommandStatus, Operator};
-use cmdbus_pg::{CommandQuery, PgBus, TsqFilter};
+use cmdbus_pg::{CommandKey, CommandQuery, PgBus, TsqFilter};
 use sqlx::postgres::PgPoolOptions;
 
 use crate::{
@@ -160,7 +160,7 @@ async fn run_tsq(cli: &Cli, bus: &PgBus, tsq: &Tsq, out: &mut impl Write) -> Res
             let operator = operator(cli)?;
             match target.id {
                 Some(id) => {
-                    api.retry(id, &operator).await?;
+                    api.retry(key(target, id), &operator).await?;
                     done(cli, out, "retried", id)?;
                 }
                 None => {
@@ -178,7 +178,7 @@ async fn run_tsq(cli: &Cli, bus: &PgBus, tsq: &Tsq, out: &mut impl Write) -> Res
             let operator = operator(cli)?;
             match target.id {
                 Some(id) => {
-                    api.cancel(id, &operator, reason).await?;
+                    api.cancel(key(target, id), &operator, reason).await?;
                     done(cli, out, "canceled", id)?;
                 }
                 None => {
@@ -198,7 +198,7 @@ async fn run_tsq(cli: &Cli, bus: &PgBus, tsq: &Tsq, out: &mut impl Write) -> Res
                 .map_err(|e| CliError::Usage(format!("--result is not valid JSON: {e}")))?;
             match target.id {
                 Some(id) => {
-                    api.complete_json(id, &operator, &result).await?;
+                    api.complete_json(key(target, id), &operator, &result).await?;
                     done(cli, out, "completed", id)?;
                 }
                 None => {
@@ -226,12 +226,18 @@ fn operator(cli: &Cli) -> Result<Operator> {
     Ok(Operator::new(identity)?)
 }
 
+/// The commands with this id (several domains may hold one), or a refusal.
 async fn find(bus: &PgBus, id: uuid::Uuid) -> Result<Vec<CommandRecord>> {
     let records = bus.find(id).await?;
     if records.is_empty() {
-        return Err(cmdbus::Error::NotFound { domain: "*".into(), command_id: id }.into());
+        return Err(cmdbus::Error::UnknownCommandId { command_id: id }.into());
     }
     Ok(records)
+}
+
+/// One id, in the domain given with `--domain` if any.
+fn key(target: &Target, id: uuid::Uuid) -> CommandKey {
+    CommandKey::maybe_in(target.filter.domain.clone(), id)
 }
 
 fn tsq_filter(args: &TsqFilterArgs) -> TsqFilter {
@@ -339,7 +345,11 @@ async fn preview(
 ) -> Result<()> {
     let filter = tsq_filter(&target.filter);
     let records = match target.id {
-        Some(id) => find(bus, id).await?,
+        Some(id) => {
+            let domain = target.filter.domain.as_deref();
+            let found = find(bus, id).await?;
+            found.into_iter().filter(|r| domain.is_none_or(|d| r.domain == d)).collect()
+        }
         None => bus.troubleshooting().list(&filter, PREVIEW_LIMIT, None).await?.items,
     };
     let (eligible, refused): (Vec<_>, Vec<_>) =

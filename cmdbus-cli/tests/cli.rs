@@ -147,7 +147,7 @@ async fn tsq_actions_are_audited_with_the_operator() {
     let again = cmdbus(&f.schema, &["--operator", "ada", "tsq", "retry", &a]);
     assert_exit(&again, 3);
     assert!(
-        stderr(&again).contains("illegal status transition from PENDING to PENDING"),
+        stderr(&again).contains("is PENDING, not in the troubleshooting queue"),
         "{}",
         stderr(&again)
     );
@@ -436,4 +436,24 @@ async fn query_filters_pages_and_json_forms() {
     assert_exit(&pruned, 0);
     let pruned = stdout(&pruned);
     assert!(pruned.contains("dry run: prune would delete 0 finished command(s)"), "{pruned}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_id_acts_in_the_domain_given() {
+    let f = fixture().await;
+    let id = f.ids[0].to_string();
+    let elsewhere =
+        cmdbus(&f.schema, &["--operator", "ops", "tsq", "retry", &id, "--domain", "other"]);
+    assert_exit(&elsewhere, 3);
+    assert!(stderr(&elsewhere).contains("in domain \"other\""), "{}", stderr(&elsewhere));
+    let unknown =
+        cmdbus(&f.schema, &["--operator", "ops", "tsq", "retry", &Uuid::new_v4().to_string()]);
+    assert_exit(&unknown, 3);
+    assert!(stderr(&unknown).contains("in any domain"), "{}", stderr(&unknown));
+    let preview =
+        stdout(&cmdbus(&f.schema, &["tsq", "retry", &id, "--domain", "other", "--dry-run"]));
+    assert!(preview.contains("would act on 0 item(s)"), "{preview}");
+    let retried =
+        cmdbus(&f.schema, &["--operator", "ops", "tsq", "retry", &id, "--domain", "cli-it"]);
+    assert_exit(&retried, 0);
 }

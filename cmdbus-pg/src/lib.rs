@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod bus;
+mod command_key;
 mod context;
 mod migrate;
 mod notify;
@@ -14,6 +15,7 @@ mod transport;
 mod troubleshooting;
 
 pub use bus::{PgBus, PgBusBuilder};
+pub use command_key::CommandKey;
 pub use context::PgHandlerContext;
 pub use migrate::{MigrateError, SCHEMA_VERSION, migrations_sql};
 pub use query::{CommandQuery, Cursor, MAX_PAGE, Page, StatusCount};

@@ -9,6 +9,7 @@ use sqlx::{Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
 use crate::{
+    CommandKey,
     pool_timeout::Explain,
     query::{Cursor, Page, Selection},
     rows::db,
@@ -151,14 +152,6 @@ impl Action {
             Self::Complete => "complete",
         }
     }
-
-    fn target(self) -> CommandStatus {
-        match self {
-            Self::Retry => CommandStatus::Pending,
-            Self::Cancel => CommandStatus::Canceled,
-            Self::Complete => CommandStatus::Completed,
-        }
-    }
 }
 
 /// The operator API. Get it from [`PgBus::troubleshooting`](crate::PgBus::troubleshooting).
@@ -238,14 +231,27 @@ impl Troubleshooting {
     }
 
     /// Sends the command back to PENDING, attempts reset, due now (same id
-    /// and payload); workers are woken.
-    pub async fn retry(&self, command_id: Uuid, operator: &Operator) -> Result<()> {
-        self.act_one(command_id, Action::Retry, operator, None, None).await
+    /// and payload); workers are woken. `command` is an id, or a
+    /// [`CommandKey`] naming its domain (needed when several domains hold the id).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotInTroubleshootingQueue`], [`Error::NotFound`] (in the named
+    /// domain), [`Error::UnknownCommandId`], [`Error::AmbiguousCommandId`],
+    /// [`Error::Backend`].
+    pub async fn retry(&self, command: impl Into<CommandKey>, operator: &Operator) -> Result<()> {
+        self.act_one(command.into(), Action::Retry, operator, None, None).await
     }
 
     /// Cancels the command with `reason`; its sender gets one CANCELED reply.
-    pub async fn cancel(&self, command_id: Uuid, operator: &Operator, reason: &str) -> Result<()> {
-        self.act_one(command_id, Action::Cancel, operator, Some(reason), None).await
+    /// Errors as [`retry`](Self::retry).
+    pub async fn cancel(
+        &self,
+        command: impl Into<CommandKey>,
+        operator: &Operator,
+        reason: &str,
+    ) -> Result<()> {
+        self.act_one(command.into(), Action::Cancel, operator, Some(reason), None).await
     }
 
     /// Completes the command with `reply` (typed, so a waiting caller gets
@@ -261,18 +267,20 @@ impl Troubleshooting {
             command_type: C::NAME,
             source,
         })?;
-        self.act_one(command_id, Action::Complete, operator, None, Some(body)).await
+        let key = CommandKey::of::<C>(command_id);
+        self.act_one(key, Action::Complete, operator, None, Some(body)).await
     }
 
     /// [`complete`](Self::complete) with a JSON result, for tools that do not
-    /// have the command types compiled in.
+    /// have the command types compiled in. Errors as [`retry`](Self::retry).
     pub async fn complete_json(
         &self,
-        command_id: Uuid,
+        command: impl Into<CommandKey>,
         operator: &Operator,
         result: &serde_json::Value,
     ) -> Result<()> {
-        self.act_one(command_id, Action::Complete, operator, None, Some(result.to_string())).await
+        let result = Some(result.to_string());
+        self.act_one(command.into(), Action::Complete, operator, None, result).await
     }
 
     /// Retries every item matching `filter`; with `dry_run`, only counts them.
@@ -311,17 +319,17 @@ impl Troubleshooting {
 
     async fn act_one(
         &self,
-        command_id: Uuid,
+        key: CommandKey,
         action: Action,
         operator: &Operator,
         reason: Option<&str>,
         result: Option<String>,
     ) -> Result<()> {
-        let acted = self
-            .apply(&mut *self.conn().await?, &[command_id], action, operator, reason, result)
-            .await?;
+        let target = [(key.domain().map(str::to_owned), key.command_id())];
+        let acted =
+            self.apply(&mut *self.conn().await?, &target, action, operator, reason, result).await?;
         if acted.is_empty() {
-            return Err(self.why_not(command_id, action).await);
+            return Err(self.why_not(&key).await);
         }
         self.after(action, &acted);
         Ok(())
@@ -338,21 +346,21 @@ impl Troubleshooting {
         let selection = filter.selection()?;
         let pool = self.transport.pool();
         let mut tx = pool.begin().await.explained(pool, "starting a bulk action").await?;
-        let mut sql = QueryBuilder::<Postgres>::new("SELECT command_id FROM ");
+        let mut sql = QueryBuilder::<Postgres>::new("SELECT domain, command_id FROM ");
         sql.push(self.transport.schema_ref().render("{schema}.commands"));
         selection.push_where(&mut sql, None);
         if !dry_run {
             // Items another operator is acting on right now are left to them.
             sql.push(" FOR UPDATE SKIP LOCKED");
         }
-        let ids: Vec<Uuid> = sql
+        let ids: Vec<(Option<String>, Uuid)> = sql
             .build()
             .fetch_all(&mut *tx)
             .await
             .map_err(db("selecting TSQ items"))?
             .iter()
-            .map(|row| row.try_get("command_id"))
-            .collect::<std::result::Result<_, _>>()
+            .map(|row| Ok((Some(row.try_get("domain")?), row.try_get("command_id")?)))
+            .collect::<std::result::Result<_, sqlx::Error>>()
             .map_err(db("decoding TSQ items"))?;
         let matched = u64::try_from(ids.len()).unwrap_or(u64::MAX);
         if dry_run || ids.is_empty() {
@@ -384,19 +392,21 @@ impl Troubleshooting {
             .await
     }
 
-    /// Runs the action statement; returns the (domain, id) pairs it changed.
+    /// Runs the action statement on (domain, id) pairs (a `None` domain: the
+    /// one holding the id); returns the pairs it changed.
     async fn apply(
         &self,
         conn: &mut sqlx::PgConnection,
-        ids: &[Uuid],
+        targets: &[(Option<String>, Uuid)],
         action: Action,
         operator: &Operator,
         reason: Option<&str>,
         result: Option<String>,
     ) -> Result<Vec<(String, Uuid)>> {
+        let (domains, ids): (Vec<Option<String>>, Vec<Uuid>) = targets.iter().cloned().unzip();
         let rows = sqlx::query(sql(&self.transport.statements().operator_action))
+            .bind(domains)
             .bind(ids)
-            .bind(None::<String>)
             .bind(action.as_str())
             .bind(operator.as_str())
             .bind(reason)
@@ -422,17 +432,25 @@ impl Troubleshooting {
         }
     }
 
-    /// Explains why an action changed nothing.
-    async fn why_not(&self, command_id: Uuid, action: Action) -> Error {
+    /// Explains, in an operator's words, why an action changed nothing.
+    async fn why_not(&self, key: &CommandKey) -> Error {
         let pool = self.transport.pool();
+        let command_id = key.command_id();
         let found = match crate::query::by_id(pool, self.transport.schema_ref(), command_id).await {
             Ok(found) => found,
             Err(error) => return error,
         };
-        match found.as_slice() {
-            [] => Error::NotFound { domain: "*".to_owned(), command_id },
-            [record] => Error::IllegalTransition { from: record.status, to: action.target() },
-            many => Error::AmbiguousCommandId {
+        let found: Vec<_> =
+            found.into_iter().filter(|r| key.domain().is_none_or(|d| r.domain == d)).collect();
+        match (found.as_slice(), key.domain()) {
+            ([], Some(domain)) => Error::NotFound { domain: domain.to_owned(), command_id },
+            ([], None) => Error::UnknownCommandId { command_id },
+            ([record], _) => Error::NotInTroubleshootingQueue {
+                domain: record.domain.clone(),
+                command_id,
+                status: record.status,
+            },
+            (many, _) => Error::AmbiguousCommandId {
                 command_id,
                 domains: many.iter().map(|r| r.domain.clone()).collect(),
             },

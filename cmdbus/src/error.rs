@@ -105,6 +105,25 @@ pub enum Error {
         /// Id searched.
         command_id: Uuid,
     },
+    /// No command with this id exists in any domain.
+    #[error("no command {command_id} in any domain")]
+    UnknownCommandId {
+        /// Id searched.
+        command_id: Uuid,
+    },
+    /// An operator action on a command that is not in the troubleshooting
+    /// queue (operators act only there).
+    #[error(
+        "command {command_id} in domain {domain:?} is {status}, not in the troubleshooting queue"
+    )]
+    NotInTroubleshootingQueue {
+        /// Its domain.
+        domain: String,
+        /// Its id.
+        command_id: Uuid,
+        /// Where it is instead.
+        status: CommandStatus,
+    },
     /// The handler's lease is no longer held: it expired and the command may
     /// be running elsewhere. The handler should stop.
     #[error("the lease on command {command_id} was lost (expired or taken over)")]
@@ -113,7 +132,9 @@ pub enum Error {
         command_id: Uuid,
     },
     /// A command id exists in several domains; the domain must be given.
-    #[error("command id {command_id} exists in several domains ({domains:?}); name the domain")]
+    #[error(
+        "command id {command_id} exists in several domains ({domains:?}); name the domain of the one to act on"
+    )]
     AmbiguousCommandId {
         /// The id.
         command_id: Uuid,

@@ -152,7 +152,7 @@ async fn operator_retries_racing_a_running_worker_rerun_each_command_once() {
     for task in tasks {
         match task.await.expect("join") {
             Ok(n) => acted += n,
-            Err(Error::IllegalTransition { .. }) => {}
+            Err(Error::NotInTroubleshootingQueue { .. }) => {}
             Err(other) => panic!("unexpected: {other}"),
         }
     }
@@ -186,7 +186,7 @@ async fn two_operators_on_one_item_one_wins() {
         });
         let results = [cancel.await.expect("join"), complete.await.expect("join")];
         assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{results:?}");
-        assert!(results.iter().any(|r| matches!(r, Err(Error::IllegalTransition { .. }))));
+        assert!(results.iter().any(|r| matches!(r, Err(Error::NotInTroubleshootingQueue { .. }))));
     }
     let counts = event_counts(&bus).await;
     let replies = replies(&bus).await;

@@ -9,7 +9,7 @@ use std::{
 use cmdbus::{
     AuditEvent, CommandStatus, Error, HandlerError, Operator, TypedReply, command, handler,
 };
-use cmdbus_pg::{PgBus, TsqFilter};
+use cmdbus_pg::{CommandKey, PgBus, TsqFilter};
 use cmdbus_tests::pg_bus;
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
@@ -263,17 +263,31 @@ async fn actions_outside_the_tsq_fail_cleanly() {
     assert!(
         matches!(
             error,
-            Error::IllegalTransition { from: CommandStatus::Pending, to: CommandStatus::Pending }
+            Error::NotInTroubleshootingQueue { status: CommandStatus::Pending, command_id, .. }
+                if command_id == pending
         ),
         "{error}"
     );
     let error = tsq.cancel(Uuid::new_v4(), &ops(), "x").await.expect_err("unknown id");
-    assert!(matches!(error, Error::NotFound { .. }), "{error}");
+    assert!(matches!(error, Error::UnknownCommandId { .. }), "{error}");
+    let error = tsq
+        .cancel(CommandKey::new("elsewhere", pending), &ops(), "x")
+        .await
+        .expect_err("not in that domain");
+    assert!(
+        matches!(error, Error::NotFound { ref domain, .. } if domain == "elsewhere"),
+        "{error}"
+    );
     let error = tsq
         .complete_json(pending, &ops(), &serde_json::json!({}))
         .await
         .expect_err("not in the TSQ");
-    assert_eq!(error.to_string(), "illegal status transition from PENDING to COMPLETED");
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "command {pending} in domain \"tsq-it\" is PENDING, not in the troubleshooting queue"
+        )
+    );
     assert_eq!(bus.audit_trail(DOMAIN, pending).await.expect("audit").len(), 1, "nothing audited");
 }
 
@@ -291,7 +305,7 @@ async fn fifty_concurrent_retries_make_one_retry_and_one_rerun() {
     for retry in retries {
         match retry.await.expect("join") {
             Ok(()) => ok += 1,
-            Err(Error::IllegalTransition { .. }) => {}
+            Err(Error::NotInTroubleshootingQueue { .. }) => {}
             Err(other) => panic!("unexpected: {other}"),
         }
     }
@@ -346,4 +360,75 @@ async fn bulk_actions_count_first_then_act_on_exactly_that_many() {
             ("cancel_all".into(), 2, "ops@example.com".into())
         ]
     );
+}
+
+/// Ships an order; refused permanently. Its command ids are order ids, like
+/// `Charge`'s in the test below, so one id lives in two domains.
+#[command(domain = "tsq-ship")]
+struct Ship {}
+
+#[handler]
+async fn ship(_cmd: Ship) -> Result<(), HandlerError> {
+    Err(HandlerError::permanent("no_carrier", "no carrier"))
+}
+
+/// Sends a `Charge` and a `Ship` under one id and waits until both are in the TSQ.
+async fn same_id_in_two_domains(bus: &PgBus) -> Uuid {
+    let id = Uuid::now_v7();
+    let options = cmdbus::SendOptions::new().command_id(id);
+    let charge = Charge { key: Uuid::new_v4(), code: "declined".into() };
+    bus.send_with(charge, options.clone()).await.expect("send charge");
+    bus.send_with(Ship {}, options).await.expect("send ship");
+    let worker = bus
+        .worker()
+        .domain(DOMAIN)
+        .domain("tsq-ship")
+        .poll_interval(Duration::from_millis(20))
+        .start()
+        .await
+        .expect("worker");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let filter = TsqFilter::new();
+    loop {
+        let items = bus.troubleshooting().list(&filter, 10, None).await.expect("list").items;
+        if items.iter().filter(|r| r.command_id == id).count() == 2 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never both in the TSQ");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    worker.shutdown().await;
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_id_held_by_two_domains_is_acted_on_in_the_domain_named() {
+    let bus = pg_bus().await;
+    let tsq = bus.troubleshooting();
+    let id = same_id_in_two_domains(&bus).await;
+    let error = tsq.retry(id, &ops()).await.expect_err("which one?");
+    assert!(
+        matches!(error, Error::AmbiguousCommandId { ref domains, .. } if domains.len() == 2),
+        "{error}"
+    );
+    tsq.cancel(CommandKey::new("tsq-ship", id), &ops(), "not shipping").await.expect("cancel");
+    let ship = bus.command::<Ship>(id).await.expect("ship");
+    assert_eq!(ship.status, CommandStatus::Canceled);
+    assert_eq!(status(&bus, id).await, CommandStatus::InTroubleshootingQueue, "charge untouched");
+
+    // A typed call names its domain itself.
+    let receipt = Receipt { reference: "manual".into() };
+    tsq.complete::<Charge>(id, &ops(), receipt).await.expect("typed complete");
+    assert_eq!(status(&bus, id).await, CommandStatus::Completed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_action_acts_on_every_item_it_matched_even_with_shared_ids() {
+    let bus = pg_bus().await;
+    let id = same_id_in_two_domains(&bus).await;
+    let filter = TsqFilter::new().domain("tsq-ship");
+    let outcome = bus.troubleshooting().retry_all(&filter, &ops(), false).await.expect("bulk");
+    assert_eq!((outcome.matched, outcome.acted), (1, 1));
+    assert_eq!(bus.command::<Ship>(id).await.expect("ship").status, CommandStatus::Pending);
+    assert_eq!(status(&bus, id).await, CommandStatus::InTroubleshootingQueue, "charge untouched");
 }

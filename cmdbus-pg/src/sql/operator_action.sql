@@ -1,17 +1,22 @@
 -- Applies one operator action to the given commands, only those in the
 -- troubleshooting queue, with its audit rows and reply, in one statement.
--- $1 ids, $2 domain (NULL: any, but an id held by several domains is refused),
--- $3 action (retry | cancel | complete), $4 operator, $5 reason, $6 result.
-WITH updated AS (
+-- $1 domains, $2 ids (pairs; a NULL domain means the one domain holding the
+-- id, and an id held by several domains is then left alone), $3 action
+-- (retry | cancel | complete), $4 operator, $5 reason, $6 result.
+WITH input AS (
+    SELECT * FROM unnest($1::text[], $2::uuid[]) AS t(domain, command_id)
+),
+updated AS (
     UPDATE {schema}.commands c
     SET status = CASE $3::text WHEN 'retry' THEN 'PENDING' WHEN 'cancel' THEN 'CANCELED' ELSE 'COMPLETED' END,
         attempts = CASE WHEN $3::text = 'retry' THEN 0 ELSE c.attempts END,
         due_at = CASE WHEN $3::text = 'retry' THEN now() ELSE c.due_at END,
         updated_at = now()
-    WHERE c.command_id = ANY($1::uuid[])
+    FROM input i
+    WHERE c.command_id = i.command_id
       AND c.status = 'IN_TROUBLESHOOTING_QUEUE'
-      AND ($2::text IS NULL OR c.domain = $2::text)
-      AND ($2::text IS NOT NULL OR NOT EXISTS (
+      AND (i.domain IS NULL OR c.domain = i.domain)
+      AND (i.domain IS NOT NULL OR NOT EXISTS (
           SELECT 1 FROM {schema}.commands o WHERE o.command_id = c.command_id AND o.domain <> c.domain))
     RETURNING c.domain, c.command_id, c.correlation_id, c.reply_to, c.attempts
 ),
