@@ -35,8 +35,14 @@ pub(crate) struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
-    /// Apply the schema migrations (idempotent).
-    Migrate,
+    /// Apply the schema migrations (idempotent). Refuses a schema that does
+    /// not exist unless --create is given, so a mistyped name never becomes a
+    /// new, empty schema.
+    Migrate {
+        /// Create the schema if it does not exist.
+        #[arg(long)]
+        create: bool,
+    },
     /// The troubleshooting queue.
     #[command(subcommand)]
     Tsq(Tsq),

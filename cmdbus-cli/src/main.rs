@@ -1,7 +1,8 @@
 //! `cmdbus`: the operator CLI.
 //!
 //! Exit codes: 0 success; 2 bad arguments; 3 refused (not found, not in the
-//! troubleshooting queue, invalid input); 4 database unreachable or failing.
+//! troubleshooting queue, invalid input); 4 database unreachable or failing;
+//! 5 schema missing or at a version this CLI cannot use.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod args;

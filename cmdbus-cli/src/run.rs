@@ -30,6 +30,7 @@ impl CliError {
         match self {
             Self::Usage(_) => 2,
             Self::Bus(cmdbus::Error::Backend { .. }) => 4,
+            Self::Bus(cmdbus::Error::Schema(_)) => 5,
             Self::Bus(_) => 3,
             Self::Output(_) => 1,
         }
@@ -46,13 +47,14 @@ pub(crate) async fn run(cli: Cli, connect_timeout: Duration) -> Result<()> {
         .await
         .map_err(|e| cmdbus::Error::backend("connecting to PostgreSQL", e))?;
     let builder = PgBus::builder(pool).schema(&cli.schema);
-    let migrate = matches!(cli.command, Command::Migrate);
-    let bus =
-        if migrate { builder.build().await? } else { builder.skip_migrations().build().await? };
+    let bus = match cli.command {
+        Command::Migrate { create } => builder.create_schema(create).build().await?,
+        _ => builder.skip_migrations().build().await?,
+    };
     let mut out = std::io::stdout().lock();
     match &cli.command {
-        Command::Migrate => {
-            let version = cmdbus_pg::SCHEMA_VERSION;
+        Command::Migrate { .. } => {
+            let version = bus.transport().schema_version();
             if cli.json {
                 output::json(
                     &mut out,

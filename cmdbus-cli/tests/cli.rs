@@ -87,19 +87,35 @@ fn json(output: &Output) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrate_is_idempotent_and_other_commands_need_it() {
     let schema = cmdbus_tests::fresh_schema();
-    let before = cmdbus(&schema, &["stats"]);
-    assert_exit(&before, 4);
-    assert!(
-        stderr(&before).contains("run the migrations (`cmdbus migrate`)"),
-        "{}",
-        stderr(&before)
-    );
-    for _ in 0..2 {
-        let migrated = cmdbus(&schema, &["migrate"]);
+    // A schema that does not exist (a typo, or never migrated) is said to be
+    // missing, and `migrate` does not create it unless asked.
+    for args in [&["stats"][..], &["migrate"]] {
+        let missing = cmdbus(&schema, args);
+        assert_exit(&missing, 5);
+        assert!(stderr(&missing).contains("does not exist"), "{}", stderr(&missing));
+    }
+    for args in [&["migrate", "--create"][..], &["migrate"]] {
+        let migrated = cmdbus(&schema, args);
         assert_exit(&migrated, 0);
         assert!(stdout(&migrated).contains("is at version 1"));
     }
     assert_exit(&cmdbus(&schema, &["stats"]), 0);
+
+    // A schema left at an older version by hand: the CLI says to migrate.
+    let pool = cmdbus_tests::pool().await;
+    let forget = format!(r#"DELETE FROM "{schema}".schema_migrations"#);
+    sqlx::query(sqlx::AssertSqlSafe(forget)).execute(&pool).await.expect("forget");
+    let old = cmdbus(&schema, &["stats"]);
+    assert_exit(&old, 5);
+    assert!(stderr(&old).contains("run the migrations (`cmdbus migrate`)"), "{}", stderr(&old));
+    // And one from a newer cmdbus: the CLI is the old one.
+    let future = format!(
+        r#"INSERT INTO "{schema}".schema_migrations (version, name) VALUES (99, 'future')"#
+    );
+    sqlx::query(sqlx::AssertSqlSafe(future)).execute(&pool).await.expect("future");
+    let new = cmdbus(&schema, &["migrate"]);
+    assert_exit(&new, 5);
+    assert!(stderr(&new).contains("newer than this program supports"), "{}", stderr(&new));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

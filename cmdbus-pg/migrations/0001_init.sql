@@ -1,4 +1,12 @@
 -- cmdbus schema, version 1. `{schema}` is replaced by the quoted schema name.
+-- Every migration records itself in schema_migrations (last statement), so
+-- the SQL is complete when a team applies it with its own tool.
+
+CREATE TABLE IF NOT EXISTS {schema}.schema_migrations (
+    version    integer     PRIMARY KEY,
+    name       text        NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
 
 CREATE TABLE {schema}.commands (
     domain           text        NOT NULL,
@@ -77,3 +85,5 @@ CREATE TABLE {schema}.operator_actions (
     affected integer     NOT NULL,
     at       timestamptz NOT NULL DEFAULT now()
 );
+
+INSERT INTO {schema}.schema_migrations (version, name) VALUES (1, 'init');

@@ -7,6 +7,7 @@ use sqlx::{PgConnection, PgPool, postgres::PgPoolOptions};
 
 use crate::{
     CommandQuery, Page, StatusCount, Troubleshooting,
+    migrate::Mode,
     schema::{DEFAULT_SCHEMA, Schema},
     transport::PgTransport,
 };
@@ -48,6 +49,7 @@ impl PgBus {
             schema: DEFAULT_SCHEMA.to_owned(),
             max_payload_bytes: None,
             migrate: true,
+            create_schema: true,
         }
     }
 
@@ -152,6 +154,7 @@ pub struct PgBusBuilder {
     schema: String,
     max_payload_bytes: Option<usize>,
     migrate: bool,
+    create_schema: bool,
 }
 
 impl PgBusBuilder {
@@ -176,10 +179,22 @@ impl PgBusBuilder {
         self
     }
 
+    /// Whether migrating may create the schema when it does not exist
+    /// (default: yes). Off, a missing schema is
+    /// [`SchemaError::Missing`](cmdbus::SchemaError::Missing), so a mistyped
+    /// name never becomes a new, empty schema (`cmdbus migrate` without
+    /// `--create`).
+    pub fn create_schema(mut self, create: bool) -> Self {
+        self.create_schema = create;
+        self
+    }
+
     /// Validates the schema name, applies migrations, and returns the bus.
     pub async fn build(self) -> Result<PgBus> {
         let schema = Schema::new(&self.schema)?;
-        let transport = PgTransport::open(self.pool, schema, self.migrate).await?;
+        let mode =
+            if self.migrate { Mode::Migrate { create: self.create_schema } } else { Mode::Check };
+        let transport = PgTransport::open(self.pool, schema, mode).await?;
         let mut bus = Bus::new(transport);
         if let Some(limit) = self.max_payload_bytes {
             bus = bus.with_max_payload_bytes(limit);

@@ -17,7 +17,7 @@ mod troubleshooting;
 pub use bus::{PgBus, PgBusBuilder};
 pub use command_key::CommandKey;
 pub use context::PgHandlerContext;
-pub use migrate::{MigrateError, SCHEMA_VERSION, migrations_sql};
+pub use migrate::{SCHEMA_VERSION, migrations_sql};
 pub use query::{CommandQuery, Cursor, MAX_PAGE, Page, StatusCount};
 pub use roles::{Role, grants_sql};
 pub use schema::DEFAULT_SCHEMA;

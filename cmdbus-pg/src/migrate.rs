@@ -1,10 +1,10 @@
 //! Schema migrations, applied by the library under an advisory lock so that
 //! several processes starting at once apply each migration exactly once.
 
-use cmdbus::Error;
-use sqlx::{AssertSqlSafe, PgPool};
+use cmdbus::{Error, SchemaError};
+use sqlx::{AssertSqlSafe, PgConnection, PgPool};
 
-use crate::{pool_timeout::Explain, schema::Schema};
+use crate::{pool_timeout::Explain, rows::db, schema::Schema};
 
 /// The migrations this version knows, in order: (version, name, SQL template).
 const MIGRATIONS: &[(i32, &str, &str)] =
@@ -13,44 +13,28 @@ const MIGRATIONS: &[(i32, &str, &str)] =
 /// The newest schema version this library knows.
 pub const SCHEMA_VERSION: i32 = 1;
 
-/// Why migrating failed beyond a plain database error.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum MigrateError {
-    /// The schema was migrated by a newer cmdbus; this one must not touch it.
-    #[error(
-        "schema {schema:?} is at version {found}, newer than this cmdbus-pg supports ({supported}); upgrade cmdbus-pg"
-    )]
-    SchemaTooNew {
-        /// The schema.
-        schema: String,
-        /// Its version.
-        found: i32,
-        /// The newest this library knows.
-        supported: i32,
+/// What opening a bus does to its schema.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Mode {
+    /// Apply pending migrations; create the schema first when allowed.
+    Migrate {
+        /// Whether a missing schema is created.
+        create: bool,
     },
-    /// The schema is missing or older than this library needs, and this
-    /// process was told not to migrate.
-    #[error(
-        "schema {schema:?} is at version {found}, this cmdbus-pg needs {expected}; run the migrations (`cmdbus migrate`)"
-    )]
-    SchemaTooOld {
-        /// The schema.
-        schema: String,
-        /// Its version (0: not migrated).
-        found: i32,
-        /// The version needed.
-        expected: i32,
-    },
+    /// Only check that the schema is at this library's version.
+    Check,
 }
 
 /// The SQL of every migration for `schema`, for teams that run migrations
 /// with their own tool: `(version, name, sql)`. Run them in order, once each,
-/// after `CREATE SCHEMA`.
+/// after `CREATE SCHEMA`; each records itself in `schema_migrations`, so
+/// processes built with [`skip_migrations`](crate::PgBusBuilder::skip_migrations)
+/// accept the result.
 ///
 /// ```
 /// let migrations = cmdbus_pg::migrations_sql("cmdbus").unwrap();
 /// assert!(migrations[0].2.contains("CREATE TABLE \"cmdbus\".commands"));
+/// assert!(migrations[0].2.contains("INSERT INTO \"cmdbus\".schema_migrations"));
 /// ```
 pub fn migrations_sql(schema: &str) -> Result<Vec<(i32, &'static str, String)>, Error> {
     let schema = Schema::new(schema)?;
@@ -60,8 +44,16 @@ pub fn migrations_sql(schema: &str) -> Result<Vec<(i32, &'static str, String)>, 
         .collect())
 }
 
-pub(crate) async fn migrate(pool: &PgPool, schema: &Schema) -> Result<(), Error> {
-    let db = |context: &'static str| move |e: sqlx::Error| Error::backend(context, e);
+/// Brings `schema` to [`SCHEMA_VERSION`] (or only checks it), and returns
+/// the version it is at.
+pub(crate) async fn open(pool: &PgPool, schema: &Schema, mode: Mode) -> Result<i32, Error> {
+    match mode {
+        Mode::Migrate { create } => migrate(pool, schema, create).await,
+        Mode::Check => check(pool, schema).await,
+    }
+}
+
+async fn migrate(pool: &PgPool, schema: &Schema, create: bool) -> Result<i32, Error> {
     let mut tx = pool.begin().await.explained(pool, "starting migration").await?;
     // Serializes concurrent migrators of this schema until commit.
     sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
@@ -69,87 +61,77 @@ pub(crate) async fn migrate(pool: &PgPool, schema: &Schema) -> Result<(), Error>
         .execute(&mut *tx)
         .await
         .map_err(db("taking the migration lock"))?;
-    let setup = schema.render(
-        "CREATE SCHEMA IF NOT EXISTS {schema};
-         CREATE TABLE IF NOT EXISTS {schema}.schema_migrations (
-             version integer PRIMARY KEY,
-             name text NOT NULL,
-             applied_at timestamptz NOT NULL DEFAULT now()
-         )",
-    );
-    sqlx::raw_sql(AssertSqlSafe(setup))
-        .execute(&mut *tx)
-        .await
-        .map_err(db("creating the schema"))?;
-    let current = version(&mut *tx, schema).await?;
+    match state(&mut tx, schema).await? {
+        None if !create => {
+            return Err(SchemaError::Missing { schema: schema.name().to_owned() }.into());
+        }
+        None => {
+            sqlx::raw_sql(AssertSqlSafe(schema.render("CREATE SCHEMA {schema}")))
+                .execute(&mut *tx)
+                .await
+                .map_err(db("creating the schema"))?;
+        }
+        Some(_) => {}
+    }
+    let current = state(&mut tx, schema).await?.unwrap_or(0);
     if current > SCHEMA_VERSION {
-        return Err(Error::backend(
-            "checking the schema version",
-            MigrateError::SchemaTooNew {
-                schema: schema.name().to_owned(),
-                found: current,
-                supported: SCHEMA_VERSION,
-            },
-        ));
+        return Err(too_new(schema, current));
     }
     for (version, name, sql) in MIGRATIONS.iter().filter(|(v, _, _)| *v > current) {
         sqlx::raw_sql(AssertSqlSafe(schema.render(sql)))
             .execute(&mut *tx)
             .await
             .map_err(db("applying a migration"))?;
-        sqlx::query(AssertSqlSafe(
-            schema.render("INSERT INTO {schema}.schema_migrations (version, name) VALUES ($1, $2)"),
-        ))
-        .bind(version)
-        .bind(name)
-        .execute(&mut *tx)
-        .await
-        .map_err(db("recording a migration"))?;
         tracing::info!(schema = schema.name(), version, name, "cmdbus: applied migration");
     }
-    tx.commit().await.map_err(db("committing migrations"))
+    let version = state(&mut tx, schema).await?.unwrap_or(0);
+    tx.commit().await.map_err(db("committing migrations"))?;
+    Ok(version)
 }
 
 /// Checks, without changing anything, that `schema` is at the version this
 /// library expects (for processes whose role may not run DDL).
-pub(crate) async fn check(pool: &PgPool, schema: &Schema) -> Result<(), Error> {
-    let exists: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM pg_tables WHERE schemaname = $1 AND tablename = 'schema_migrations')",
-    )
-    .bind(schema.name())
-    .fetch_one(pool)
-    .await
-    .explained(pool, "checking the schema")
-    .await?;
-    let found = if exists { version(pool, schema).await? } else { 0 };
-    if found == SCHEMA_VERSION {
-        return Ok(());
-    }
-    let error = if found > SCHEMA_VERSION {
-        MigrateError::SchemaTooNew {
-            schema: schema.name().to_owned(),
-            found,
-            supported: SCHEMA_VERSION,
-        }
-    } else {
-        MigrateError::SchemaTooOld {
+async fn check(pool: &PgPool, schema: &Schema) -> Result<i32, Error> {
+    let mut conn = pool.acquire().await.explained(pool, "checking the schema").await?;
+    match state(&mut conn, schema).await? {
+        None => Err(SchemaError::Missing { schema: schema.name().to_owned() }.into()),
+        Some(found) if found == SCHEMA_VERSION => Ok(found),
+        Some(found) if found > SCHEMA_VERSION => Err(too_new(schema, found)),
+        Some(found) => Err(SchemaError::TooOld {
             schema: schema.name().to_owned(),
             found,
             expected: SCHEMA_VERSION,
         }
-    };
-    Err(Error::backend("checking the schema version", error))
+        .into()),
+    }
 }
 
-/// The schema's version: the newest applied migration (0 for none).
-async fn version<'c>(
-    executor: impl sqlx::Executor<'c, Database = sqlx::Postgres>,
-    schema: &Schema,
-) -> Result<i32, Error> {
+fn too_new(schema: &Schema, found: i32) -> Error {
+    SchemaError::TooNew { schema: schema.name().to_owned(), found, supported: SCHEMA_VERSION }
+        .into()
+}
+
+/// `None` when the schema does not exist; else its version: the newest
+/// migration recorded (0 when none is, or the bookkeeping table is absent).
+async fn state(conn: &mut PgConnection, schema: &Schema) -> Result<Option<i32>, Error> {
+    let (exists, has_table): (bool, bool) = sqlx::query_as(
+        "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1),
+                EXISTS (SELECT 1 FROM pg_tables WHERE schemaname = $1 AND tablename = 'schema_migrations')",
+    )
+    .bind(schema.name())
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(db("checking the schema"))?;
+    if !exists {
+        return Ok(None);
+    }
+    if !has_table {
+        return Ok(Some(0));
+    }
     let sql = schema.render("SELECT max(version) FROM {schema}.schema_migrations");
     let version: Option<i32> = sqlx::query_scalar(AssertSqlSafe(sql))
-        .fetch_one(executor)
+        .fetch_one(&mut *conn)
         .await
-        .map_err(|e| Error::backend("reading the schema version", e))?;
-    Ok(version.unwrap_or(0))
+        .map_err(db("reading the schema version"))?;
+    Ok(Some(version.unwrap_or(0)))
 }

@@ -35,6 +35,8 @@ pub struct PgTransport {
 struct Inner {
     pool: PgPool,
     schema: Schema,
+    /// The version the schema was found at (or brought to) when opened.
+    schema_version: i32,
     /// The work channel, named once (sends bind it).
     channel: String,
     statements: Statements,
@@ -56,14 +58,13 @@ const SEND_STREAM_GAP: Duration = Duration::from_millis(1);
 pub(crate) type PgUnitOfWork = Transaction<'static, Postgres>;
 
 impl PgTransport {
-    /// Uses `pool` and the schema `schema`, applying migrations first (or
-    /// only checking the version when `migrate` is false).
-    pub(crate) async fn open(pool: PgPool, schema: Schema, migrate: bool) -> Result<Self> {
-        if migrate {
-            crate::migrate::migrate(&pool, &schema).await?;
-        } else {
-            crate::migrate::check(&pool, &schema).await?;
-        }
+    /// Uses `pool` and the schema `schema`, migrating or checking it first.
+    pub(crate) async fn open(
+        pool: PgPool,
+        schema: Schema,
+        mode: crate::migrate::Mode,
+    ) -> Result<Self> {
+        let schema_version = crate::migrate::open(&pool, &schema, mode).await?;
         let statements = Statements::new(&schema);
         let channel = schema.channel();
         let notifier = Notifier::spawn(pool.clone(), channel.clone());
@@ -72,6 +73,7 @@ impl PgTransport {
         let inner = Inner {
             pool,
             schema,
+            schema_version,
             channel,
             statements,
             notifier,
@@ -91,6 +93,12 @@ impl PgTransport {
     /// The schema name.
     pub fn schema(&self) -> &str {
         self.inner.schema.name()
+    }
+
+    /// The version the schema was at (after migrating, when this bus
+    /// migrated it) when the bus was built.
+    pub fn schema_version(&self) -> i32 {
+        self.inner.schema_version
     }
 
     pub(crate) fn schema_ref(&self) -> &Schema {

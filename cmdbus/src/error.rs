@@ -163,6 +163,9 @@ pub enum Error {
     /// The handler's transaction could not be used by this transport.
     #[error("this transport does not support handler transactions")]
     UnitOfWorkUnsupported,
+    /// The storage schema is missing or at a version this program cannot use.
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
     /// The storage backend failed (connection, query, timeout).
     #[error("{context}")]
     Backend {
@@ -171,6 +174,45 @@ pub enum Error {
         /// The backend's error.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// Why a storage schema cannot be used as it is. Each says what to do.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SchemaError {
+    /// No schema of that name exists (a mistyped name, or never migrated).
+    #[error(
+        "schema {schema:?} does not exist; check the schema name, or create it by migrating (`cmdbus migrate --create`)"
+    )]
+    Missing {
+        /// The schema.
+        schema: String,
+    },
+    /// The schema is older than this program needs, and this process was
+    /// told not to migrate.
+    #[error(
+        "schema {schema:?} is at version {found}, this program needs {expected}; run the migrations (`cmdbus migrate`)"
+    )]
+    TooOld {
+        /// The schema.
+        schema: String,
+        /// Its version (0: not migrated).
+        found: i32,
+        /// The version needed.
+        expected: i32,
+    },
+    /// The schema was migrated by a newer cmdbus; this program must not use it.
+    #[error(
+        "schema {schema:?} is at version {found}, newer than this program supports ({supported}); upgrade this program (its cmdbus-pg, or the `cmdbus` CLI)"
+    )]
+    TooNew {
+        /// The schema.
+        schema: String,
+        /// Its version.
+        found: i32,
+        /// The newest this program knows.
+        supported: i32,
     },
 }
 

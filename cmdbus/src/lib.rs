@@ -37,7 +37,7 @@ pub use cmdbus_macros::{Command, Payload, command, handler, reply};
 pub use command::Command;
 pub use context::HandlerContext;
 pub use envelope::{CommandRecord, LeasedCommand, NewCommand, SendOptions, SendOutcome};
-pub use error::{Error, Result};
+pub use error::{Error, Result, SchemaError};
 pub use handler_error::{ErrorKind, Failure, HandlerError};
 pub use name::{validate_command_type, validate_domain};
 pub use operator::Operator;
