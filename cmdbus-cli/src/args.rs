@@ -21,13 +21,19 @@ pub(crate) struct Cli {
     )]
     pub(crate) database_url: String,
     /// The schema holding cmdbus's tables.
-    #[arg(long, env = "CMDBUS_SCHEMA", global = true, default_value = cmdbus_pg::DEFAULT_SCHEMA)]
+    #[arg(
+        long,
+        env = "CMDBUS_SCHEMA",
+        global = true,
+        hide_env_values = true,
+        default_value = cmdbus_pg::DEFAULT_SCHEMA
+    )]
     pub(crate) schema: String,
     /// Print JSON instead of tables, for scripts.
     #[arg(long, global = true)]
     pub(crate) json: bool,
     /// Who performs operator actions (default: $CMDBUS_OPERATOR, else the OS user).
-    #[arg(long, env = "CMDBUS_OPERATOR", global = true)]
+    #[arg(long, env = "CMDBUS_OPERATOR", global = true, hide_env_values = true)]
     pub(crate) operator: Option<String>,
     #[command(subcommand)]
     pub(crate) command: Command,
@@ -101,7 +107,7 @@ pub(crate) enum Tsq {
         #[command(flatten)]
         target: Target,
         /// Why (recorded in the audit trail and the reply).
-        #[arg(long)]
+        #[arg(long, value_parser = clap::builder::NonEmptyStringValueParser::new())]
         reason: String,
     },
     /// Complete one item with a result; its sender gets a SUCCESS reply.

@@ -26,16 +26,44 @@ fn main() -> ExitCode {
                 return ExitCode::from(1);
             }
         };
+    let json = cli.json;
     match runtime.block_on(run::run(cli, Duration::from_secs(5))) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(error) if error.is_closed_pipe() => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error}");
+            let mut causes = Vec::new();
             let mut source = std::error::Error::source(&error);
             while let Some(cause) = source {
-                eprintln!("  caused by: {cause}");
+                causes.push(cause.to_string());
                 source = cause.source();
             }
-            ExitCode::from(error.exit_code())
+            let code = error.exit_code();
+            if json {
+                let report = serde_json::json!({
+                    "error": error.to_string(),
+                    "causes": causes,
+                    "exit_code": code,
+                    "meaning": meaning(code),
+                });
+                eprintln!("{report}");
+            } else {
+                eprintln!("error: {error}");
+                for cause in causes {
+                    eprintln!("  caused by: {cause}");
+                }
+            }
+            ExitCode::from(code)
         }
+    }
+}
+
+/// What an exit code means, for `--json` error reports.
+fn meaning(code: u8) -> &'static str {
+    match code {
+        2 => "bad arguments",
+        3 => "refused",
+        4 => "database unreachable or failing",
+        5 => "schema missing or at an unsupported version",
+        _ => "failed",
     }
 }

@@ -4,7 +4,10 @@ use std::{io::Write, time::Duration};
 
 use cmdbus::{CommandRecord, CommandStatus, Operator};
 use cmdbus_pg::{CommandKey, CommandQuery, PgBus, TsqFilter};
-use sqlx::postgres::PgPoolOptions;
+use sqlx::{
+    ConnectOptions,
+    postgres::{PgConnectOptions, PgPoolOptions},
+};
 
 use crate::{
     args::{Cli, Command, QueryArgs, Target, Tsq, TsqFilterArgs},
@@ -26,6 +29,11 @@ pub(crate) enum CliError {
 }
 
 impl CliError {
+    /// Output to a reader that went away (`cmdbus … | head`): not a failure.
+    pub(crate) fn is_closed_pipe(&self) -> bool {
+        matches!(self, Self::Output(e) if e.kind() == std::io::ErrorKind::BrokenPipe)
+    }
+
     pub(crate) fn exit_code(&self) -> u8 {
         match self {
             Self::Usage(_) => 2,
@@ -40,12 +48,7 @@ impl CliError {
 type Result<T, E = CliError> = std::result::Result<T, E>;
 
 pub(crate) async fn run(cli: Cli, connect_timeout: Duration) -> Result<()> {
-    let pool = PgPoolOptions::new()
-        .max_connections(4)
-        .acquire_timeout(connect_timeout)
-        .connect(&cli.database_url)
-        .await
-        .map_err(|e| cmdbus::Error::backend("connecting to PostgreSQL", e))?;
+    let pool = connect(&cli.database_url, connect_timeout).await?;
     let builder = PgBus::builder(pool).schema(&cli.schema);
     let bus = match cli.command {
         Command::Migrate { create } => builder.create_schema(create).build().await?,
@@ -240,6 +243,37 @@ async fn find(bus: &PgBus, id: uuid::Uuid) -> Result<Vec<CommandRecord>> {
 /// One id, in the domain given with `--domain` if any.
 fn key(target: &Target, id: uuid::Uuid) -> CommandKey {
     CommandKey::maybe_in(target.filter.domain.clone(), id)
+}
+
+/// A pool on `url`, after one direct connection that names the server and
+/// the real cause when it fails (a pool would only say it timed out).
+async fn connect(url: &str, timeout: Duration) -> Result<sqlx::PgPool> {
+    let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme);
+    if !matches!(scheme, "postgres" | "postgresql") {
+        let shown = if scheme.is_empty() { "not a URL" } else { scheme };
+        return Err(CliError::Usage(format!(
+            "the database URL ({shown}) is not a PostgreSQL URL; cmdbus needs postgres://user@host:port/database"
+        )));
+    }
+    let options: PgConnectOptions = url
+        .parse()
+        .map_err(|e| CliError::Usage(format!("the database URL cannot be read: {e}")))?;
+    let server = format!(
+        "connecting to PostgreSQL at {}:{}/{} as {}",
+        options.get_host(),
+        options.get_port(),
+        options.get_database().unwrap_or(options.get_username()),
+        options.get_username()
+    );
+    match tokio::time::timeout(timeout, options.connect()).await {
+        Ok(Ok(probe)) => drop(probe),
+        Ok(Err(error)) => return Err(cmdbus::Error::backend(server, error).into()),
+        Err(_) => {
+            let why = format!("no answer within {}s", timeout.as_secs());
+            return Err(cmdbus::Error::backend(server, why).into());
+        }
+    }
+    Ok(PgPoolOptions::new().max_connections(4).acquire_timeout(timeout).connect_lazy_with(options))
 }
 
 fn tsq_filter(args: &TsqFilterArgs) -> TsqFilter {

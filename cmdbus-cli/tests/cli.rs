@@ -336,8 +336,67 @@ fn an_unreachable_database_fails_fast_with_exit_code_4() {
         .output()
         .expect("runs");
     assert_exit(&output, 4);
-    assert!(stderr(&output).contains("connecting to PostgreSQL"), "{}", stderr(&output));
+    let text = stderr(&output);
+    assert!(
+        text.contains("connecting to PostgreSQL at 127.0.0.1:1/postgres as postgres"),
+        "{text}"
+    );
+    assert!(text.to_lowercase().contains("connection refused"), "the cause, not a timeout: {text}");
     assert!(started.elapsed() < Duration::from_secs(15), "bounded by the connect timeout");
+}
+
+#[test]
+fn connection_problems_name_the_server_and_the_cause() {
+    let run = |url: &str, args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_cmdbus"))
+            .env("DATABASE_URL", url)
+            .args(args)
+            .output()
+            .expect("runs")
+    };
+    let mysql = run("mysql://root@127.0.0.1:3306/test", &["stats"]);
+    assert_exit(&mysql, 2);
+    assert!(stderr(&mysql).contains("(mysql) is not a PostgreSQL URL"), "{}", stderr(&mysql));
+
+    let base = cmdbus_tests::database_url();
+    let missing = format!("{}/no_such_database", base.rsplit_once('/').expect("path").0);
+    let output = run(&missing, &["stats"]);
+    assert_exit(&output, 4);
+    let text = stderr(&output);
+    assert!(text.contains("/no_such_database") && text.contains("does not exist"), "{text}");
+    let secret = missing.replacen("postgres@", "postgres:hunter2@", 1);
+    let output = run(&secret, &["stats"]);
+    assert!(!stderr(&output).contains("hunter2"), "the password is never printed");
+
+    // Under --json the error is JSON too, with the exit code's meaning.
+    let output = run(&missing, &["--json", "stats"]);
+    let report: serde_json::Value = serde_json::from_slice(&output.stderr).expect("JSON on stderr");
+    assert_eq!(report["exit_code"], 4);
+    assert_eq!(report["meaning"], "database unreachable or failing");
+    assert!(report["causes"][0].as_str().is_some_and(|c| c.contains("does not exist")), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_pipe_is_not_an_error_and_help_and_arguments_read_right() {
+    let f = fixture().await;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cmdbus"))
+        .env("DATABASE_URL", cmdbus_tests::database_url())
+        .env("CMDBUS_SCHEMA", &f.schema)
+        .args(["tsq", "list"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawns");
+    drop(child.stdout.take()); // `| head` that already quit
+    let output = child.wait_with_output().expect("waits");
+    assert_exit(&output, 0);
+    assert!(stderr(&output).is_empty(), "{}", stderr(&output));
+
+    let help = stdout(&cmdbus(&f.schema, &["--help"]));
+    assert!(help.contains("[env: CMDBUS_SCHEMA]") && !help.contains("CMDBUS_SCHEMA="), "{help}");
+    let id = f.ids[0].to_string();
+    let empty = cmdbus(&f.schema, &["--operator", "ops", "tsq", "cancel", &id, "--reason", ""]);
+    assert_exit(&empty, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
