@@ -621,14 +621,15 @@ pub async fn a_handler_longer_than_the_visibility_timeout_runs_once<T: Transport
     let start = || {
         bus.worker()
             .domain(DOMAIN)
-            .visibility_timeout(Duration::from_millis(200))
+            // Heartbeats every 200 ms leave 400 ms of slack on a busy machine.
+            .visibility_timeout(Duration::from_millis(600))
             .rescue_interval(Duration::from_millis(20))
             .poll_interval(Duration::from_millis(20))
             .start()
     };
     let (first, second) = (start().await.expect("worker"), start().await.expect("worker"));
     let before = LONG_RUNS.load(std::sync::atomic::Ordering::SeqCst);
-    let id = bus.send(Long { ms: 600 }).await.expect("send").command_id();
+    let id = bus.send(Long { ms: 1_800 }).await.expect("send").command_id();
     let record = wait_for(&transport, id, CommandStatus::Completed).await;
     assert_eq!(record.attempts, 1);
     assert_eq!(LONG_RUNS.load(std::sync::atomic::Ordering::SeqCst) - before, 1, "run once");
