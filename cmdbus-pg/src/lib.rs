@@ -11,6 +11,7 @@ mod retention;
 mod roles;
 mod rows;
 mod schema;
+mod transition;
 mod transport;
 mod troubleshooting;
 

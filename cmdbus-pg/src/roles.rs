@@ -6,6 +6,12 @@ use cmdbus::Error;
 
 use crate::schema::Schema;
 
+/// The columns of `commands` a transition writes. Leasing also writes
+/// `leased_by` (the worker that leased it last), which only workers may:
+/// that is what keeps operators from leasing.
+const TRANSITION_COLUMNS: &str =
+    "status, attempts, due_at, lease_id, lease_expires_at, last_error, updated_at";
+
 /// What a database role is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -39,6 +45,10 @@ pub fn grants_sql(schema: &str, role: Role, role_name: &str) -> Result<String, E
          GRANT SELECT ON {{schema}}.schema_migrations TO {g};
          GRANT USAGE ON ALL SEQUENCES IN SCHEMA {{schema}} TO {g};"
     );
+    // Workers and operators both change commands only through transitions
+    // (`transitions_apply.sql`), which write these columns.
+    let transitions =
+        format!("GRANT SELECT, UPDATE ({TRANSITION_COLUMNS}) ON {{schema}}.commands TO {g};");
     let specific = match role {
         Role::Sender => format!(
             "GRANT SELECT, INSERT ON {{schema}}.commands TO {g};
@@ -46,13 +56,13 @@ pub fn grants_sql(schema: &str, role: Role, role_name: &str) -> Result<String, E
              GRANT SELECT, UPDATE (consumed_at) ON {{schema}}.replies TO {g};"
         ),
         Role::Worker => format!(
-            "GRANT SELECT, UPDATE (status, attempts, due_at, lease_id, lease_expires_at, leased_by, last_error, updated_at)
-                 ON {{schema}}.commands TO {g};
+            "{transitions}
+             GRANT UPDATE (leased_by) ON {{schema}}.commands TO {g};
              GRANT INSERT ON {{schema}}.audit TO {g};
              GRANT INSERT ON {{schema}}.replies TO {g};"
         ),
         Role::Operator => format!(
-            "GRANT SELECT, UPDATE (status, attempts, due_at, updated_at) ON {{schema}}.commands TO {g};
+            "{transitions}
              GRANT SELECT, INSERT ON {{schema}}.audit TO {g};
              GRANT SELECT, INSERT ON {{schema}}.replies TO {g};
              GRANT SELECT, INSERT ON {{schema}}.operator_actions TO {g};"

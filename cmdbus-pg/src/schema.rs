@@ -63,9 +63,8 @@ pub(crate) struct Statements {
     pub(crate) command_send: Arc<str>,
     pub(crate) commands_send: Arc<str>,
     pub(crate) commands_lease: Arc<str>,
-    pub(crate) commands_record: Arc<str>,
-    pub(crate) leases_rescue: Arc<str>,
-    pub(crate) leases_release: Arc<str>,
+    pub(crate) transitions_apply: Arc<str>,
+    pub(crate) leases_expired: Arc<str>,
     pub(crate) lease_extend: Arc<str>,
     pub(crate) leases_extend: Arc<str>,
     pub(crate) command_get: Arc<str>,
@@ -73,7 +72,6 @@ pub(crate) struct Statements {
     pub(crate) reply_get: Arc<str>,
     pub(crate) replies_take: Arc<str>,
     pub(crate) next_due: Arc<str>,
-    pub(crate) operator_action: Arc<str>,
     pub(crate) queue_stats: Arc<str>,
 }
 
@@ -84,9 +82,8 @@ impl Statements {
             command_send: r(include_str!("sql/command_send.sql")),
             commands_send: r(include_str!("sql/commands_send.sql")),
             commands_lease: r(include_str!("sql/commands_lease.sql")),
-            commands_record: r(include_str!("sql/commands_record.sql")),
-            leases_rescue: r(include_str!("sql/leases_rescue.sql")),
-            leases_release: r(include_str!("sql/leases_release.sql")),
+            transitions_apply: r(include_str!("sql/transitions_apply.sql")),
+            leases_expired: r(include_str!("sql/leases_expired.sql")),
             lease_extend: r(include_str!("sql/lease_extend.sql")),
             leases_extend: r(include_str!("sql/leases_extend.sql")),
             command_get: r(include_str!("sql/command_get.sql")),
@@ -94,7 +91,6 @@ impl Statements {
             reply_get: r(include_str!("sql/reply_get.sql")),
             replies_take: r(include_str!("sql/replies_take.sql")),
             next_due: r(include_str!("sql/next_due.sql")),
-            operator_action: r(include_str!("sql/operator_action.sql")),
             queue_stats: r(include_str!("sql/queue_stats.sql")),
         }
     }

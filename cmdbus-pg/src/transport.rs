@@ -11,9 +11,9 @@ use std::{
 
 use chrono::{DateTime, Utc};
 use cmdbus::{
-    AuditEntry, AuditEvent, CommandRecord, CommandsLease, Error, Failure, LeaseExtend, LeaseRef,
-    LeasedCommand, NewCommand, Outcome, OutcomeKind, QueueStats, RecordResult, Reply, ReplyStatus,
-    Result, SendOutcome, Transport, WakeSender, WakeUps, failed_reply_body,
+    AuditEntry, AuditEvent, CommandRecord, CommandsLease, Error, ExpiredLease, LeaseExtend,
+    LeaseRef, LeasedCommand, NewCommand, QueueStats, Reply, ReplyStatus, Result, SendOutcome,
+    Transition, Transport, WakeSender, WakeUps,
 };
 use sqlx::{PgConnection, PgPool, Postgres, Row, Transaction, postgres::PgRow};
 use uuid::Uuid;
@@ -109,14 +109,18 @@ impl PgTransport {
         &self.inner.statements
     }
 
-    /// Wakes `domain`'s workers (after a commit).
-    pub(crate) fn wake(&self, domain: &str) {
-        self.inner.notifier.poke(domain);
-    }
-
-    /// Wakes callers waiting for replies (after a commit that wrote some).
-    pub(crate) fn replies_written(&self) {
-        self.inner.replies.poke("");
+    /// Wakes, after the commit, the workers of commands the applied
+    /// transitions made due now and the callers waiting for their replies.
+    pub(crate) fn after_transitions(&self, transitions: &[Transition], applied: &[bool]) {
+        let done = || transitions.iter().zip(applied).filter(|(_, a)| **a).map(|(t, _)| t);
+        let due: std::collections::BTreeSet<&str> =
+            done().filter(|t| t.makes_due_now()).map(|t| t.domain.as_str()).collect();
+        for domain in due {
+            self.inner.notifier.poke(domain);
+        }
+        if done().any(|t| t.reply.is_some()) {
+            self.inner.replies.poke("");
+        }
     }
 
     /// A subscription to new replies; `None` if LISTEN is unavailable (the
@@ -218,38 +222,6 @@ impl PgTransport {
             .collect()
     }
 
-    async fn record<'c, E>(&self, executor: E, outcomes: &[Outcome]) -> Result<Vec<RecordResult>>
-    where
-        E: sqlx::Executor<'c, Database = Postgres>,
-    {
-        let n = outcomes.len();
-        let mut columns = RecordColumns::with_capacity(n);
-        for outcome in outcomes {
-            columns.push(outcome);
-        }
-        let rows = sqlx::query(sql(&self.inner.statements.commands_record))
-            .bind(&columns.domains)
-            .bind(&columns.ids)
-            .bind(&columns.leases)
-            .bind(&columns.attempts)
-            .bind(&columns.kinds)
-            .bind(&columns.replies)
-            .bind(&columns.failures)
-            .bind(&columns.delays)
-            .bind(&columns.reasons)
-            .fetch_all(executor)
-            .await
-            .explained(&self.inner.pool, "recording outcomes")
-            .await?;
-        rows.iter()
-            .map(|row| {
-                let recorded: bool =
-                    row.try_get("recorded").map_err(db("reading record result"))?;
-                Ok(if recorded { RecordResult::Recorded } else { RecordResult::LeaseLost })
-            })
-            .collect()
-    }
-
     async fn reply_get(&self, domain: &str, command_id: Uuid) -> Result<Option<Reply>> {
         let row = sqlx::query(sql(&self.inner.statements.reply_get))
             .bind(domain)
@@ -260,11 +232,6 @@ impl PgTransport {
             .await?;
         row.as_ref().map(reply_from_row).transpose()
     }
-}
-
-/// Whether recording `outcome` writes a reply.
-fn writes_reply(outcome: &Outcome) -> bool {
-    matches!(outcome.kind, OutcomeKind::Completed { .. } | OutcomeKind::Failed { .. })
 }
 
 /// New commands as parallel arrays for `unnest`.
@@ -306,72 +273,6 @@ impl SendColumns {
 }
 
 /// Outcomes as parallel arrays for `unnest`.
-struct RecordColumns {
-    domains: Vec<String>,
-    ids: Vec<Uuid>,
-    leases: Vec<Uuid>,
-    attempts: Vec<i32>,
-    kinds: Vec<&'static str>,
-    replies: Vec<Option<String>>,
-    failures: Vec<Option<String>>,
-    delays: Vec<i64>,
-    reasons: Vec<Option<&'static str>>,
-}
-
-impl RecordColumns {
-    fn with_capacity(n: usize) -> Self {
-        Self {
-            domains: Vec::with_capacity(n),
-            ids: Vec::with_capacity(n),
-            leases: Vec::with_capacity(n),
-            attempts: Vec::with_capacity(n),
-            kinds: Vec::with_capacity(n),
-            replies: Vec::with_capacity(n),
-            failures: Vec::with_capacity(n),
-            delays: Vec::with_capacity(n),
-            reasons: Vec::with_capacity(n),
-        }
-    }
-
-    fn push(&mut self, outcome: &Outcome) {
-        let failure_json = |f: &Failure| serde_json::to_string(f).ok();
-        let (kind, reply, failure, delay, reason) = match &outcome.kind {
-            OutcomeKind::Completed { reply } => {
-                ("completed", Some(reply.get().to_owned()), None, 0, None)
-            }
-            OutcomeKind::Failed { failure } => (
-                "failed",
-                Some(failed_reply_body(failure).get().to_owned()),
-                failure_json(failure),
-                0,
-                None,
-            ),
-            OutcomeKind::Retry { failure, delay } => (
-                "retry",
-                None,
-                failure_json(failure),
-                i64::try_from(delay.as_millis()).unwrap_or(i64::MAX),
-                None,
-            ),
-            OutcomeKind::Troubleshoot { failure, reason } => {
-                ("tsq", None, failure_json(failure), 0, Some(reason.as_str()))
-            }
-            // A future outcome kind this backend does not know: refuse by
-            // recording it as a troubleshooting case rather than dropping it.
-            _ => ("tsq", None, None, 0, Some("unknown_outcome")),
-        };
-        self.domains.push(outcome.lease.domain.clone());
-        self.ids.push(outcome.lease.command_id);
-        self.leases.push(outcome.lease.lease_id);
-        self.attempts.push(i32::try_from(outcome.attempt).unwrap_or(i32::MAX));
-        self.kinds.push(kind);
-        self.replies.push(reply);
-        self.failures.push(failure);
-        self.delays.push(delay);
-        self.reasons.push(reason);
-    }
-}
-
 fn reply_from_row(row: &PgRow) -> Result<Reply> {
     let get = || db("decoding a reply");
     let status: String = row.try_get("status").map_err(get())?;
@@ -437,34 +338,52 @@ impl Transport for PgTransport {
             .collect()
     }
 
-    async fn commands_record(&self, outcomes: &[Outcome]) -> Result<Vec<RecordResult>> {
-        let results = self.record(&self.inner.pool, outcomes).await?;
-        if outcomes
-            .iter()
-            .zip(&results)
-            .any(|(o, r)| *r == RecordResult::Recorded && writes_reply(o))
-        {
-            self.replies_written();
-        }
-        Ok(results)
+    async fn transitions_apply(&self, transitions: Vec<Transition>) -> Result<Vec<bool>> {
+        let applied = crate::transition::apply(self, &self.inner.pool, &transitions).await?;
+        self.after_transitions(&transitions, &applied);
+        Ok(applied)
     }
 
-    async fn command_record_in(
+    async fn transition_apply_in(
         &self,
         unit_of_work: Box<dyn Any + Send>,
-        outcome: Outcome,
-    ) -> Result<RecordResult> {
+        transition: Transition,
+    ) -> Result<bool> {
         let mut tx =
             unit_of_work.downcast::<PgUnitOfWork>().map_err(|_| Error::UnitOfWorkUnsupported)?;
-        let results = self.record(&mut **tx, std::slice::from_ref(&outcome)).await?;
-        let result = results.first().copied().unwrap_or(RecordResult::LeaseLost);
-        if result == RecordResult::Recorded {
+        let transitions = [transition];
+        let applied = crate::transition::apply(self, &mut **tx, &transitions).await?;
+        if applied.first() == Some(&true) {
             tx.commit().await.map_err(db("committing the handler transaction"))?;
-            if writes_reply(&outcome) {
-                self.replies_written();
-            }
+            self.after_transitions(&transitions, &applied);
+            return Ok(true);
         }
-        Ok(result)
+        Ok(false)
+    }
+
+    async fn leases_expired(&self, limit: usize) -> Result<Vec<ExpiredLease>> {
+        let rows = sqlx::query(sql(&self.inner.statements.leases_expired))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.inner.pool)
+            .await
+            .explained(&self.inner.pool, "finding expired leases")
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let get = || db("decoding an expired lease");
+                let lease = LeaseRef::new(
+                    row.try_get("domain").map_err(get())?,
+                    row.try_get("command_id").map_err(get())?,
+                    row.try_get("lease_id").map_err(get())?,
+                );
+                Ok(ExpiredLease::new(
+                    lease,
+                    row.try_get("command_type").map_err(get())?,
+                    count(row.try_get("attempts").map_err(get())?),
+                    count(row.try_get("max_attempts").map_err(get())?),
+                ))
+            })
+            .collect()
     }
 
     async fn lease_extend(&self, params: LeaseExtend) -> Result<Option<DateTime<Utc>>> {
@@ -501,35 +420,6 @@ impl Transport for PgTransport {
             .into_iter()
             .filter(|l| !held.contains(&(l.domain.clone(), l.command_id)))
             .collect())
-    }
-
-    async fn leases_release(&self, leases: Vec<LeaseRef>) -> Result<u64> {
-        let domains: Vec<&str> = leases.iter().map(|l| l.domain.as_str()).collect();
-        let ids: Vec<Uuid> = leases.iter().map(|l| l.command_id).collect();
-        let lease_ids: Vec<Uuid> = leases.iter().map(|l| l.lease_id).collect();
-        let released: i64 = sqlx::query_scalar(sql(&self.inner.statements.leases_release))
-            .bind(&domains)
-            .bind(&ids)
-            .bind(&lease_ids)
-            .fetch_one(&self.inner.pool)
-            .await
-            .explained(&self.inner.pool, "releasing leases")
-            .await?;
-        for domain in domains.iter().collect::<std::collections::BTreeSet<_>>() {
-            self.inner.notifier.poke(domain);
-        }
-        Ok(u64::try_from(released).unwrap_or(0))
-    }
-
-    async fn leases_rescue(&self) -> Result<u64> {
-        let failure = Failure::lease_expired();
-        let rescued: i64 = sqlx::query_scalar(sql(&self.inner.statements.leases_rescue))
-            .bind(serde_json::to_string(&failure).unwrap_or_default())
-            .fetch_one(&self.inner.pool)
-            .await
-            .explained(&self.inner.pool, "rescuing expired leases")
-            .await?;
-        Ok(u64::try_from(rescued).unwrap_or(0))
     }
 
     async fn command_get(&self, domain: &str, command_id: Uuid) -> Result<Option<CommandRecord>> {

@@ -4,7 +4,10 @@
 //! the same statement as the change.
 
 use chrono::{DateTime, Utc};
-use cmdbus::{Command, CommandRecord, CommandStatus, Error, Operator, Result};
+use cmdbus::{
+    Command, CommandRecord, CommandStatus, Error, Operator, OperatorAction, Result, Transition,
+    Transport,
+};
 use sqlx::{Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
@@ -13,7 +16,6 @@ use crate::{
     pool_timeout::Explain,
     query::{Cursor, Page, Selection},
     rows::db,
-    schema::sql,
     transport::PgTransport,
 };
 
@@ -137,23 +139,6 @@ pub struct TsqCount {
     pub count: i64,
 }
 
-#[derive(Clone, Copy)]
-enum Action {
-    Retry,
-    Cancel,
-    Complete,
-}
-
-impl Action {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Retry => "retry",
-            Self::Cancel => "cancel",
-            Self::Complete => "complete",
-        }
-    }
-}
-
 /// The operator API. Get it from [`PgBus::troubleshooting`](crate::PgBus::troubleshooting).
 #[derive(Clone, Debug)]
 pub struct Troubleshooting {
@@ -240,7 +225,7 @@ impl Troubleshooting {
     /// domain), [`Error::UnknownCommandId`], [`Error::AmbiguousCommandId`],
     /// [`Error::Backend`].
     pub async fn retry(&self, command: impl Into<CommandKey>, operator: &Operator) -> Result<()> {
-        self.act_one(command.into(), Action::Retry, operator, None, None).await
+        self.act_one(command.into(), &OperatorAction::Retry, operator).await
     }
 
     /// Cancels the command with `reason`; its sender gets one CANCELED reply.
@@ -251,7 +236,8 @@ impl Troubleshooting {
         operator: &Operator,
         reason: &str,
     ) -> Result<()> {
-        self.act_one(command.into(), Action::Cancel, operator, Some(reason), None).await
+        let action = OperatorAction::Cancel { reason: reason.to_owned() };
+        self.act_one(command.into(), &action, operator).await
     }
 
     /// Completes the command with `reply` (typed, so a waiting caller gets
@@ -262,13 +248,13 @@ impl Troubleshooting {
         operator: &Operator,
         reply: C::Reply,
     ) -> Result<()> {
-        let body = serde_json::to_string(&reply).map_err(|source| Error::Encode {
+        let result = serde_json::value::to_raw_value(&reply).map_err(|source| Error::Encode {
             domain: C::DOMAIN,
             command_type: C::NAME,
             source,
         })?;
         let key = CommandKey::of::<C>(command_id);
-        self.act_one(key, Action::Complete, operator, None, Some(body)).await
+        self.act_one(key, &OperatorAction::Complete { result }, operator).await
     }
 
     /// [`complete`](Self::complete) with a JSON result, for tools that do not
@@ -279,8 +265,7 @@ impl Troubleshooting {
         operator: &Operator,
         result: &serde_json::Value,
     ) -> Result<()> {
-        let result = Some(result.to_string());
-        self.act_one(command.into(), Action::Complete, operator, None, result).await
+        self.act_one(command.into(), &OperatorAction::complete_json(result), operator).await
     }
 
     /// Retries every item matching `filter`; with `dry_run`, only counts them.
@@ -290,7 +275,7 @@ impl Troubleshooting {
         operator: &Operator,
         dry_run: bool,
     ) -> Result<BulkOutcome> {
-        self.act_all(filter, Action::Retry, operator, (None, None), dry_run).await
+        self.act_all(filter, &OperatorAction::Retry, operator, dry_run).await
     }
 
     /// Cancels every item matching `filter`; with `dry_run`, only counts them.
@@ -301,7 +286,8 @@ impl Troubleshooting {
         reason: &str,
         dry_run: bool,
     ) -> Result<BulkOutcome> {
-        self.act_all(filter, Action::Cancel, operator, (Some(reason), None), dry_run).await
+        let action = OperatorAction::Cancel { reason: reason.to_owned() };
+        self.act_all(filter, &action, operator, dry_run).await
     }
 
     /// Completes every item matching `filter` with the same JSON `result`;
@@ -313,34 +299,46 @@ impl Troubleshooting {
         result: &serde_json::Value,
         dry_run: bool,
     ) -> Result<BulkOutcome> {
-        let result = Some(result.to_string());
-        self.act_all(filter, Action::Complete, operator, (None, result), dry_run).await
+        self.act_all(filter, &OperatorAction::complete_json(result), operator, dry_run).await
     }
 
     async fn act_one(
         &self,
         key: CommandKey,
-        action: Action,
+        action: &OperatorAction,
         operator: &Operator,
-        reason: Option<&str>,
-        result: Option<String>,
     ) -> Result<()> {
-        let target = [(key.domain().map(str::to_owned), key.command_id())];
-        let acted =
-            self.apply(&mut *self.conn().await?, &target, action, operator, reason, result).await?;
-        if acted.is_empty() {
-            return Err(self.why_not(&key).await);
+        let domain = match key.domain() {
+            Some(domain) => domain.to_owned(),
+            None => self.only_domain_of(key.command_id()).await?,
+        };
+        let transition = Transition::operator(domain, key.command_id(), action, operator);
+        if self.transport.transitions_apply(vec![transition]).await?.first() == Some(&true) {
+            return Ok(());
         }
-        self.after(action, &acted);
-        Ok(())
+        Err(self.why_not(&key).await)
+    }
+
+    /// The one domain holding `command_id`, for a key that names none.
+    async fn only_domain_of(&self, command_id: Uuid) -> Result<String> {
+        let found =
+            crate::query::by_id(self.transport.pool(), self.transport.schema_ref(), command_id)
+                .await?;
+        match found.as_slice() {
+            [] => Err(Error::UnknownCommandId { command_id }),
+            [record] => Ok(record.domain.clone()),
+            many => Err(Error::AmbiguousCommandId {
+                command_id,
+                domains: many.iter().map(|r| r.domain.clone()).collect(),
+            }),
+        }
     }
 
     async fn act_all(
         &self,
         filter: &TsqFilter,
-        action: Action,
+        action: &OperatorAction,
         operator: &Operator,
-        (reason, result): (Option<&str>, Option<String>),
         dry_run: bool,
     ) -> Result<BulkOutcome> {
         let selection = filter.selection()?;
@@ -353,20 +351,24 @@ impl Troubleshooting {
             // Items another operator is acting on right now are left to them.
             sql.push(" FOR UPDATE SKIP LOCKED");
         }
-        let ids: Vec<(Option<String>, Uuid)> = sql
+        let transitions: Vec<Transition> = sql
             .build()
             .fetch_all(&mut *tx)
             .await
             .map_err(db("selecting TSQ items"))?
             .iter()
-            .map(|row| Ok((Some(row.try_get("domain")?), row.try_get("command_id")?)))
+            .map(|row| {
+                let (domain, id) = (row.try_get("domain")?, row.try_get("command_id")?);
+                Ok(Transition::operator(domain, id, action, operator))
+            })
             .collect::<std::result::Result<_, sqlx::Error>>()
             .map_err(db("decoding TSQ items"))?;
-        let matched = u64::try_from(ids.len()).unwrap_or(u64::MAX);
-        if dry_run || ids.is_empty() {
+        let matched = u64::try_from(transitions.len()).unwrap_or(u64::MAX);
+        if dry_run || transitions.is_empty() {
             return Ok(BulkOutcome { matched, acted: 0 });
         }
-        let acted = self.apply(&mut tx, &ids, action, operator, reason, result).await?;
+        let applied = crate::transition::apply(&self.transport, &mut *tx, &transitions).await?;
+        let acted = applied.iter().filter(|a| **a).count();
         let summary = self.transport.schema_ref().render(
             "INSERT INTO {schema}.operator_actions (operator, action, filter, affected) VALUES ($1, $2, $3::jsonb, $4)",
         );
@@ -374,62 +376,13 @@ impl Troubleshooting {
             .bind(operator.as_str())
             .bind(format!("{}_all", action.as_str()))
             .bind(filter.describe().to_string())
-            .bind(i32::try_from(acted.len()).unwrap_or(i32::MAX))
+            .bind(i32::try_from(acted).unwrap_or(i32::MAX))
             .execute(&mut *tx)
             .await
             .map_err(db("recording the bulk action"))?;
         tx.commit().await.map_err(db("committing the bulk action"))?;
-        self.after(action, &acted);
-        Ok(BulkOutcome { matched, acted: u64::try_from(acted.len()).unwrap_or(u64::MAX) })
-    }
-
-    async fn conn(&self) -> Result<sqlx::pool::PoolConnection<Postgres>> {
-        self.transport
-            .pool()
-            .acquire()
-            .await
-            .explained(self.transport.pool(), "acquiring a connection")
-            .await
-    }
-
-    /// Runs the action statement on (domain, id) pairs (a `None` domain: the
-    /// one holding the id); returns the pairs it changed.
-    async fn apply(
-        &self,
-        conn: &mut sqlx::PgConnection,
-        targets: &[(Option<String>, Uuid)],
-        action: Action,
-        operator: &Operator,
-        reason: Option<&str>,
-        result: Option<String>,
-    ) -> Result<Vec<(String, Uuid)>> {
-        let (domains, ids): (Vec<Option<String>>, Vec<Uuid>) = targets.iter().cloned().unzip();
-        let rows = sqlx::query(sql(&self.transport.statements().operator_action))
-            .bind(domains)
-            .bind(ids)
-            .bind(action.as_str())
-            .bind(operator.as_str())
-            .bind(reason)
-            .bind(result)
-            .fetch_all(conn)
-            .await
-            .map_err(db("applying an operator action"))?;
-        rows.iter()
-            .map(|row| Ok((row.try_get("domain")?, row.try_get("command_id")?)))
-            .collect::<std::result::Result<_, sqlx::Error>>()
-            .map_err(db("decoding an operator action"))
-    }
-
-    fn after(&self, action: Action, acted: &[(String, Uuid)]) {
-        if !matches!(action, Action::Retry) {
-            self.transport.replies_written();
-        } else {
-            let domains: std::collections::BTreeSet<&str> =
-                acted.iter().map(|(d, _)| d.as_str()).collect();
-            for domain in domains {
-                self.transport.wake(domain);
-            }
-        }
+        self.transport.after_transitions(&transitions, &applied);
+        Ok(BulkOutcome { matched, acted: u64::try_from(acted).unwrap_or(u64::MAX) })
     }
 
     /// Explains, in an operator's words, why an action changed nothing.

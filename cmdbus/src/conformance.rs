@@ -134,6 +134,7 @@ macro_rules! conformance_suite {
             batch_send_reports_each_command,
             leases_are_exclusive,
             visibility_timeout_redelivers,
+            a_crashed_attempt_is_retried_after_its_backoff,
             transient_failure_retries_then_succeeds,
             transient_failure_exhausts_into_tsq,
             permanent_failure_goes_to_tsq,
@@ -532,6 +533,37 @@ pub async fn shutdown_finishes_in_flight_handlers<T: Transport>(transport: T) {
     assert_eq!((report.finished, report.released), (1, 0));
     let record = bus.command::<Sleep>(id).await.expect("stored");
     assert_eq!(record.status, CommandStatus::Completed);
+}
+
+/// A worker that takes back an expired lease retries the command after its
+/// type's backoff, as after a failed attempt, and says so in the audit trail.
+pub async fn a_crashed_attempt_is_retried_after_its_backoff<T: Transport>(transport: T) {
+    let bus = Bus::new(transport.clone());
+    let id = bus.send(Flaky { fail_times: 0 }).await.expect("send").command_id();
+    // A "crashed" worker: leases and never records.
+    let crashed =
+        transport.commands_lease(lease_params(1, Duration::from_millis(50))).await.expect("lease");
+    assert_eq!(crashed.len(), 1);
+    let worker = worker(&bus).await;
+    let record = wait_for(&transport, id, CommandStatus::Completed).await;
+    worker.shutdown().await;
+    assert_eq!(record.attempts, 2);
+    let trail = transport.audit_list(DOMAIN, id).await.expect("audit");
+    let events: Vec<AuditEvent> = trail.iter().map(|e| e.event).collect();
+    assert_eq!(
+        events,
+        [
+            AuditEvent::Sent,
+            AuditEvent::Received,
+            AuditEvent::LeaseExpired,
+            AuditEvent::RetryScheduled,
+            AuditEvent::Received,
+            AuditEvent::Completed,
+        ]
+    );
+    assert_eq!(trail[3].details["delay_ms"], 20, "Flaky's backoff: {:?}", trail[3].details);
+    assert!(trail[3].details["due_at"].is_string(), "{:?}", trail[3].details);
+    assert!(trail[4].at - trail[2].at >= chrono::TimeDelta::milliseconds(20));
 }
 
 /// Handlers still running at the deadline are stopped and their commands

@@ -22,6 +22,7 @@ mod retry;
 mod status;
 mod telemetry;
 mod trace;
+mod transition;
 mod transport;
 mod wake;
 mod worker;
@@ -49,6 +50,9 @@ pub use report::Report;
 pub use retry::RetryPolicy;
 pub use status::{AuditEntry, AuditEvent, CommandStatus};
 pub use trace::TraceParent;
+pub use transition::{
+    AttemptsChange, ExpiredLease, Guard, OperatorAction, PlannedEvent, PlannedReply, Transition,
+};
 pub use transport::{
     CommandsLease, LeaseExtend, LeaseRef, Outcome, OutcomeKind, QueueStats, RecordResult,
     Transport, TsqReason,

@@ -15,9 +15,20 @@ use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::{
-    AuditEntry, CommandRecord, Failure, LeasedCommand, NewCommand, Reply, Result, SendOutcome,
-    WakeUps,
+    AuditEntry, CommandRecord, ExpiredLease, Failure, LeasedCommand, NewCommand, Reply, Result,
+    SendOutcome, Transition, WakeUps,
 };
+
+/// Expired leases taken back per rescue round.
+const RESCUE_BATCH: usize = 1000;
+
+fn recorded(applied: bool) -> RecordResult {
+    if applied { RecordResult::Recorded } else { RecordResult::LeaseLost }
+}
+
+fn count(applied: &[bool]) -> u64 {
+    applied.iter().filter(|a| **a).count() as u64
+}
 
 /// A storage backend for the bus.
 pub trait Transport: Clone + Send + Sync + 'static {
@@ -39,23 +50,52 @@ pub trait Transport: Clone + Send + Sync + 'static {
         params: CommandsLease,
     ) -> impl Future<Output = Result<Vec<LeasedCommand>>> + Send;
 
+    /// Applies transitions planned by the core, each all or nothing and only
+    /// if its [`Guard`] still holds; in input order, `true` where applied.
+    /// Workers serving a domain are woken for transitions that
+    /// [make a command due now](Transition::makes_due_now), reply waiters for
+    /// stored replies. A backend stores plans; it never decides them.
+    fn transitions_apply(
+        &self,
+        transitions: Vec<Transition>,
+    ) -> impl Future<Output = Result<Vec<bool>>> + Send;
+
+    /// Applies one transition inside the unit of work (database transaction)
+    /// the handler opened through its context, and commits it if applied.
+    /// Backends without handler transactions keep the default, which refuses.
+    fn transition_apply_in(
+        &self,
+        unit_of_work: Box<dyn Any + Send>,
+        transition: Transition,
+    ) -> impl Future<Output = Result<bool>> + Send {
+        let _ = (unit_of_work, transition);
+        async { Err(crate::Error::UnitOfWorkUnsupported) }
+    }
+
+    /// Up to `limit` leases that have expired, any domain.
+    fn leases_expired(
+        &self,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<ExpiredLease>>> + Send;
+
     /// Records outcomes of leased commands (status, audit rows, reply), each
     /// only if its lease is still current; in input order.
     fn commands_record(
         &self,
         outcomes: &[Outcome],
-    ) -> impl Future<Output = Result<Vec<RecordResult>>> + Send;
+    ) -> impl Future<Output = Result<Vec<RecordResult>>> + Send {
+        let transitions = outcomes.iter().map(Transition::of_outcome).collect();
+        async move { Ok(self.transitions_apply(transitions).await?.into_iter().map(recorded).collect()) }
+    }
 
-    /// Records one outcome inside the unit of work (database transaction) the
-    /// handler opened through its context, and commits it. Backends without
-    /// handler transactions keep the default, which refuses.
+    /// Records one outcome inside the handler's unit of work and commits it.
     fn command_record_in(
         &self,
         unit_of_work: Box<dyn Any + Send>,
         outcome: Outcome,
     ) -> impl Future<Output = Result<RecordResult>> + Send {
-        let _ = (unit_of_work, outcome);
-        async { Err(crate::Error::UnitOfWorkUnsupported) }
+        let transition = Transition::of_outcome(&outcome);
+        async move { Ok(recorded(self.transition_apply_in(unit_of_work, transition).await?)) }
     }
 
     /// Pushes a lease's expiry to now + `params.extend_by`; `None` if the lease
@@ -77,12 +117,34 @@ pub trait Transport: Clone + Send + Sync + 'static {
     /// Gives leased commands back without an outcome (graceful shutdown):
     /// PENDING, due now, the unused attempt returned, RELEASED audited.
     /// Returns how many were still held.
-    fn leases_release(&self, leases: Vec<LeaseRef>) -> impl Future<Output = Result<u64>> + Send;
+    fn leases_release(&self, leases: Vec<LeaseRef>) -> impl Future<Output = Result<u64>> + Send {
+        let transitions = leases.iter().map(Transition::release).collect();
+        async move { Ok(count(&self.transitions_apply(transitions).await?)) }
+    }
 
-    /// Returns expired leases to PENDING (counting the lost attempt; to the
-    /// troubleshooting queue when it was the last), with a LEASE_EXPIRED
-    /// audit row. Returns how many were rescued.
-    fn leases_rescue(&self) -> impl Future<Output = Result<u64>> + Send;
+    /// Takes back expired leases, due again at once (or to the
+    /// troubleshooting queue after the last attempt), with a LEASE_EXPIRED
+    /// audit row. Returns how many were rescued. Workers use
+    /// [`leases_rescue_with`](Self::leases_rescue_with) and their retry policies.
+    fn leases_rescue(&self) -> impl Future<Output = Result<u64>> + Send {
+        self.leases_rescue_with(|_| Duration::ZERO)
+    }
+
+    /// [`leases_rescue`](Self::leases_rescue), each command due again after
+    /// `backoff(lease)`.
+    fn leases_rescue_with(
+        &self,
+        backoff: impl Fn(&ExpiredLease) -> Duration + Send,
+    ) -> impl Future<Output = Result<u64>> + Send {
+        async move {
+            let expired = self.leases_expired(RESCUE_BATCH).await?;
+            if expired.is_empty() {
+                return Ok(0);
+            }
+            let transitions = expired.iter().map(|e| Transition::rescue(e, backoff(e))).collect();
+            Ok(count(&self.transitions_apply(transitions).await?))
+        }
+    }
 
     /// One command, if it exists.
     fn command_get(

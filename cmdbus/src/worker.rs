@@ -16,7 +16,7 @@ use tracing::{Instrument, debug, field::Empty, info_span, warn};
 
 use crate::{
     Classifier, CommandsLease, HandlerContext, HandlerError, LeaseRef, LeasedCommand, Outcome,
-    OutcomeKind, RecordResult, Registry, Result, Transport, executor, telemetry,
+    OutcomeKind, RecordResult, Registry, Result, RetryPolicy, Transport, executor, telemetry,
 };
 
 /// The shortest heartbeat period, whatever the visibility timeout.
@@ -365,9 +365,17 @@ impl<T: Transport> Runtime<T> {
         self.drain(tasks, running, outcomes, completer).await
     }
 
-    /// Rescues expired leases and samples the queues for metrics and health.
+    /// Rescues expired leases (each retried after its type's backoff) and samples the queues for metrics and health.
     async fn maintain(&self) {
-        if let Err(error) = self.config.transport.leases_rescue().await {
+        // A crashed attempt is retried after its type's backoff, as a failed one is.
+        let backoff = |expired: &crate::ExpiredLease| {
+            let lease = &expired.lease;
+            self.registry
+                .get(&lease.domain, &expired.command_type)
+                .map_or_else(RetryPolicy::default, |entry| entry.policy.clone())
+                .delay_after(expired.attempts)
+        };
+        if let Err(error) = self.config.transport.leases_rescue_with(backoff).await {
             warn!(error = %error.report(), "cmdbus: rescuing expired leases failed");
         }
         match self.config.transport.queue_stats(&self.config.domains).await {

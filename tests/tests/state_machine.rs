@@ -269,8 +269,8 @@ proptest! {
             let (a, b) = (memory.clone(), memory.clone());
             run(
                 &memory,
-                move |id| { let t = a.clone(); Box::pin(async move { t.tsq_retry(DOMAIN, id, &operator()) }) },
-                move |id| { let t = b.clone(); Box::pin(async move { t.tsq_cancel(DOMAIN, id, &operator(), "model") }) },
+                move |id| { let t = a.clone(); Box::pin(async move { t.tsq_retry(DOMAIN, id, &operator()).await }) },
+                move |id| { let t = b.clone(); Box::pin(async move { t.tsq_cancel(DOMAIN, id, &operator(), "model").await }) },
                 &ops,
             ).await;
         });

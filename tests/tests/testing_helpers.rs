@@ -76,12 +76,12 @@ async fn operators_can_retry_and_cancel_in_memory() {
     assert!(run_until_idle(&bus, &["helpers"], Duration::from_secs(5)).await.expect("runs"));
 
     let ops = cmdbus::Operator::new("ops@example.com").expect("valid");
-    memory.tsq_retry("helpers", a, &ops).expect("retry");
+    memory.tsq_retry("helpers", a, &ops).await.expect("retry");
     let record = bus.command::<Fail>(a).await.expect("record");
     assert_eq!((record.status, record.attempts), (CommandStatus::Pending, 0));
-    assert!(memory.tsq_retry("helpers", a, &ops).is_err(), "not in the TSQ any more");
+    assert!(memory.tsq_retry("helpers", a, &ops).await.is_err(), "not in the TSQ any more");
 
-    memory.tsq_cancel("helpers", b, &ops, "duplicate order").expect("cancel");
+    memory.tsq_cancel("helpers", b, &ops, "duplicate order").await.expect("cancel");
     let reply = bus.wait_reply::<Fail>(b, Duration::from_secs(1)).await.expect("reply");
     assert_eq!(
         reply,
@@ -92,7 +92,20 @@ async fn operators_can_retry_and_cancel_in_memory() {
     );
     let taken = memory.replies_take(cmdbus::DEFAULT_REPLY_QUEUE, 10).await.expect("take");
     assert_eq!(taken[0].status, ReplyStatus::Canceled);
-    assert!(memory.tsq_cancel("helpers", uuid::Uuid::nil(), &ops, "x").is_err());
+    assert!(memory.tsq_cancel("helpers", uuid::Uuid::nil(), &ops, "x").await.is_err());
+
+    let c = bus.send(Fail {}).await.expect("send").command_id();
+    assert!(run_until_idle(&bus, &["helpers"], Duration::from_secs(5)).await.expect("runs"));
+    memory.tsq_complete("helpers", c, &ops, &serde_json::json!(null)).await.expect("complete");
+    assert_eq!(bus.command::<Fail>(c).await.expect("record").status, CommandStatus::Completed);
+    let refused = memory.tsq_complete("helpers", c, &ops, &serde_json::json!(null)).await;
+    assert!(
+        matches!(
+            refused,
+            Err(cmdbus::Error::NotInTroubleshootingQueue { status: CommandStatus::Completed, .. })
+        ),
+        "{refused:?}"
+    );
 }
 
 #[tokio::test]

@@ -14,10 +14,10 @@ use serde_json::{json, value::RawValue};
 use uuid::Uuid;
 
 use crate::{
-    AuditEntry, AuditEvent, CommandRecord, CommandStatus, CommandsLease, Failure, LeaseExtend,
-    LeaseRef, LeasedCommand, NewCommand, Operator, Outcome, OutcomeKind, QueueStats, RecordResult,
-    Reply, ReplyStatus, Result, SendOutcome, Transport, TsqReason, WakeSender, WakeUps,
-    canceled_reply_body, failed_reply_body,
+    AttemptsChange, AuditEntry, AuditEvent, CommandRecord, CommandStatus, CommandsLease,
+    ExpiredLease, Failure, Guard, LeaseExtend, LeaseRef, LeasedCommand, NewCommand, Operator,
+    OperatorAction, QueueStats, Reply, ReplyStatus, Result, SendOutcome, Transition, Transport,
+    WakeSender, WakeUps,
 };
 
 /// The in-memory transport. Clones share one store.
@@ -100,6 +100,51 @@ impl State {
         );
         self.replies.push((reply, false));
     }
+
+    /// Stores a transition if its guard holds; returns whether it did.
+    fn apply(&mut self, transition: &Transition) -> bool {
+        let key = (transition.domain.clone(), transition.command_id);
+        let Some(seq) = self.by_id.get(&key).copied() else { return false };
+        let Some(mut stored) = self.commands.remove(&seq) else { return false };
+        let now = Utc::now();
+        let lease_is = |lease_id: Uuid, expired: bool| {
+            stored.status == CommandStatus::InProgress
+                && stored.lease.is_some_and(|(id, at)| id == lease_id && (!expired || at <= now))
+        };
+        let holds = match transition.guard {
+            Guard::Lease(lease_id) => lease_is(lease_id, false),
+            Guard::ExpiredLease(lease_id) => lease_is(lease_id, true),
+            Guard::Status(status) => stored.status == status,
+        };
+        if holds {
+            stored.status = transition.status;
+            stored.lease = None;
+            stored.updated_at = now;
+            if let Some(due_in) = transition.due_in {
+                stored.due_at = now + due_in;
+            }
+            stored.attempts = match transition.attempts {
+                AttemptsChange::Keep => stored.attempts,
+                AttemptsChange::Reset => 0,
+                AttemptsChange::GiveBack => stored.attempts.saturating_sub(1),
+            };
+            if let Some(failure) = &transition.last_error {
+                stored.last_error = Some(failure.clone());
+            }
+            for planned in &transition.events {
+                let mut details = planned.details.clone();
+                if let (true, Some(map)) = (planned.with_due_at, details.as_object_mut()) {
+                    map.insert("due_at".into(), json!(stored.due_at));
+                }
+                self.audit(&stored.command, planned.event, stored.attempts, details);
+            }
+            if let Some(reply) = &transition.reply {
+                self.reply(&stored.command, reply.status, reply.body.clone());
+            }
+        }
+        self.commands.insert(seq, stored);
+        holds
+    }
 }
 
 impl MemoryTransport {
@@ -130,71 +175,59 @@ impl MemoryTransport {
 
     /// Moves a command from the troubleshooting queue back to PENDING with
     /// its attempts reset, as an operator would.
-    pub fn tsq_retry(&self, domain: &str, command_id: Uuid, operator: &Operator) -> Result<()> {
-        self.operator_action(domain, command_id, CommandStatus::Pending, |state, stored| {
-            stored.attempts = 0;
-            stored.due_at = Utc::now();
-            state.audit(
-                &stored.command,
-                AuditEvent::OperatorRetry,
-                0,
-                json!({ "operator": operator }),
-            );
-        })?;
-        self.work.wake();
-        Ok(())
+    pub async fn tsq_retry(
+        &self,
+        domain: &str,
+        command_id: Uuid,
+        operator: &Operator,
+    ) -> Result<()> {
+        self.operator_act(domain, command_id, &OperatorAction::Retry, operator).await
     }
 
     /// Cancels a command in the troubleshooting queue with a CANCELED reply.
-    pub fn tsq_cancel(
+    pub async fn tsq_cancel(
         &self,
         domain: &str,
         command_id: Uuid,
         operator: &Operator,
         reason: &str,
     ) -> Result<()> {
-        self.operator_action(domain, command_id, CommandStatus::Canceled, |state, stored| {
-            let details = json!({ "operator": operator, "reason": reason });
-            state.audit(&stored.command, AuditEvent::OperatorCancel, stored.attempts, details);
-            state.reply(
-                &stored.command,
-                ReplyStatus::Canceled,
-                canceled_reply_body(reason, operator.as_str()),
-            );
-        })?;
-        self.replies.wake();
-        Ok(())
+        let action = OperatorAction::Cancel { reason: reason.to_owned() };
+        self.operator_act(domain, command_id, &action, operator).await
     }
 
-    fn operator_action(
+    /// Completes a command in the troubleshooting queue with `result` as its
+    /// SUCCESS reply.
+    pub async fn tsq_complete(
         &self,
         domain: &str,
         command_id: Uuid,
-        to: CommandStatus,
-        apply: impl FnOnce(&mut State, &mut Stored),
+        operator: &Operator,
+        result: &serde_json::Value,
     ) -> Result<()> {
-        let mut state = self.lock();
-        let seq = *state
-            .by_id
-            .get(&(domain.to_owned(), command_id))
-            .ok_or_else(|| crate::Error::NotFound { domain: domain.to_owned(), command_id })?;
-        let Some(mut stored) = state.commands.remove(&seq) else {
-            return Err(crate::Error::NotFound { domain: domain.to_owned(), command_id });
-        };
-        // Operators act only on the troubleshooting queue, whatever else the
-        // state machine allows (a worker may retry an IN_PROGRESS command; an
-        // operator may not).
-        let result = if stored.status == CommandStatus::InTroubleshootingQueue {
-            stored.status.transition(to).map(|to| {
-                stored.status = to;
-                stored.updated_at = Utc::now();
-                apply(&mut state, &mut stored);
-            })
-        } else {
-            Err(crate::Error::IllegalTransition { from: stored.status, to })
-        };
-        state.commands.insert(seq, stored);
-        result
+        self.operator_act(domain, command_id, &OperatorAction::complete_json(result), operator)
+            .await
+    }
+
+    async fn operator_act(
+        &self,
+        domain: &str,
+        command_id: Uuid,
+        action: &OperatorAction,
+        operator: &Operator,
+    ) -> Result<()> {
+        let transition = Transition::operator(domain.to_owned(), command_id, action, operator);
+        if self.transitions_apply(vec![transition]).await?.first() == Some(&true) {
+            return Ok(());
+        }
+        Err(match self.command_get(domain, command_id).await? {
+            None => crate::Error::NotFound { domain: domain.to_owned(), command_id },
+            Some(record) => crate::Error::NotInTroubleshootingQueue {
+                domain: domain.to_owned(),
+                command_id,
+                status: record.status,
+            },
+        })
     }
 }
 
@@ -282,26 +315,49 @@ impl Transport for MemoryTransport {
         Ok(leased)
     }
 
-    async fn commands_record(&self, outcomes: &[Outcome]) -> Result<Vec<RecordResult>> {
-        let mut results = Vec::with_capacity(outcomes.len());
-        let mut replied = false;
+    async fn transitions_apply(&self, transitions: Vec<Transition>) -> Result<Vec<bool>> {
+        let mut applied = Vec::with_capacity(transitions.len());
+        let (mut due_now, mut replied) = (false, false);
         {
             let mut state = self.lock();
-            for outcome in outcomes {
-                let Some(seq) = state.held(&outcome.lease) else {
-                    results.push(RecordResult::LeaseLost);
-                    continue;
-                };
-                let Some(mut stored) = state.commands.remove(&seq) else { continue };
-                replied |= apply_outcome(&mut state, &mut stored, outcome);
-                state.commands.insert(seq, stored);
-                results.push(RecordResult::Recorded);
+            for transition in &transitions {
+                let done = state.apply(transition);
+                due_now |= done && transition.makes_due_now();
+                replied |= done && transition.reply.is_some();
+                applied.push(done);
             }
+        }
+        if due_now {
+            self.work.wake();
         }
         if replied {
             self.replies.wake();
         }
-        Ok(results)
+        Ok(applied)
+    }
+
+    async fn leases_expired(&self, limit: usize) -> Result<Vec<ExpiredLease>> {
+        let now = Utc::now();
+        Ok(self
+            .lock()
+            .commands
+            .values()
+            .filter_map(|c| {
+                let (lease_id, expires) =
+                    c.lease.filter(|_| c.status == CommandStatus::InProgress)?;
+                (expires <= now).then(|| {
+                    let lease =
+                        LeaseRef::new(c.command.domain.clone(), c.command.command_id, lease_id);
+                    ExpiredLease::new(
+                        lease,
+                        c.command.command_type.clone(),
+                        c.attempts,
+                        c.command.max_attempts,
+                    )
+                })
+            })
+            .take(limit)
+            .collect())
     }
 
     async fn lease_extend(&self, params: LeaseExtend) -> Result<Option<DateTime<Utc>>> {
@@ -329,70 +385,6 @@ impl Transport for MemoryTransport {
             }
         }
         Ok(lost)
-    }
-
-    async fn leases_release(&self, leases: Vec<LeaseRef>) -> Result<u64> {
-        let mut released = 0;
-        {
-            let mut state = self.lock();
-            for lease in &leases {
-                let Some(seq) = state.held(lease) else { continue };
-                let Some(mut stored) = state.commands.remove(&seq) else { continue };
-                stored.status = CommandStatus::Pending;
-                stored.attempts = stored.attempts.saturating_sub(1);
-                stored.lease = None;
-                stored.due_at = Utc::now();
-                stored.updated_at = stored.due_at;
-                state.audit(&stored.command, AuditEvent::Released, stored.attempts, json!({}));
-                state.commands.insert(seq, stored);
-                released += 1;
-            }
-        }
-        self.work.wake();
-        Ok(released)
-    }
-
-    async fn leases_rescue(&self) -> Result<u64> {
-        let now = Utc::now();
-        let mut rescued = 0;
-        {
-            let mut state = self.lock();
-            let expired: Vec<u64> = state
-                .commands
-                .iter()
-                .filter(|(_, c)| {
-                    c.status == CommandStatus::InProgress
-                        && c.lease.is_some_and(|(_, at)| at <= now)
-                })
-                .map(|(seq, _)| *seq)
-                .collect();
-            for seq in expired {
-                let Some(mut stored) = state.commands.remove(&seq) else { continue };
-                let attempt = stored.attempts;
-                state.audit(&stored.command, AuditEvent::LeaseExpired, attempt, json!({}));
-                stored.lease = None;
-                stored.updated_at = now;
-                if attempt >= stored.command.max_attempts {
-                    let failure = Failure::lease_expired();
-                    troubleshoot(
-                        &mut state,
-                        &mut stored,
-                        failure,
-                        TsqReason::LeaseExpired,
-                        attempt,
-                    );
-                } else {
-                    stored.status = CommandStatus::Pending;
-                    stored.due_at = now;
-                }
-                state.commands.insert(seq, stored);
-                rescued += 1;
-            }
-        }
-        if rescued > 0 {
-            self.work.wake();
-        }
-        Ok(rescued)
     }
 
     async fn command_get(&self, domain: &str, command_id: Uuid) -> Result<Option<CommandRecord>> {
@@ -482,66 +474,5 @@ impl Transport for MemoryTransport {
             .filter(|c| c.status == CommandStatus::Pending && domains.contains(&c.command.domain))
             .map(|c| (c.due_at - now).to_std().unwrap_or_default())
             .min())
-    }
-}
-
-fn failure_details(failure: &Failure) -> serde_json::Value {
-    serde_json::to_value(failure).unwrap_or_default()
-}
-
-fn troubleshoot(
-    state: &mut State,
-    stored: &mut Stored,
-    failure: Failure,
-    reason: TsqReason,
-    attempt: u32,
-) {
-    if reason == TsqReason::RetriesExhausted || reason == TsqReason::LeaseExpired {
-        state.audit(&stored.command, AuditEvent::RetryExhausted, attempt, json!({}));
-    }
-    state.audit(
-        &stored.command,
-        AuditEvent::MovedToTsq,
-        attempt,
-        json!({ "reason": reason.as_str() }),
-    );
-    stored.status = CommandStatus::InTroubleshootingQueue;
-    stored.last_error = Some(failure);
-}
-
-/// Applies one outcome; returns whether a reply was written.
-fn apply_outcome(state: &mut State, stored: &mut Stored, outcome: &Outcome) -> bool {
-    let attempt = outcome.attempt;
-    let now = Utc::now();
-    stored.lease = None;
-    stored.updated_at = now;
-    match &outcome.kind {
-        OutcomeKind::Completed { reply } => {
-            stored.status = CommandStatus::Completed;
-            state.audit(&stored.command, AuditEvent::Completed, attempt, json!({}));
-            state.reply(&stored.command, ReplyStatus::Success, reply.clone());
-            true
-        }
-        OutcomeKind::Failed { failure } => {
-            stored.status = CommandStatus::Failed;
-            state.audit(&stored.command, AuditEvent::Failed, attempt, failure_details(failure));
-            state.reply(&stored.command, ReplyStatus::Failed, failed_reply_body(failure));
-            stored.last_error = Some(failure.clone());
-            true
-        }
-        OutcomeKind::Retry { failure, delay } => {
-            stored.status = CommandStatus::Pending;
-            stored.due_at = now + *delay;
-            state.audit(&stored.command, AuditEvent::Failed, attempt, failure_details(failure));
-            let details = json!({ "delay_ms": delay.as_millis() as u64, "due_at": stored.due_at });
-            state.audit(&stored.command, AuditEvent::RetryScheduled, attempt, details);
-            stored.last_error = Some(failure.clone());
-            false
-        }
-        OutcomeKind::Troubleshoot { failure, reason } => {
-            state.audit(&stored.command, AuditEvent::Failed, attempt, failure_details(failure));
-            troubleshoot(state, stored, failure.clone(), *reason, attempt);
-            false
-        }
     }
 }
