@@ -97,7 +97,8 @@ async fn migrate_is_idempotent_and_other_commands_need_it() {
     for args in [&["migrate", "--create"][..], &["migrate"]] {
         let migrated = cmdbus(&schema, args);
         assert_exit(&migrated, 0);
-        assert!(stdout(&migrated).contains("is at version 1"));
+        let version = format!("is at version {}", cmdbus_pg::SCHEMA_VERSION);
+        assert!(stdout(&migrated).contains(&version), "{}", stdout(&migrated));
     }
     assert_exit(&cmdbus(&schema, &["stats"]), 0);
 
@@ -427,7 +428,7 @@ async fn prune_deletes_only_finished_history() {
 
 /// The number of audit events of one command, read straight from the table.
 async fn audit_events(f: &Fixture, id: Uuid) -> i64 {
-    let sql = format!(r#"SELECT count(*) FROM "{}".audit WHERE command_id = $1"#, f.schema);
+    let sql = format!(r#"SELECT count(*) FROM "{}".audit_trail WHERE command_id = $1"#, f.schema);
     sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
         .bind(id)
         .fetch_one(f.bus.pool())

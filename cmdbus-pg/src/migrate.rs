@@ -7,11 +7,13 @@ use sqlx::{AssertSqlSafe, PgConnection, PgPool};
 use crate::{pool_timeout::Explain, rows::db, schema::Schema};
 
 /// The migrations this version knows, in order: (version, name, SQL template).
-const MIGRATIONS: &[(i32, &str, &str)] =
-    &[(1, "init", include_str!("../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "init", include_str!("../migrations/0001_init.sql")),
+    (2, "storage_v2", include_str!("../migrations/0002_storage_v2.sql")),
+];
 
 /// The newest schema version this library knows.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// What opening a bus does to its schema.
 #[derive(Clone, Copy, Debug)]

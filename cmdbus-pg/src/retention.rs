@@ -11,7 +11,7 @@ use crate::{BulkOutcome, pool_timeout::Explain, transport::PgTransport};
 /// Rows deleted per statement, so a large prune never holds long locks.
 const CHUNK: i64 = 5_000;
 
-/// Deletes COMPLETED, FAILED and CANCELED commands last changed before
+/// Deletes COMPLETED, FAILED and CANCELED commands that finished before
 /// `before`, with their replies and audit rows, in chunks; with `dry_run`
 /// only counts them. Recorded in `operator_actions` with the operator.
 pub(crate) async fn prune(
@@ -22,7 +22,7 @@ pub(crate) async fn prune(
 ) -> Result<BulkOutcome> {
     let schema = transport.schema_ref();
     let pool = transport.pool();
-    let finished = "status IN ('COMPLETED', 'FAILED', 'CANCELED') AND updated_at < $1";
+    let finished = "finished_at < $1";
     let count_sql =
         schema.render(&format!("SELECT count(*) FROM {{schema}}.commands WHERE {finished}"));
     let matched: i64 = sqlx::query_scalar(AssertSqlSafe(count_sql))

@@ -9,8 +9,7 @@ use crate::schema::Schema;
 /// The columns of `commands` a transition writes. Leasing also writes
 /// `leased_by` (the worker that leased it last), which only workers may:
 /// that is what keeps operators from leasing.
-const TRANSITION_COLUMNS: &str =
-    "status, attempts, due_at, lease_id, lease_expires_at, last_error, updated_at";
+const TRANSITION_COLUMNS: &str = "status, attempts, due_at, lease_id, lease_expires_at, received_at, last_error, finished_at, updated_at";
 
 /// What a database role is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,7 +51,8 @@ pub fn grants_sql(schema: &str, role: Role, role_name: &str) -> Result<String, E
     let specific = match role {
         Role::Sender => format!(
             "GRANT SELECT, INSERT ON {{schema}}.commands TO {g};
-             GRANT SELECT, INSERT ON {{schema}}.audit TO {g};
+             GRANT SELECT ON {{schema}}.audit TO {g};
+             GRANT SELECT ON {{schema}}.audit_trail TO {g};
              GRANT SELECT, UPDATE (consumed_at) ON {{schema}}.replies TO {g};"
         ),
         Role::Worker => format!(
@@ -64,6 +64,7 @@ pub fn grants_sql(schema: &str, role: Role, role_name: &str) -> Result<String, E
         Role::Operator => format!(
             "{transitions}
              GRANT SELECT, INSERT ON {{schema}}.audit TO {g};
+             GRANT SELECT ON {{schema}}.audit_trail TO {g};
              GRANT SELECT, INSERT ON {{schema}}.replies TO {g};
              GRANT SELECT, INSERT ON {{schema}}.operator_actions TO {g};"
         ),

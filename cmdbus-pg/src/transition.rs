@@ -1,8 +1,9 @@
 //! Stores [`Transition`]s planned by cmdbus: many in one statement, each
 //! under its guard. The plans come from the core; this file only lays them
-//! out as the parallel arrays `transitions_apply.sql` unnests.
+//! out as the parallel arrays `transitions_apply.sql` unnests, and marks the
+//! events the command row itself holds.
 
-use cmdbus::{AttemptsChange, Guard, Result, Transition};
+use cmdbus::{AttemptsChange, AuditEvent, CommandStatus, Guard, Result, Transition};
 use sqlx::{Postgres, Row};
 use uuid::Uuid;
 
@@ -32,10 +33,13 @@ where
         .bind(&columns.reply_statuses)
         .bind(&columns.reply_bodies)
         .bind(&columns.finished)
+        .bind(&columns.received_leaves_row)
         .bind(&columns.event_transitions)
         .bind(&columns.events)
         .bind(&columns.event_details)
         .bind(&columns.event_due_at)
+        .bind(&columns.event_on_row)
+        .bind(AuditEvent::Received.as_str())
         .fetch_all(executor)
         .await
         .explained(transport.pool(), "recording transitions")
@@ -61,10 +65,12 @@ struct Columns<'a> {
     reply_statuses: Vec<Option<&'static str>>,
     reply_bodies: Vec<Option<&'a str>>,
     finished: Vec<bool>,
+    received_leaves_row: Vec<bool>,
     event_transitions: Vec<i64>,
     events: Vec<&'static str>,
     event_details: Vec<String>,
     event_due_at: Vec<bool>,
+    event_on_row: Vec<bool>,
 }
 
 impl<'a> Columns<'a> {
@@ -94,7 +100,18 @@ impl<'a> Columns<'a> {
             columns.reply_statuses.push(t.reply.as_ref().map(|r| r.status.as_str()));
             columns.reply_bodies.push(t.reply.as_ref().map(|r| r.body.get()));
             columns.finished.push(t.finishes());
+            // The row holds a running or completed attempt's RECEIVED and
+            // COMPLETED (see audit_trail in 0002_storage_v2.sql); any other
+            // end of a leased attempt writes its RECEIVED out first.
+            let leased = lease_id.is_some();
+            let completed = leased && t.status == CommandStatus::Completed;
+            columns.received_leaves_row.push(leased && !completed);
             for planned in &t.events {
+                columns.event_on_row.push(
+                    completed
+                        && planned.event == AuditEvent::Completed
+                        && planned.details.as_object().is_some_and(|d| d.is_empty()),
+                );
                 columns.event_transitions.push(position);
                 columns.events.push(planned.event.as_str());
                 columns.event_details.push(planned.details.to_string());

@@ -133,6 +133,7 @@ macro_rules! conformance_suite {
             duplicate_send_is_idempotent,
             batch_send_reports_each_command,
             leases_are_exclusive,
+            a_batch_is_leased_in_send_order,
             visibility_timeout_redelivers,
             a_crashed_attempt_is_retried_after_its_backoff,
             transient_failure_retries_then_succeeds,
@@ -346,6 +347,28 @@ pub async fn leases_are_exclusive<T: Transport>(transport: T) {
             .expect("lease")
             .is_empty()
     );
+}
+
+/// Commands due at the same instant (a batch shares one) are leased in the
+/// order they were sent.
+pub async fn a_batch_is_leased_in_send_order<T: Transport>(transport: T) {
+    let bus = Bus::new(transport.clone());
+    let sent: Vec<Uuid> = bus
+        .send_batch((0..50).map(|i| Echo { text: i.to_string() }))
+        .await
+        .expect("send")
+        .iter()
+        .map(crate::SendOutcome::command_id)
+        .collect();
+    let mut leased = Vec::new();
+    for _ in 0..5 {
+        let batch = transport
+            .commands_lease(lease_params(10, Duration::from_secs(30)))
+            .await
+            .expect("lease");
+        leased.extend(batch.iter().map(|c| c.command_id));
+    }
+    assert_eq!(leased, sent);
 }
 
 /// A lease that expires (crashed worker) is rescued, counted, and delivered

@@ -136,7 +136,7 @@ pub async fn inconsistencies(bus: &PgBus) -> Vec<String> {
                       count(*) FILTER (WHERE event = 'RECEIVED') AS received,
                       count(*) FILTER (WHERE event = 'COMPLETED') AS completed,
                       count(*) FILTER (WHERE event = 'MOVED_TO_TSQ') AS moved
-               FROM "{s}".audit GROUP BY command_id),
+               FROM "{s}".audit_trail GROUP BY command_id),
            replies AS (
                SELECT command_id, count(*) AS n, min(status) AS status FROM "{s}".replies GROUP BY command_id)
            SELECT c.command_id::text || ' ' || c.status || ' attempts=' || c.attempts

@@ -94,7 +94,7 @@ async fn repeated_worker_crashes_lose_nothing() {
     child.kill().expect("SIGKILL");
     child.wait().expect("reaped");
     let expired: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        r#"SELECT count(*) FROM "{schema}".audit WHERE event = 'LEASE_EXPIRED'"#
+        r#"SELECT count(*) FROM "{schema}".audit_trail WHERE event = 'LEASE_EXPIRED'"#
     )))
     .fetch_one(bus.pool())
     .await

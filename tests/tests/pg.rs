@@ -220,7 +220,7 @@ async fn two_workers_complete_2000_commands_exactly_once() {
     b.shutdown().await;
     let per_event = format!(
         "SELECT event, count(*) AS n, count(DISTINCT command_id) AS distinct_commands
-         FROM \"{schema}\".audit GROUP BY event ORDER BY event"
+         FROM \"{schema}\".audit_trail GROUP BY event ORDER BY event"
     );
     let rows = sqlx::query(AssertSqlSafe(per_event)).fetch_all(bus.pool()).await.expect("audit");
     for row in rows {
@@ -310,11 +310,16 @@ async fn a_schema_from_a_newer_version_is_refused() {
     assert!(
         matches!(
             error,
-            cmdbus::Error::Schema(cmdbus::SchemaError::TooNew { found: 999, supported: 1, .. })
+            cmdbus::Error::Schema(cmdbus::SchemaError::TooNew {
+                found: 999,
+                supported: cmdbus_pg::SCHEMA_VERSION,
+                ..
+            })
         ),
         "{error}"
     );
-    assert!(error.to_string().contains("newer than this program supports (1)"), "{error}");
+    let supported = format!("newer than this program supports ({})", cmdbus_pg::SCHEMA_VERSION);
+    assert!(error.to_string().contains(&supported), "{error}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -331,8 +336,10 @@ async fn invalid_schema_names_are_refused_before_any_sql() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrations_sql_is_exposed_for_external_tools() {
     let migrations = cmdbus_pg::migrations_sql("billing").expect("valid");
-    assert_eq!(migrations.len(), 1);
+    let versions: Vec<i32> = migrations.iter().map(|(version, _, _)| *version).collect();
+    assert_eq!(versions, [1, 2]);
     assert!(migrations[0].2.contains("CREATE TABLE \"billing\".commands"));
+    assert!(migrations[1].2.contains("ALTER TABLE \"billing\".commands"));
     assert!(cmdbus_pg::migrations_sql("Bad Name").is_err());
 }
 

@@ -18,12 +18,15 @@ async fn seeded() -> PgBus {
     let seed = format!(
         r#"INSERT INTO "{schema}".commands
              (domain, command_id, command_type, correlation_id, reply_to, status, attempts, max_attempts,
-              payload, last_error, created_at, updated_at)
+              payload, last_error, created_at, updated_at, lease_id, lease_expires_at, finished_at)
            SELECT 'd' || (i % 4), gen_random_uuid(), 'T' || (i % 5), gen_random_uuid(), 'default',
                   (ARRAY['PENDING','IN_PROGRESS','COMPLETED','FAILED','IN_TROUBLESHOOTING_QUEUE','CANCELED'])[1 + i % 6],
                   1, 3, '{{}}'::jsonb,
                   CASE WHEN i % 6 = 4 THEN jsonb_build_object('code', 'code' || (i % 3)) END,
-                  now() - (i || ' minutes')::interval * 1.44, now() - (i || ' minutes')::interval
+                  now() - (i || ' minutes')::interval * 1.44, now() - (i || ' minutes')::interval,
+                  CASE WHEN i % 6 = 1 THEN gen_random_uuid() END,
+                  CASE WHEN i % 6 = 1 THEN now() END,
+                  CASE WHEN i % 6 IN (2, 3, 5) THEN now() - (i || ' minutes')::interval END
            FROM generate_series(1, 100000) AS i"#
     );
     sqlx::query(AssertSqlSafe(seed)).execute(bus.pool()).await.expect("seed");

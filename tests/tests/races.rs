@@ -51,7 +51,7 @@ fn ops(name: &str) -> Operator {
 /// event → count, per command.
 async fn event_counts(bus: &PgBus) -> HashMap<Uuid, HashMap<String, i64>> {
     let sql = format!(
-        r#"SELECT command_id, event, count(*) FROM "{}".audit GROUP BY 1, 2"#,
+        r#"SELECT command_id, event, count(*) FROM "{}".audit_trail GROUP BY 1, 2"#,
         bus.transport().schema()
     );
     let rows: Vec<(Uuid, String, i64)> =

@@ -129,6 +129,17 @@ async fn each_role_does_its_part_and_nothing_else() {
         denied(pool, format!(r#"DELETE FROM "{s}".commands"#)).await;
         denied(pool, format!(r#"DROP TABLE "{s}".audit"#)).await;
     }
+    // A finished command is history, and so are the events its row holds:
+    // the roles that may change live commands change no finished one.
+    for pool in &pools[1..] {
+        let sql = format!(
+            r#"UPDATE "{s}".commands SET received_at = now(), updated_at = now()
+               WHERE status IN ('COMPLETED', 'CANCELED')"#
+        );
+        let changed =
+            sqlx::query(AssertSqlSafe(sql)).execute(pool).await.expect("allowed, filtered");
+        assert_eq!(changed.rows_affected(), 0);
+    }
     assert!(grants_sql(&schema, Role::Sender, "Robert'); DROP TABLE students; --").is_err());
 
     for pool in pools {

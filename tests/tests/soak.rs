@@ -57,7 +57,7 @@ async fn soak_ends_consistent() {
     }
     let bad = inconsistencies(&bus).await;
     let retried: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        r#"SELECT count(*) FROM "{}".audit WHERE event = 'RETRY_SCHEDULED'"#,
+        r#"SELECT count(*) FROM "{}".audit_trail WHERE event = 'RETRY_SCHEDULED'"#,
         bus.transport().schema()
     )))
     .fetch_one(bus.pool())

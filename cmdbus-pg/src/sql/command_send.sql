@@ -1,5 +1,5 @@
--- Stores one command with its SENT audit row (the single-send fast path:
--- cheaper to plan and run than the unnest form of commands_send.sql).
+-- Stores one command, the single-send fast path (cheaper to plan and run
+-- than the unnest form of commands_send.sql). Its SENT event is created_at.
 -- $9: the channel to NOTIFY inside this transaction, or NULL to leave waking
 -- to the caller (delivered at commit either way, never before).
 WITH inserted AS (
@@ -8,10 +8,6 @@ WITH inserted AS (
     VALUES ($1, $2, $3, $4, $5, 'PENDING', $6, $7::jsonb, $8)
     ON CONFLICT (domain, command_id) DO NOTHING
     RETURNING domain, command_id
-),
-audited AS (
-    INSERT INTO {schema}.audit (domain, command_id, event, attempt)
-    SELECT domain, command_id, 'SENT', 0 FROM inserted
 ),
 notified AS (
     SELECT pg_notify($9::text, domain) FROM inserted WHERE $9::text IS NOT NULL

@@ -1,4 +1,4 @@
--- Stores a batch of commands with their SENT audit rows in one statement.
+-- Stores a batch of commands (each SENT event is the row's created_at) in one statement.
 -- Existing (domain, command_id) pairs are left untouched and reported; an id
 -- given twice in one batch is stored from its first occurrence, and the later
 -- ones are reported as duplicates.
@@ -18,10 +18,6 @@ inserted AS (
     ORDER BY ord
     ON CONFLICT (domain, command_id) DO NOTHING
     RETURNING domain, command_id
-),
-audited AS (
-    INSERT INTO {schema}.audit (domain, command_id, event, attempt)
-    SELECT domain, command_id, 'SENT', 0 FROM inserted
 ),
 notified AS (
     SELECT pg_notify($9::text, domain) FROM (SELECT DISTINCT domain FROM inserted) d

@@ -1,17 +1,22 @@
 -- Stores transitions planned by cmdbus (see cmdbus::Transition), each only
 -- where its guard holds: the command's row, its audit rows and its reply in
 -- one statement. Nothing here decides what follows what.
--- Per transition ($1-$12): domain, id, guard lease id (NULL: a status
+-- Per transition ($1-$13): domain, id, guard lease id (NULL: a status
 -- guard), guard wants the lease expired, guard status, new status, due in ms
 -- (NULL: keep), attempts change (keep | reset | give_back), last error
--- (NULL: keep), reply status and body (NULL: none), finished.
--- Per event ($13-$16): its transition's position, event, details, add due_at.
+-- (NULL: keep), reply status and body (NULL: none), finished, and whether
+-- the ending attempt's RECEIVED leaves the row for an audit row.
+-- Per event ($14-$18): its transition's position, event, details, add
+-- due_at, held on the row (not written when the row holds its attempt).
+-- $19: the RECEIVED event's name.
+-- See audit_trail in 0002_storage_v2.sql for the events a row holds.
 WITH input AS (
     SELECT *
     FROM unnest($1::text[], $2::uuid[], $3::uuid[], $4::bool[], $5::text[], $6::text[],
-                $7::bigint[], $8::text[], $9::text[], $10::text[], $11::text[], $12::bool[])
+                $7::bigint[], $8::text[], $9::text[], $10::text[], $11::text[], $12::bool[], $13::bool[])
         WITH ORDINALITY AS t(domain, command_id, lease_id, lease_expired, from_status, status,
-                             due_ms, attempts, last_error, reply_status, reply_body, finished, ord)
+                             due_ms, attempts, last_error, reply_status, reply_body, finished,
+                             received_leaves_row, ord)
 ),
 updated AS (
     UPDATE {schema}.commands c
@@ -21,26 +26,40 @@ updated AS (
         last_error = COALESCE(i.last_error::jsonb, c.last_error),
         lease_id = NULL,
         lease_expires_at = NULL,
+        received_at = CASE WHEN i.lease_id IS NULL THEN NULL ELSE c.received_at END,
+        finished_at = CASE WHEN i.finished THEN now() END,
         updated_at = now()
     FROM input i
     WHERE c.domain = i.domain AND c.command_id = i.command_id
       AND CASE WHEN i.lease_id IS NULL THEN c.status = i.from_status AND c.lease_id IS NULL
                ELSE c.lease_id = i.lease_id AND (NOT i.lease_expired OR c.lease_expires_at <= now()) END
     RETURNING c.domain, c.command_id, c.correlation_id, c.reply_to, c.due_at, c.attempts,
-              i.reply_status, i.reply_body, i.ord
+              c.received_at, c.leased_by,
+              CASE i.attempts WHEN 'give_back' THEN c.attempts + 1 ELSE c.attempts END AS leased_attempt,
+              i.received_leaves_row, i.reply_status, i.reply_body, i.ord
 ),
 events AS (
-    SELECT * FROM unnest($13::bigint[], $14::text[], $15::text[], $16::bool[])
-        WITH ORDINALITY AS e(transition, event, details, with_due_at, n)
+    SELECT * FROM unnest($14::bigint[], $15::text[], $16::text[], $17::bool[], $18::bool[])
+        WITH ORDINALITY AS e(transition, event, details, with_due_at, on_row, n)
 ),
 audited AS (
-    INSERT INTO {schema}.audit (domain, command_id, event, attempt, details)
-    SELECT u.domain, u.command_id, e.event, u.attempts,
-           CASE WHEN e.with_due_at THEN e.details::jsonb || jsonb_build_object('due_at', u.due_at)
-                ELSE e.details::jsonb END
-    FROM updated u
-    JOIN events e ON e.transition = u.ord
-    ORDER BY e.n
+    INSERT INTO {schema}.audit (domain, command_id, event, attempt, at, details)
+    SELECT domain, command_id, event, attempt, at, details
+    FROM (
+        SELECT u.ord, 0::bigint AS n, u.domain, u.command_id, $19::text AS event,
+               u.leased_attempt AS attempt, u.received_at AS at,
+               jsonb_build_object('worker', u.leased_by) AS details
+        FROM updated u
+        WHERE u.received_leaves_row AND u.received_at IS NOT NULL
+        UNION ALL
+        SELECT u.ord, e.n, u.domain, u.command_id, e.event, u.attempts, clock_timestamp(),
+               CASE WHEN e.with_due_at THEN e.details::jsonb || jsonb_build_object('due_at', u.due_at)
+                    ELSE e.details::jsonb END
+        FROM updated u
+        JOIN events e ON e.transition = u.ord
+        WHERE NOT (e.on_row AND u.received_at IS NOT NULL)
+    ) rows
+    ORDER BY ord, n
 ),
 replied AS (
     INSERT INTO {schema}.replies (domain, command_id, correlation_id, reply_to, status, body)
