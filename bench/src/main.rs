@@ -47,7 +47,7 @@ async fn noop(cmd: Noop) -> Result<(), HandlerError> {
     Ok(())
 }
 
-fn now_us() -> u64 {
+pub(crate) fn now_us() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
 }
 
@@ -154,7 +154,7 @@ async fn start_worker(bus: &PgBus) -> cmdbus::Worker {
         .expect("worker")
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
@@ -186,7 +186,7 @@ async fn latency(config: &Config) -> (f64, f64, f64, f64) {
         START_LATENCIES_US.lock().unwrap().iter().map(|us| *us as f64 / 1000.0).collect();
     start.sort_by(f64::total_cmp);
     let completes_sql = format!(
-        r#"SELECT extract(epoch FROM updated_at - created_at)::float8 * 1000 FROM "{}".commands
+        r#"SELECT extract(epoch FROM finished_at - created_at)::float8 * 1000 FROM "{}".commands
            WHERE status = 'COMPLETED' ORDER BY 1"#,
         bus.transport().schema()
     );
@@ -318,9 +318,24 @@ async fn main() {
     put("e2e_batch_cps", e2e_batch);
     put("ratio_e2e_batch", e2e_batch / baseline_batch);
 
+    let base = Arc::new(Baseline::create(admin.clone()).await);
+    let baseline_drain = base.drain(&config).await;
+    base.clone().drop_schema_only().await;
+    let drain_default = drain_default_rate(&config).await;
+    put("baseline_drain_cps", baseline_drain);
+    put("drain_default_cps", drain_default);
+    put("ratio_drain_default", drain_default / baseline_drain);
+
+    let base = Arc::new(Baseline::create(admin.clone()).await);
+    let (base_p50, base_p99) = base.latency(&config, &config.url).await;
+    base.clone().drop_schema_only().await;
     let (start_p50, start_p99, complete_p50, complete_p99) = latency(&config).await;
+    put("baseline_latency_start_p50_ms", base_p50);
+    put("baseline_latency_start_p99_ms", base_p99);
     put("latency_start_p50_ms", start_p50);
     put("latency_start_p99_ms", start_p99);
+    put("ratio_latency_start_p50", start_p50 / base_p50);
+    put("ratio_latency_start_p99", start_p99 / base_p99);
     put("latency_complete_p50_ms", complete_p50);
     put("latency_complete_p99_ms", complete_p99);
 
@@ -368,6 +383,13 @@ async fn experiment(config: &Config, only: &str) {
             rate
         }
         "drain" => drain_rate(config).await,
+        "drain-default" => drain_default_rate(config).await,
+        "baseline-drain" => {
+            let base = Arc::new(Baseline::create(pool(&config.url).await).await);
+            let rate = base.drain(config).await;
+            base.drop_schema_only().await;
+            rate
+        }
         "latency" => {
             let (p50, p99, c50, c99) = latency(config).await;
             println!("start p50 {p50:.2} p99 {p99:.2} complete p50 {c50:.2} p99 {c99:.2}");
@@ -376,6 +398,22 @@ async fn experiment(config: &Config, only: &str) {
         other => panic!("unknown scenario {other}"),
     };
     println!("{only} senders={senders} per_send={per_send}: {rate:.1}/s");
+}
+
+/// Completed/s draining a preloaded backlog with a worker as it comes,
+/// nothing configured but its domain.
+async fn drain_default_rate(config: &Config) -> f64 {
+    let bus = backlog(config).await;
+    let start = HANDLED.load(Ordering::Relaxed);
+    let at = Instant::now();
+    let worker = bus.worker().domain("bench").start().await.expect("worker");
+    while HANDLED.load(Ordering::Relaxed) - start < config.backlog as u64 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let rate = config.backlog as f64 / at.elapsed().as_secs_f64();
+    worker.shutdown().await;
+    drop_schema(&bus).await;
+    rate
 }
 
 /// Completed/s draining a preloaded backlog with no concurrent senders.
@@ -388,11 +426,13 @@ async fn drain_rate(config: &Config) -> f64 {
         .and_then(|s| s.parse().ok())
         .unwrap_or(WORKER_CONCURRENCY);
     let batch = std::env::var("BATCH").ok().and_then(|s| s.parse().ok()).unwrap_or(LEASE_BATCH);
+    let prefetch = std::env::var("PREFETCH").ok().and_then(|s| s.parse().ok()).unwrap_or(32);
     let worker = bus
         .worker()
         .domain("bench")
         .concurrency(concurrency)
         .batch_size(batch)
+        .prefetch(prefetch)
         .start()
         .await
         .expect("worker");

@@ -150,6 +150,7 @@ macro_rules! conformance_suite {
             leases_are_extended_together,
             a_handler_longer_than_the_visibility_timeout_runs_once,
             a_hung_handler_is_stopped_and_ends_in_the_tsq,
+            commands_leased_ahead_are_kept_alive_and_given_back,
             retry_runs_when_due_not_at_the_next_poll,
             a_batch_with_an_invalid_command_stores_nothing,
         );
@@ -585,8 +586,10 @@ pub async fn a_crashed_attempt_is_retried_after_its_backoff<T: Transport>(transp
         ]
     );
     assert_eq!(trail[3].details["delay_ms"], 20, "Flaky's backoff: {:?}", trail[3].details);
-    assert!(trail[3].details["due_at"].is_string(), "{:?}", trail[3].details);
-    assert!(trail[4].at - trail[2].at >= chrono::TimeDelta::milliseconds(20));
+    let due: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(trail[3].details["due_at"].clone()).expect("due_at");
+    assert!(due - trail[2].at >= chrono::TimeDelta::milliseconds(15), "{:?}", trail[3]);
+    assert!(trail[4].at >= due, "received at {} before due at {due}", trail[4].at);
 }
 
 /// Handlers still running at the deadline are stopped and their commands
@@ -694,6 +697,70 @@ pub async fn a_handler_longer_than_the_visibility_timeout_runs_once<T: Transport
     );
     first.shutdown().await;
     second.shutdown().await;
+}
+
+/// Commands leased ahead of free handler slots keep their leases while they
+/// wait (here longer than the visibility timeout), run once each, and go
+/// back unused at shutdown. Quick commands first, so the worker has seen
+/// how fast it starts work and leases ahead.
+pub async fn commands_leased_ahead_are_kept_alive_and_given_back<T: Transport>(transport: T) {
+    let bus = Bus::new(transport.clone());
+    let worker = bus
+        .worker()
+        .domain(DOMAIN)
+        .concurrency(1)
+        .prefetch(4)
+        // Heartbeats every 100 ms; the slow commands wait up to 1 s for the one slot.
+        .visibility_timeout(Duration::from_millis(300))
+        .rescue_interval(Duration::from_millis(20))
+        .start()
+        .await
+        .expect("worker");
+    let send = |slow: usize, ms: u64| {
+        let bus = bus.clone();
+        async move {
+            bus.send_batch((0..40).map(|i| Echo { text: i.to_string() })).await.expect("send");
+            let sent = bus.send_batch((0..slow).map(|_| Long { ms })).await.expect("send");
+            sent.iter().map(crate::SendOutcome::command_id).collect::<Vec<Uuid>>()
+        }
+    };
+    let before = LONG_RUNS.load(std::sync::atomic::Ordering::SeqCst);
+    let mut longest_held = chrono::TimeDelta::zero();
+    for id in send(3, 350).await {
+        let record = wait_for(&transport, id, CommandStatus::Completed).await;
+        assert_eq!(record.attempts, 1);
+        let trail = transport.audit_list(DOMAIN, id).await.expect("audit");
+        let events: Vec<AuditEvent> = trail.iter().map(|e| e.event).collect();
+        assert_eq!(events, [AuditEvent::Sent, AuditEvent::Received, AuditEvent::Completed]);
+        longest_held = longest_held.max(trail[2].at - trail[1].at);
+    }
+    assert_eq!(LONG_RUNS.load(std::sync::atomic::Ordering::SeqCst) - before, 3, "each ran once");
+    // One of them waited, leased, longer than the visibility timeout.
+    assert!(longest_held >= chrono::TimeDelta::milliseconds(350 + 300), "{longest_held:?}");
+
+    // Shut down while one runs and others wait: the one finishes, the
+    // waiting ones go back unused.
+    let ids = send(5, 300).await;
+    wait_for(&transport, ids[2], CommandStatus::InProgress).await;
+    let report = worker.shutdown().await;
+    assert_eq!(report.finished, 1);
+    assert!(report.released >= 1, "{report:?}");
+    let mut released = 0;
+    for id in &ids {
+        let record = transport.command_get(DOMAIN, *id).await.expect("get").expect("exists");
+        let trail = events(&transport, *id).await;
+        match record.status {
+            CommandStatus::Completed => {}
+            CommandStatus::Pending if trail == [AuditEvent::Sent] => {}
+            CommandStatus::Pending => {
+                assert_eq!(trail, [AuditEvent::Sent, AuditEvent::Received, AuditEvent::Released]);
+                assert_eq!(record.attempts, 0, "the unused attempt is returned");
+                released += 1;
+            }
+            other => panic!("{id} left {other}"),
+        }
+    }
+    assert_eq!(released, report.released);
 }
 
 /// A handler that never returns is stopped at its type's timeout, counted

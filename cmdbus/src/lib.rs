@@ -43,9 +43,7 @@ pub use handler_error::{ErrorKind, Failure, HandlerError};
 pub use name::{validate_command_type, validate_domain};
 pub use operator::Operator;
 pub use registry::{HandlerRegistration, Registry};
-pub use reply::{
-    DEFAULT_REPLY_QUEUE, Reply, ReplyStatus, TypedReply, canceled_reply_body, failed_reply_body,
-};
+pub use reply::{DEFAULT_REPLY_QUEUE, Reply, ReplyStatus, TypedReply};
 pub use report::Report;
 pub use retry::RetryPolicy;
 pub use status::{AuditEntry, AuditEvent, CommandStatus};

@@ -149,8 +149,8 @@ pub(crate) struct CanceledBody {
     pub(crate) operator: String,
 }
 
-/// The stored body of a FAILED reply for `failure`; for backends.
-pub fn failed_reply_body(failure: &crate::Failure) -> Box<RawValue> {
+/// The stored body of a FAILED reply for `failure` (transitions plan it).
+pub(crate) fn failed_reply_body(failure: &crate::Failure) -> Box<RawValue> {
     to_raw(&FailedBody {
         code: failure.code.clone(),
         message: failure.message.clone(),
@@ -158,8 +158,8 @@ pub fn failed_reply_body(failure: &crate::Failure) -> Box<RawValue> {
     })
 }
 
-/// The stored body of a CANCELED reply; for backends.
-pub fn canceled_reply_body(reason: &str, operator: &str) -> Box<RawValue> {
+/// The stored body of a CANCELED reply (transitions plan it).
+pub(crate) fn canceled_reply_body(reason: &str, operator: &str) -> Box<RawValue> {
     to_raw(&CanceledBody { reason: reason.to_owned(), operator: operator.to_owned() })
 }
 

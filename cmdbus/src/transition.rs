@@ -14,7 +14,8 @@ use uuid::Uuid;
 
 use crate::{
     AuditEvent, CommandStatus, Failure, LeaseRef, Operator, Outcome, OutcomeKind, ReplyStatus,
-    TsqReason, canceled_reply_body, failed_reply_body,
+    TsqReason,
+    reply::{canceled_reply_body, failed_reply_body},
 };
 
 /// A planned change of one command, applied all or nothing, only if the

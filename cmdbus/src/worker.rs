@@ -2,7 +2,7 @@
 //! outcomes in batches, shut down gracefully. Generic over [`Transport`].
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{HashMap, HashSet, VecDeque},
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -27,8 +27,9 @@ const RECORD_BATCH: usize = 256;
 
 /// Configures and starts a [`Worker`]. Get one from [`Bus::worker`](crate::Bus::worker).
 ///
-/// Defaults: concurrency 16, lease batches of up to 64, visibility timeout
-/// 30 s, fallback poll every 1 s, expired-lease rescue every 5 s, shutdown
+/// Defaults: concurrency 16, lease batches of up to 256, up to 256 commands
+/// leased ahead of free handler slots (as many as the handlers take up in
+/// about 100 ms), visibility timeout 30 s, fallback poll every 1 s, expired-lease rescue every 5 s, shutdown
 /// deadline 30 s, every unclassified error transient, no handler timeout
 /// unless the command type sets one.
 ///
@@ -44,6 +45,7 @@ pub struct WorkerBuilder<T: Transport> {
     domains: Vec<String>,
     concurrency: usize,
     batch_size: usize,
+    prefetch: usize,
     visibility_timeout: Duration,
     poll_interval: Duration,
     rescue_interval: Duration,
@@ -61,7 +63,8 @@ impl<T: Transport> WorkerBuilder<T> {
             registry: None,
             domains: Vec::new(),
             concurrency: 16,
-            batch_size: 64,
+            batch_size: 256,
+            prefetch: 256,
             visibility_timeout: Duration::from_secs(30),
             poll_interval: Duration::from_secs(1),
             rescue_interval: Duration::from_secs(5),
@@ -99,6 +102,18 @@ impl<T: Transport> WorkerBuilder<T> {
     /// Most commands leased in one round trip (at least 1).
     pub fn batch_size(mut self, batch_size: usize) -> Self {
         self.batch_size = batch_size.max(1);
+        self
+    }
+
+    /// At most this many commands leased ahead of free handler slots (0:
+    /// lease only for free slots). Leasing ahead lets one round trip fetch a
+    /// whole batch while handlers run. The worker holds only as many as its
+    /// handlers will take up within about 100 ms, judged by how long they
+    /// have been running, so slow handlers do not hoard work other workers
+    /// could run. The leases of waiting commands are kept alive by the
+    /// heartbeat and given back at shutdown.
+    pub fn prefetch(mut self, prefetch: usize) -> Self {
+        self.prefetch = prefetch;
         self
     }
 
@@ -259,7 +274,8 @@ impl WorkerHealth {
 pub struct ShutdownReport {
     /// Handlers that were running at shutdown and finished in time.
     pub finished: usize,
-    /// Handlers stopped at the deadline whose commands were given back.
+    /// Commands given back: handlers stopped at the deadline, and commands
+    /// leased ahead that never started.
     pub released: usize,
 }
 
@@ -279,17 +295,17 @@ impl<T: Transport> Runtime<T> {
         let retried = Arc::new(Notify::new());
         let completer =
             tokio::spawn(complete(self.config.transport.clone(), receiver, Arc::clone(&retried)));
-        let mut tasks = JoinSet::new();
-        let mut running: HashMap<Id, Running> = HashMap::new();
+        let mut work = Work::default();
         let mut lease_errors = 0u32;
         let mut next_rescue = Instant::now();
         let heartbeat_every = (self.config.visibility_timeout / 3).max(MIN_HEARTBEAT);
         let mut next_heartbeat = Instant::now() + heartbeat_every;
         let mut backlog = false;
+        let mut pace = Pace::new(self.config.prefetch, self.config.concurrency);
 
         loop {
-            while let Some(done) = tasks.try_join_next_with_id() {
-                running.remove(&task_id(&done));
+            while let Some(done) = work.tasks.try_join_next_with_id() {
+                work.finished(&done, &mut pace);
             }
             if Instant::now() >= next_rescue {
                 next_rescue = Instant::now() + self.config.rescue_interval;
@@ -297,15 +313,19 @@ impl<T: Transport> Runtime<T> {
             }
             if Instant::now() >= next_heartbeat {
                 next_heartbeat = Instant::now() + heartbeat_every;
-                self.heartbeat(&mut running).await;
+                self.heartbeat(&mut work).await;
             }
-            let free = self.config.concurrency.saturating_sub(tasks.len());
+            self.start_waiting(&mut work, &outcomes);
+            let prefetch = pace.prefetch();
+            let room = (self.config.concurrency + prefetch)
+                .saturating_sub(work.tasks.len() + work.waiting.len());
             let mut wait = self.config.poll_interval;
-            if free == 0 {
-                // Work may be waiting: lease again as soon as a handler finishes.
+            // Lease again once the commands waiting here fall to half the prefetch.
+            if room == 0 || work.waiting.len() > prefetch / 2 {
+                // Work may be waiting: lease again as soon as there is room.
                 backlog = true;
             } else {
-                let limit = free.min(self.config.batch_size);
+                let limit = room.min(self.config.batch_size);
                 let leased = self.lease(limit).await;
                 lease_errors = if leased.is_ok() { 0 } else { lease_errors.saturating_add(1) };
                 self.update_health(|h| {
@@ -318,12 +338,9 @@ impl<T: Transport> Runtime<T> {
                         // means the queue is drained until a wake-up says otherwise.
                         backlog = commands.len() == limit;
                         let none = commands.is_empty();
-                        for command in commands {
-                            let lease = LeaseRef::of(&command);
-                            let abort = tasks.spawn(self.handle(command, outcomes.clone()));
-                            running.insert(abort.id(), Running { lease, abort });
-                        }
-                        if backlog {
+                        work.waiting.extend(commands);
+                        self.start_waiting(&mut work, &outcomes);
+                        if backlog && work.tasks.len() < self.config.concurrency {
                             continue;
                         }
                         if none {
@@ -338,7 +355,7 @@ impl<T: Transport> Runtime<T> {
                     }
                 }
             }
-            let in_flight = tasks.len();
+            let in_flight = work.tasks.len();
             self.update_health(|h| h.in_flight = in_flight);
             // Wake for maintenance and heartbeats on time too, whatever the poll interval.
             let deadline = (Instant::now() + wait).min(next_rescue).min(next_heartbeat);
@@ -348,10 +365,11 @@ impl<T: Transport> Runtime<T> {
                     _ = self.stopped.changed() => break false,
                     () = self.wakeups.next() => break true,
                     () = retried.notified() => break true,
-                    Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
-                        running.remove(&task_id(&done));
+                    Some(done) = work.tasks.join_next_with_id(), if !work.tasks.is_empty() => {
+                        work.finished(&done, &mut pace);
+                        self.start_waiting(&mut work, &outcomes);
                         // Freed capacity only matters when work is known to wait.
-                        if backlog {
+                        if backlog && work.waiting.len() <= pace.prefetch() / 2 {
                             break true;
                         }
                     }
@@ -362,7 +380,17 @@ impl<T: Transport> Runtime<T> {
                 break;
             }
         }
-        self.drain(tasks, running, outcomes, completer).await
+        self.drain(work, outcomes, completer).await
+    }
+
+    /// Starts waiting commands on free handler slots, oldest first.
+    fn start_waiting(&self, work: &mut Work, outcomes: &mpsc::UnboundedSender<Recorded>) {
+        while work.tasks.len() < self.config.concurrency {
+            let Some(command) = work.waiting.pop_front() else { break };
+            let lease = LeaseRef::of(&command);
+            let abort = work.tasks.spawn(self.handle(command, outcomes.clone()));
+            work.running.insert(abort.id(), Running { lease, abort });
+        }
     }
 
     /// Rescues expired leases (each retried after its type's backoff) and samples the queues for metrics and health.
@@ -419,15 +447,16 @@ impl<T: Transport> Runtime<T> {
         }
     }
 
-    /// Keeps the leases of running handlers alive, one statement for all. A
-    /// lease found gone is no longer this worker's: its outcome could not be
-    /// recorded and the command may already run elsewhere, so the handler is
-    /// stopped (its transaction rolls back) and the fact logged.
-    async fn heartbeat(&self, running: &mut HashMap<Id, Running>) {
-        if running.is_empty() {
+    /// Keeps the leases of running handlers and waiting commands alive, one
+    /// statement for all. A lease found gone is no longer this worker's: its
+    /// outcome could not be recorded and the command may already run
+    /// elsewhere, so its handler is stopped (its transaction rolls back), a
+    /// waiting command is dropped, and the fact logged.
+    async fn heartbeat(&self, work: &mut Work) {
+        if work.running.is_empty() && work.waiting.is_empty() {
             return;
         }
-        let leases = running.values().map(|r| r.lease.clone()).collect();
+        let leases = work.leases().collect();
         let lost = match self
             .config
             .transport
@@ -436,30 +465,40 @@ impl<T: Transport> Runtime<T> {
         {
             Ok(lost) => lost,
             Err(error) => {
-                warn!(error = %error.report(), count = running.len(), "cmdbus: extending running leases failed; retrying at the next heartbeat");
+                warn!(error = %error.report(), count = work.running.len() + work.waiting.len(), "cmdbus: extending leases failed; retrying at the next heartbeat");
                 return;
             }
         };
+        if lost.is_empty() {
+            return;
+        }
         let lost: HashSet<LeaseRef> = lost.into_iter().collect();
-        running.retain(|_, run| {
-            let gone = lost.contains(&run.lease);
+        let gone = |lease: &LeaseRef| {
+            let gone = lost.contains(lease);
             if gone {
                 warn!(
-                    domain = %run.lease.domain,
-                    command_id = %run.lease.command_id,
+                    domain = %lease.domain,
+                    command_id = %lease.command_id,
                     "cmdbus: lease lost (expired or taken over); stopping its handler, the command may run again elsewhere"
                 );
+            }
+            gone
+        };
+        work.running.retain(|_, run| {
+            let keep = !gone(&run.lease);
+            if !keep {
                 run.abort.abort();
             }
-            !gone
+            keep
         });
+        work.waiting.retain(|command| !gone(&LeaseRef::of(command)));
     }
 
     fn handle(
         &self,
         command: LeasedCommand,
         outcomes: mpsc::UnboundedSender<Recorded>,
-    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+    ) -> impl std::future::Future<Output = Duration> + Send + 'static {
         let transport = self.config.transport.clone();
         let registry = Arc::clone(&self.registry);
         let classifier = self.config.classifier.clone();
@@ -484,7 +523,8 @@ impl<T: Transport> Runtime<T> {
             let entry = registry.get(&command.domain, &command.command_type);
             let labels = telemetry::Labels::of(entry, &command);
             let kind = executor::execute(entry, &classifier, &command, &mut ctx, default_timeout).await;
-            telemetry::handled(&handler_span, &labels, &kind, leased_at.elapsed());
+            let ran = leased_at.elapsed();
+            telemetry::handled(&handler_span, &labels, &kind, ran);
             let completed = matches!(kind, OutcomeKind::Completed { .. });
             let outcome = Outcome::new(LeaseRef::of(&command), command.attempt, kind);
             // The handler's own transaction commits only with a success;
@@ -492,7 +532,7 @@ impl<T: Transport> Runtime<T> {
             let unit_of_work = ctx.take_unit_of_work().filter(|_| completed);
             let Some(unit_of_work) = unit_of_work else {
                 let _ = outcomes.send(Recorded { outcome, leased_at, domain: labels.domain });
-                return;
+                return ran;
             };
             match transport.command_record_in(unit_of_work, outcome).await {
                 Ok(RecordResult::Recorded) => {
@@ -510,40 +550,41 @@ impl<T: Transport> Runtime<T> {
                     let _ = outcomes.send(Recorded { outcome, leased_at, domain: labels.domain });
                 }
             }
+            ran
         }
         .instrument(span)
     }
 
     async fn drain(
         self,
-        mut tasks: JoinSet<()>,
-        mut running: HashMap<Id, Running>,
+        mut work: Work,
         outcomes: mpsc::UnboundedSender<Recorded>,
         completer: tokio::task::JoinHandle<()>,
     ) -> ShutdownReport {
         let mut report = ShutdownReport::default();
         let deadline = sleep(self.config.shutdown_timeout);
         tokio::pin!(deadline);
-        while !tasks.is_empty() {
+        while !work.tasks.is_empty() {
             tokio::select! {
-                Some(done) = tasks.join_next_with_id() => {
-                    running.remove(&task_id(&done));
+                Some(done) = work.tasks.join_next_with_id() => {
+                    work.running.remove(&task_id(&done));
                     report.finished += 1;
                 }
                 () = &mut deadline => break,
             }
         }
-        tasks.abort_all();
-        while let Some(done) = tasks.join_next_with_id().await {
+        work.tasks.abort_all();
+        while let Some(done) = work.tasks.join_next_with_id().await {
             // A handler that finished in the same instant keeps its outcome.
             if done.is_ok() {
-                running.remove(&task_id(&done));
+                work.running.remove(&task_id(&done));
                 report.finished += 1;
             }
         }
         drop(outcomes);
         let _ = completer.await;
-        let leases: Vec<LeaseRef> = running.into_values().map(|r| r.lease).collect();
+        // Stopped handlers and commands that never started go back.
+        let leases: Vec<LeaseRef> = work.leases().collect();
         let count = leases.len();
         if count > 0 {
             match self.config.transport.leases_release(leases).await {
@@ -557,15 +598,78 @@ impl<T: Transport> Runtime<T> {
     }
 }
 
+/// How many commands to lease ahead of free slots: as many as the running
+/// handlers will free within [`Pace::HORIZON`], judged by how long handlers
+/// have been taking (a moving average), at most `max`; none before the
+/// first handler has finished. Fast handlers get whole batches per round
+/// trip; slow ones do not hoard work that other workers could run.
+struct Pace {
+    max: usize,
+    concurrency: usize,
+    /// Average handler run time in microseconds, once one has finished.
+    average_us: Option<f64>,
+}
+
+impl Pace {
+    const HORIZON: Duration = Duration::from_millis(100);
+
+    fn new(max: usize, concurrency: usize) -> Self {
+        Self { max, concurrency, average_us: None }
+    }
+
+    /// A handler finished after running `ran`.
+    fn finished(&mut self, ran: Duration) {
+        let us = ran.as_secs_f64() * 1e6;
+        self.average_us = Some(self.average_us.map_or(us, |avg| 0.8 * avg + 0.2 * us));
+    }
+
+    fn prefetch(&self) -> usize {
+        let Some(average) = self.average_us else { return 0 };
+        let per_slot = Self::HORIZON.as_secs_f64() * 1e6 / average.max(1.0);
+        let ahead = (per_slot * self.concurrency as f64).floor();
+        if ahead >= self.max as f64 { self.max } else { ahead as usize }
+    }
+}
+
+/// What a worker holds: running handler tasks and leased commands waiting
+/// for a free slot.
+#[derive(Default)]
+struct Work {
+    /// Each task returns how long its handler ran.
+    tasks: JoinSet<Duration>,
+    running: HashMap<Id, Running>,
+    waiting: VecDeque<LeasedCommand>,
+}
+
+impl Work {
+    /// Forgets a finished task; its run time paces leasing ahead.
+    fn finished(
+        &mut self,
+        done: &std::result::Result<(Id, Duration), tokio::task::JoinError>,
+        pace: &mut Pace,
+    ) {
+        self.running.remove(&task_id(done));
+        if let Ok((_, ran)) = done {
+            pace.finished(*ran);
+        }
+    }
+
+    /// Every lease held: running handlers' and waiting commands'.
+    fn leases(&self) -> impl Iterator<Item = LeaseRef> + '_ {
+        let running = self.running.values().map(|r| r.lease.clone());
+        running.chain(self.waiting.iter().map(LeaseRef::of))
+    }
+}
+
 /// A handler task this worker runs, and the lease it runs under.
 struct Running {
     lease: LeaseRef,
     abort: AbortHandle,
 }
 
-fn task_id(done: &std::result::Result<(Id, ()), tokio::task::JoinError>) -> Id {
+fn task_id(done: &std::result::Result<(Id, Duration), tokio::task::JoinError>) -> Id {
     match done {
-        Ok((id, ())) => *id,
+        Ok((id, _)) => *id,
         Err(error) => error.id(),
     }
 }
@@ -624,4 +728,27 @@ struct Recorded {
     outcome: Outcome,
     leased_at: Instant,
     domain: metrics::SharedString,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leasing_ahead_follows_how_long_handlers_take() {
+        let mut pace = Pace::new(256, 16);
+        assert_eq!(pace.prefetch(), 0, "nothing is known before a handler finished");
+        pace.finished(Duration::from_micros(50));
+        assert_eq!(pace.prefetch(), 256, "fast handlers: a whole batch ahead");
+        for _ in 0..30 {
+            pace.finished(Duration::from_secs(1));
+        }
+        assert_eq!(pace.prefetch(), 1, "one-second handlers: 16 slots free ~1.6 in 100 ms");
+        for _ in 0..30 {
+            pace.finished(Duration::from_millis(10));
+        }
+        // 16 slots × 10 per 100 ms, once the one-second runs have faded.
+        assert!((140..=160).contains(&pace.prefetch()), "{}", pace.prefetch());
+        assert_eq!(Pace::new(0, 16).prefetch(), 0);
+    }
 }
