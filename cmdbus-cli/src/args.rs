@@ -52,6 +52,22 @@ pub(crate) enum Command {
     /// The troubleshooting queue.
     #[command(subcommand)]
     Tsq(Tsq),
+    /// Cancel a command before it starts (PENDING: due, or scheduled for
+    /// later); its sender gets a CANCELED reply. Items in the
+    /// troubleshooting queue are canceled with `tsq cancel`.
+    Cancel {
+        /// The command id.
+        id: Uuid,
+        /// Its domain (needed when several domains hold the id).
+        #[arg(long)]
+        domain: Option<String>,
+        /// Why (recorded in the audit trail and the reply).
+        #[arg(long, value_parser = clap::builder::NonEmptyStringValueParser::new())]
+        reason: String,
+        /// Change nothing: show the command and whether it would be canceled.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// A command's audit trail, oldest first.
     Audit {
         /// The command id.
@@ -181,6 +197,9 @@ pub(crate) struct QueryArgs {
     /// Only this correlation id.
     #[arg(long)]
     pub(crate) correlation_id: Option<Uuid>,
+    /// Only commands scheduled for later (PENDING, not due yet).
+    #[arg(long)]
+    pub(crate) scheduled: bool,
     /// Created since (RFC 3339, or an age such as 30m, 2h, 7d).
     #[arg(long)]
     pub(crate) since: Option<When>,

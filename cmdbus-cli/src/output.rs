@@ -45,7 +45,11 @@ pub(crate) fn command_rows(records: &[CommandRecord]) -> Vec<Vec<String>> {
             vec![
                 r.command_id.to_string(),
                 format!("{}/{}", r.domain, r.command_type),
-                r.status.to_string(),
+                if r.is_scheduled(chrono::Utc::now()) {
+                    format!("{} (due {})", r.status, r.due_at.format("%Y-%m-%d %H:%M:%S"))
+                } else {
+                    r.status.to_string()
+                },
                 format!("{}/{}", r.attempts, r.max_attempts),
                 r.updated_at.format("%Y-%m-%d %H:%M:%S").to_string(),
                 error.unwrap_or_default(),

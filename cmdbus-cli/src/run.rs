@@ -68,6 +68,19 @@ pub(crate) async fn run(cli: Cli, connect_timeout: Duration) -> Result<()> {
             }
         }
         Command::Tsq(tsq) => run_tsq(&cli, &bus, tsq, &mut out).await?,
+        Command::Cancel { id, domain, reason, dry_run } => {
+            let key = CommandKey::maybe_in(domain.clone(), *id);
+            if *dry_run {
+                let found = find(&bus, *id).await?;
+                let found: Vec<CommandRecord> = found
+                    .into_iter()
+                    .filter(|r| domain.as_deref().is_none_or(|d| r.domain == d))
+                    .collect();
+                return cancel_preview(&cli, &mut out, *id, &found);
+            }
+            bus.troubleshooting().cancel_pending(key, &operator(&cli)?, reason).await?;
+            done(&cli, &mut out, "canceled", *id)?;
+        }
         Command::Audit { id } => {
             let mut entries = Vec::new();
             for record in find(&bus, *id).await? {
@@ -310,6 +323,9 @@ fn query(args: &QueryArgs) -> Result<CommandQuery> {
     if let Some(id) = args.correlation_id {
         query = query.correlation_id(id);
     }
+    if args.scheduled {
+        query = query.scheduled();
+    }
     if args.since.is_some() || args.until.is_some() {
         let from = args.since.map_or(chrono::DateTime::<chrono::Utc>::MIN_UTC, |w| w.0);
         let until =
@@ -426,6 +442,46 @@ async fn preview(
         String::new()
     };
     writeln!(out, "dry run: {action} would act on {matched} item(s){shown}; nothing was changed")?;
+    Ok(())
+}
+
+/// What `cancel --dry-run` shows: the command, and whether it would be
+/// canceled (only a PENDING one is).
+fn cancel_preview(
+    cli: &Cli,
+    out: &mut impl Write,
+    id: uuid::Uuid,
+    found: &[CommandRecord],
+) -> Result<()> {
+    let would = |r: &CommandRecord| r.status == CommandStatus::Pending;
+    if cli.json {
+        let items: Vec<_> = found
+            .iter()
+            .map(|r| serde_json::json!({ "domain": r.domain, "status": r.status, "would_cancel": would(r) }))
+            .collect();
+        let json = serde_json::json!({ "action": "cancel", "dry_run": true, "command_id": id, "items": items });
+        output::json(out, &json)?;
+        return Ok(());
+    }
+    output::table(out, &output::COMMAND_HEADERS, &output::command_rows(found))?;
+    for record in found {
+        if would(record) {
+            writeln!(
+                out,
+                "dry run: cancel would cancel {id} in {}; nothing was changed",
+                record.domain
+            )?;
+        } else {
+            writeln!(
+                out,
+                "dry run: {id} in {} is {}, not pending: cancel would refuse it; nothing was changed",
+                record.domain, record.status
+            )?;
+        }
+    }
+    if found.is_empty() {
+        return Err(cmdbus::Error::UnknownCommandId { command_id: id }.into());
+    }
     Ok(())
 }
 

@@ -533,3 +533,48 @@ async fn one_id_acts_in_the_domain_given() {
         cmdbus(&f.schema, &["--operator", "ops", "tsq", "retry", &id, "--domain", "cli-it"]);
     assert_exit(&retried, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_commands_are_listed_and_canceled_before_they_start() {
+    let f = fixture().await;
+    let later = cmdbus::SendOptions::new().delay(Duration::from_secs(3600));
+    let id = f
+        .bus
+        .send_with(Ship { order: 9, code: "later".into() }, later)
+        .await
+        .expect("send")
+        .command_id()
+        .to_string();
+
+    let listed = cmdbus(&f.schema, &["query", "--scheduled"]);
+    assert_exit(&listed, 0);
+    let text = stdout(&listed);
+    assert!(text.contains(&id) && text.contains("PENDING (due "), "{text}");
+    assert_eq!(text.lines().count(), 2, "only the scheduled one:\n{text}");
+
+    // A dry run shows what would happen and changes nothing.
+    let before = audit_events(&f, id.parse().expect("uuid")).await;
+    let dry = cmdbus(&f.schema, &["cancel", &id, "--reason", "order withdrawn", "--dry-run"]);
+    assert_exit(&dry, 0);
+    assert!(stdout(&dry).contains("cancel would cancel"), "{}", stdout(&dry));
+    assert_eq!(audit_events(&f, id.parse().expect("uuid")).await, before);
+
+    let canceled = cmdbus(
+        &f.schema,
+        &["--operator", "ana@example.com", "cancel", &id, "--reason", "order withdrawn"],
+    );
+    assert_exit(&canceled, 0);
+    let trail = json(&cmdbus(&f.schema, &["--json", "audit", &id]));
+    let last = &trail[trail.as_array().expect("entries").len() - 1];
+    assert_eq!(last["event"], "OPERATOR_CANCEL");
+    assert_eq!(last["details"]["operator"], "ana@example.com");
+
+    // Once it is no longer pending, cancel refuses in plain words; a TSQ item
+    // is pointed to `tsq cancel`'s territory by its status.
+    let again = cmdbus(&f.schema, &["--operator", "ana", "cancel", &id, "--reason", "x"]);
+    assert_exit(&again, 3);
+    assert!(stderr(&again).contains("is CANCELED, not pending"), "{}", stderr(&again));
+    let tsq = f.ids[0].to_string();
+    let dry = cmdbus(&f.schema, &["cancel", &tsq, "--reason", "x", "--dry-run"]);
+    assert!(stdout(&dry).contains("not pending: cancel would refuse it"), "{}", stdout(&dry));
+}

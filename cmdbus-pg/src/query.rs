@@ -77,6 +77,8 @@ pub(crate) struct Selection {
     pub(crate) updated: (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
     /// Sort (and page) by updated_at instead of created_at.
     pub(crate) by_updated: bool,
+    /// Only PENDING commands not due yet.
+    pub(crate) scheduled: bool,
 }
 
 impl Selection {
@@ -131,6 +133,10 @@ impl Selection {
         if let Some(id) = self.correlation_id {
             next(sql);
             sql.push("correlation_id = ").push_bind(id);
+        }
+        if self.scheduled {
+            next(sql);
+            sql.push("status = 'PENDING' AND due_at > now()");
         }
         if let Some(code) = &self.error_code {
             next(sql);
@@ -286,6 +292,14 @@ impl CommandQuery {
         self
     }
 
+    /// Only commands scheduled for later: PENDING and not due yet (sent
+    /// with [`SendOptions::delay`](cmdbus::SendOptions::delay) or
+    /// [`deliver_at`](cmdbus::SendOptions::deliver_at), or waiting for a retry).
+    pub fn scheduled(mut self) -> Self {
+        self.selection.scheduled = true;
+        self
+    }
+
     /// Only commands created in `[from, until)`.
     pub fn created_between(mut self, from: DateTime<Utc>, until: DateTime<Utc>) -> Self {
         self.selection.created = (Some(from), Some(until));
@@ -408,6 +422,7 @@ mod tests {
             created: (Some(Utc::now()), Some(Utc::now())),
             updated: (Some(Utc::now()), None),
             by_updated: true,
+            scheduled: true,
         };
         let mut sql = QueryBuilder::<Postgres>::new("SELECT 1 FROM t");
         selection.push_where(&mut sql, Some(Cursor { at: Utc::now(), command_id: Uuid::nil() }));

@@ -7,7 +7,7 @@ use sqlx::{Row, postgres::PgRow};
 /// The columns [`record`] reads, for `SELECT`s that build their own WHERE.
 pub(crate) const RECORD_COLUMNS: &str = "domain, command_id, command_type, correlation_id, reply_to, \
      status, attempts, max_attempts, payload::text AS payload, last_error::text AS last_error, \
-     created_at, updated_at";
+     created_at, updated_at, due_at";
 
 /// Wraps a decoding error, or the error of a statement run in a transaction
 /// or on a held connection. Statements run on the pool use
@@ -52,5 +52,6 @@ pub(crate) fn record(row: &PgRow) -> Result<CommandRecord> {
         last_error.and_then(|text| serde_json::from_str(&text).ok()),
         row.try_get("created_at").map_err(get())?,
         row.try_get("updated_at").map_err(get())?,
-    ))
+    )
+    .with_due_at(row.try_get("due_at").map_err(get())?))
 }

@@ -71,7 +71,6 @@ pub(crate) struct Statements {
     pub(crate) audit_list: Arc<str>,
     pub(crate) reply_get: Arc<str>,
     pub(crate) replies_take: Arc<str>,
-    pub(crate) next_due: Arc<str>,
     pub(crate) queue_stats: Arc<str>,
 }
 
@@ -90,7 +89,6 @@ impl Statements {
             audit_list: r(include_str!("sql/audit_list.sql")),
             reply_get: r(include_str!("sql/reply_get.sql")),
             replies_take: r(include_str!("sql/replies_take.sql")),
-            next_due: r(include_str!("sql/next_due.sql")),
             queue_stats: r(include_str!("sql/queue_stats.sql")),
         }
     }

@@ -11,9 +11,9 @@ use std::{
 
 use chrono::{DateTime, Utc};
 use cmdbus::{
-    AuditEntry, AuditEvent, CommandRecord, CommandsLease, Error, ExpiredLease, LeaseExtend,
-    LeaseRef, LeasedCommand, NewCommand, QueueStats, Reply, ReplyStatus, Result, SendOutcome,
-    Transition, Transport, WakeSender, WakeUps,
+    AuditEntry, AuditEvent, CommandRecord, CommandsLease, Due, Error, ExpiredLease, LeaseExtend,
+    LeaseRef, LeasedCommand, NewCommand, Polled, QueueStats, Reply, ReplyStatus, Result,
+    SendOutcome, Transition, Transport, WakeSender, WakeUps,
 };
 use sqlx::{PgConnection, PgPool, Postgres, Row, Transaction, postgres::PgRow};
 use uuid::Uuid;
@@ -179,6 +179,8 @@ impl PgTransport {
                 .bind(command.payload.get())
                 .bind(command.traceparent.as_deref())
                 .bind(channel)
+                .bind(due_at(command.due))
+                .bind(delay_ms(command.due))
                 .fetch_one(executor)
                 .await
                 .explained(&self.inner.pool, "sending a command")
@@ -204,6 +206,8 @@ impl PgTransport {
             .bind(&columns.payloads)
             .bind(&columns.traceparents)
             .bind(channel)
+            .bind(&columns.due_ats)
+            .bind(&columns.delays_ms)
             .fetch_all(executor)
             .await
             .explained(&self.inner.pool, "sending commands")
@@ -244,6 +248,8 @@ struct SendColumns {
     max_attempts: Vec<i32>,
     payloads: Vec<String>,
     traceparents: Vec<Option<String>>,
+    due_ats: Vec<Option<DateTime<Utc>>>,
+    delays_ms: Vec<Option<i64>>,
 }
 
 impl SendColumns {
@@ -257,6 +263,8 @@ impl SendColumns {
             max_attempts: Vec::with_capacity(n),
             payloads: Vec::with_capacity(n),
             traceparents: Vec::with_capacity(n),
+            due_ats: Vec::with_capacity(n),
+            delays_ms: Vec::with_capacity(n),
         }
     }
 
@@ -269,10 +277,27 @@ impl SendColumns {
         self.max_attempts.push(i32::try_from(command.max_attempts).unwrap_or(i32::MAX));
         self.payloads.push(String::from(Box::<str>::from(command.payload)));
         self.traceparents.push(command.traceparent);
+        self.due_ats.push(due_at(command.due));
+        self.delays_ms.push(delay_ms(command.due));
     }
 }
 
-/// Outcomes as parallel arrays for `unnest`.
+/// A due instant, when the sender named one.
+fn due_at(due: Due) -> Option<DateTime<Utc>> {
+    match due {
+        Due::At(at) => Some(at),
+        _ => None,
+    }
+}
+
+/// A delay in milliseconds from the database's now, when the sender gave one.
+fn delay_ms(due: Due) -> Option<i64> {
+    match due {
+        Due::After(delay) => Some(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX)),
+        _ => None,
+    }
+}
+
 fn reply_from_row(row: &PgRow) -> Result<Reply> {
     let get = || db("decoding a reply");
     let status: String = row.try_get("status").map_err(get())?;
@@ -312,7 +337,7 @@ impl Transport for PgTransport {
         Ok(outcomes)
     }
 
-    async fn commands_lease(&self, params: CommandsLease) -> Result<Vec<LeasedCommand>> {
+    async fn commands_poll(&self, params: CommandsLease) -> Result<Polled> {
         let rows = sqlx::query(sql(&self.inner.statements.commands_lease))
             .bind(&params.domains)
             .bind(i64::try_from(params.limit).unwrap_or(i64::MAX))
@@ -322,20 +347,30 @@ impl Transport for PgTransport {
             .await
             .explained(&self.inner.pool, "leasing commands")
             .await?;
-        rows.iter()
-            .map(|row| {
-                let get = || db("decoding a leased command");
-                let command = crate::rows::new_command(row)?
-                    .with_traceparent(row.try_get("traceparent").map_err(get())?);
-                Ok(LeasedCommand::new(
-                    command,
-                    count(row.try_get("attempts").map_err(get())?),
-                    row.try_get("lease_id").map_err(get())?,
-                    row.try_get("lease_expires_at").map_err(get())?,
-                    row.try_get("created_at").map_err(get())?,
-                ))
-            })
-            .collect()
+        let get = || db("decoding a leased command");
+        let next_due_ms: Option<i64> = match rows.first() {
+            Some(row) => row.try_get("next_due_ms").map_err(get())?,
+            None => None,
+        };
+        let mut commands = Vec::with_capacity(rows.len());
+        for row in &rows {
+            // The one row of an empty lease carries only the next due time.
+            if row.try_get::<Option<Uuid>, _>("command_id").map_err(get())?.is_none() {
+                continue;
+            }
+            let command = crate::rows::new_command(row)?
+                .with_traceparent(row.try_get("traceparent").map_err(get())?);
+            commands.push(LeasedCommand::new(
+                command,
+                count(row.try_get("attempts").map_err(get())?),
+                row.try_get("lease_id").map_err(get())?,
+                row.try_get("lease_expires_at").map_err(get())?,
+                row.try_get("created_at").map_err(get())?,
+            ));
+        }
+        let next_due_in =
+            next_due_ms.map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0)));
+        Ok(Polled::new(commands, next_due_in))
     }
 
     async fn transitions_apply(&self, transitions: Vec<Transition>) -> Result<Vec<bool>> {
@@ -527,15 +562,5 @@ impl Transport for PgTransport {
                 ))
             })
             .collect()
-    }
-
-    async fn next_due_in(&self, domains: &[String]) -> Result<Option<Duration>> {
-        let due_in_ms: Option<i64> = sqlx::query_scalar(sql(&self.inner.statements.next_due))
-            .bind(domains)
-            .fetch_one(&self.inner.pool)
-            .await
-            .explained(&self.inner.pool, "finding the next due command")
-            .await?;
-        Ok(due_in_ms.map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0))))
     }
 }

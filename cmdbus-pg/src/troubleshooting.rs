@@ -308,15 +308,55 @@ impl Troubleshooting {
         action: &OperatorAction,
         operator: &Operator,
     ) -> Result<()> {
+        let plan = |domain, id| Transition::operator(domain, id, action, operator);
+        self.apply_one(key, plan, |domain, command_id, status| Error::NotInTroubleshootingQueue {
+            domain,
+            command_id,
+            status,
+        })
+        .await
+    }
+
+    /// Cancels a command before it starts: PENDING (due, or scheduled for
+    /// later) becomes CANCELED and its sender gets one CANCELED reply.
+    /// `command` is an id, or a [`CommandKey`] naming its domain.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotPending`] (it started or ended), [`Error::NotFound`],
+    /// [`Error::UnknownCommandId`], [`Error::AmbiguousCommandId`], [`Error::Backend`].
+    pub async fn cancel_pending(
+        &self,
+        command: impl Into<CommandKey>,
+        operator: &Operator,
+        reason: &str,
+    ) -> Result<()> {
+        let plan = |domain, id| Transition::cancel_before_start(domain, id, operator, reason);
+        self.apply_one(command.into(), plan, |domain, command_id, status| Error::NotPending {
+            domain,
+            command_id,
+            status,
+        })
+        .await
+    }
+
+    /// Applies the transition `plan` makes for the command `key` names; when
+    /// its guard refuses, says why (`refused` for a command in another status).
+    async fn apply_one(
+        &self,
+        key: CommandKey,
+        plan: impl FnOnce(String, Uuid) -> Transition,
+        refused: impl FnOnce(String, Uuid, CommandStatus) -> Error,
+    ) -> Result<()> {
         let domain = match key.domain() {
             Some(domain) => domain.to_owned(),
             None => self.only_domain_of(key.command_id()).await?,
         };
-        let transition = Transition::operator(domain, key.command_id(), action, operator);
+        let transition = plan(domain, key.command_id());
         if self.transport.transitions_apply(vec![transition]).await?.first() == Some(&true) {
             return Ok(());
         }
-        Err(self.why_not(&key).await)
+        Err(self.why_not(&key, refused).await)
     }
 
     /// The one domain holding `command_id`, for a key that names none.
@@ -386,7 +426,11 @@ impl Troubleshooting {
     }
 
     /// Explains, in an operator's words, why an action changed nothing.
-    async fn why_not(&self, key: &CommandKey) -> Error {
+    async fn why_not(
+        &self,
+        key: &CommandKey,
+        refused: impl FnOnce(String, Uuid, CommandStatus) -> Error,
+    ) -> Error {
         let pool = self.transport.pool();
         let command_id = key.command_id();
         let found = match crate::query::by_id(pool, self.transport.schema_ref(), command_id).await {
@@ -398,11 +442,7 @@ impl Troubleshooting {
         match (found.as_slice(), key.domain()) {
             ([], Some(domain)) => Error::NotFound { domain: domain.to_owned(), command_id },
             ([], None) => Error::UnknownCommandId { command_id },
-            ([record], _) => Error::NotInTroubleshootingQueue {
-                domain: record.domain.clone(),
-                command_id,
-                status: record.status,
-            },
+            ([record], _) => refused(record.domain.clone(), command_id, record.status),
             (many, _) => Error::AmbiguousCommandId {
                 command_id,
                 domains: many.iter().map(|r| r.domain.clone()).collect(),

@@ -133,7 +133,8 @@ impl<T: Transport> Bus<T> {
             options.max_attempts.unwrap_or(C::MAX_ATTEMPTS),
             payload,
         )
-        .with_traceparent(Some(trace.to_string())))
+        .with_traceparent(Some(trace.to_string()))
+        .with_due(options.due))
     }
 
     /// Waits up to `timeout` for the reply to command `command_id` of type `C`.

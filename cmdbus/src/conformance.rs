@@ -152,6 +152,8 @@ macro_rules! conformance_suite {
             a_hung_handler_is_stopped_and_ends_in_the_tsq,
             commands_leased_ahead_are_kept_alive_and_given_back,
             retry_runs_when_due_not_at_the_next_poll,
+            a_delayed_command_runs_when_due_not_before,
+            a_pending_command_is_canceled_before_it_starts,
             a_batch_with_an_invalid_command_stores_nothing,
         );
     };
@@ -775,6 +777,87 @@ pub async fn a_hung_handler_is_stopped_and_ends_in_the_tsq<T: Transport>(transpo
     assert_eq!((error.code.as_str(), error.kind), ("handler_timeout", crate::ErrorKind::Transient));
     assert!(error.message.contains("100ms timeout"), "{}", error.message);
     worker.shutdown().await;
+}
+
+/// A command sent with a delay or for an instant stays PENDING (scheduled)
+/// until then, and an idle worker runs it on time without a poll (here 30 s).
+pub async fn a_delayed_command_runs_when_due_not_before<T: Transport>(transport: T) {
+    let bus = Bus::new(transport.clone());
+    let worker = bus
+        .worker()
+        .domain(DOMAIN)
+        .poll_interval(Duration::from_secs(30))
+        .start()
+        .await
+        .expect("worker");
+    let options = crate::SendOptions::new().delay(Duration::from_millis(400));
+    let later = bus.send_with(Echo { text: "later".into() }, options).await.expect("send");
+    let at = chrono::Utc::now() + chrono::TimeDelta::milliseconds(300);
+    let options = crate::SendOptions::new().deliver_at(at);
+    let at_instant = bus.send_with(Echo { text: "at".into() }, options).await.expect("send");
+    let now = bus.send(Echo { text: "now".into() }).await.expect("send");
+    wait_for(&transport, now.command_id(), CommandStatus::Completed).await;
+    for id in [later.command_id(), at_instant.command_id()] {
+        let record = transport.command_get(DOMAIN, id).await.expect("get").expect("exists");
+        assert!(record.is_scheduled(chrono::Utc::now()), "{id} ran early: {record:?}");
+    }
+    for id in [later.command_id(), at_instant.command_id()] {
+        let record = wait_for(&transport, id, CommandStatus::Completed).await;
+        let trail = transport.audit_list(DOMAIN, id).await.expect("audit");
+        let received = trail.iter().find(|e| e.event == AuditEvent::Received).expect("received");
+        assert!(
+            received.at >= record.due_at,
+            "leased at {} before due {}",
+            received.at,
+            record.due_at
+        );
+        let late = received.at - record.due_at;
+        assert!(late < chrono::TimeDelta::milliseconds(250), "{id} started {late:?} after due");
+    }
+    let record =
+        transport.command_get(DOMAIN, at_instant.command_id()).await.expect("get").expect("exists");
+    assert!((record.due_at - at).num_milliseconds().abs() <= 1, "{} vs {at}", record.due_at);
+    worker.shutdown().await;
+}
+
+/// An operator cancels a scheduled command before it starts; its sender gets
+/// a CANCELED reply; a command that started can no longer be canceled so.
+pub async fn a_pending_command_is_canceled_before_it_starts<T: Transport>(transport: T) {
+    let bus = Bus::new(transport.clone());
+    let options = crate::SendOptions::new().delay(Duration::from_secs(3600));
+    let scheduled = bus.send_with(Echo { text: "x".into() }, options).await.expect("send");
+    let started = bus.send(Echo { text: "y".into() }).await.expect("send").command_id();
+    let leased =
+        transport.commands_lease(lease_params(10, Duration::from_secs(30))).await.expect("lease");
+    assert_eq!(leased.len(), 1, "only the due one is leased");
+    let operator = crate::Operator::new("ops@example.com").expect("operator");
+    let cancel = |id| {
+        crate::Transition::cancel_before_start(DOMAIN.to_owned(), id, &operator, "order withdrawn")
+    };
+    let applied = transport
+        .transitions_apply(vec![cancel(scheduled.command_id()), cancel(started)])
+        .await
+        .expect("apply");
+    assert_eq!(applied, [true, false], "a started command is not canceled");
+    let record = wait_for(&transport, scheduled.command_id(), CommandStatus::Canceled).await;
+    assert_eq!(record.attempts, 0);
+    let trail = transport.audit_list(DOMAIN, scheduled.command_id()).await.expect("audit");
+    let events: Vec<AuditEvent> = trail.iter().map(|e| e.event).collect();
+    assert_eq!(events, [AuditEvent::Sent, AuditEvent::OperatorCancel]);
+    assert_eq!(trail[1].details["operator"], "ops@example.com");
+    let reply = bus
+        .wait_reply::<Echo>(scheduled.command_id(), Duration::from_secs(1))
+        .await
+        .expect("reply");
+    assert_eq!(
+        reply,
+        crate::TypedReply::Canceled {
+            reason: "order withdrawn".into(),
+            operator: "ops@example.com".into()
+        }
+    );
+    let record = transport.command_get(DOMAIN, started).await.expect("get").expect("exists");
+    assert_eq!(record.status, CommandStatus::InProgress);
 }
 
 /// A retry runs when its backoff is over, without waiting for the fallback

@@ -22,6 +22,20 @@ pub struct SendOptions {
     pub(crate) reply_to: Option<String>,
     pub(crate) max_attempts: Option<u32>,
     pub(crate) traceparent: Option<crate::TraceParent>,
+    pub(crate) due: Due,
+}
+
+/// When a command becomes due (workers take it no earlier).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Due {
+    /// At once.
+    #[default]
+    Now,
+    /// After this long, by the store's clock.
+    After(std::time::Duration),
+    /// At this instant.
+    At(DateTime<Utc>),
 }
 
 impl SendOptions {
@@ -51,6 +65,20 @@ impl SendOptions {
     /// Overrides the command type's `max_attempts` for this command (at least 1).
     pub fn max_attempts(mut self, max_attempts: u32) -> Self {
         self.max_attempts = Some(max_attempts.max(1));
+        self
+    }
+
+    /// Delivers the command after `delay` (measured by the database's clock,
+    /// so senders' clocks do not matter). Until then it is PENDING and
+    /// scheduled; an operator may cancel it before it starts.
+    pub fn delay(mut self, delay: std::time::Duration) -> Self {
+        self.due = Due::After(delay);
+        self
+    }
+
+    /// Delivers the command at `at` (at once if that has passed).
+    pub fn deliver_at(mut self, at: DateTime<Utc>) -> Self {
+        self.due = Due::At(at);
         self
     }
 
@@ -113,6 +141,8 @@ pub struct NewCommand {
     pub payload: Box<RawValue>,
     /// The send span's W3C trace context.
     pub traceparent: Option<String>,
+    /// When it becomes due.
+    pub due: Due,
 }
 
 impl NewCommand {
@@ -136,7 +166,15 @@ impl NewCommand {
             max_attempts,
             payload,
             traceparent: None,
+            due: Due::Now,
         }
+    }
+
+    /// Sets when the command becomes due.
+    #[must_use]
+    pub fn with_due(mut self, due: Due) -> Self {
+        self.due = due;
+        self
     }
 
     /// Sets the trace context stored with the command.
@@ -251,6 +289,9 @@ pub struct CommandRecord {
     pub created_at: DateTime<Utc>,
     /// When it last changed.
     pub updated_at: DateTime<Utc>,
+    /// When it is (or was last) due: a PENDING command with a due time in
+    /// the future is scheduled.
+    pub due_at: DateTime<Utc>,
 }
 
 impl CommandRecord {
@@ -276,6 +317,19 @@ impl CommandRecord {
             last_error,
             created_at,
             updated_at,
+            due_at: created_at,
         }
+    }
+
+    /// Sets the due time (defaults to `created_at`); for backends.
+    #[must_use]
+    pub fn with_due_at(mut self, due_at: DateTime<Utc>) -> Self {
+        self.due_at = due_at;
+        self
+    }
+
+    /// Whether it is PENDING and not yet due.
+    pub fn is_scheduled(&self, now: DateTime<Utc>) -> bool {
+        self.status == CommandStatus::Pending && self.due_at > now
     }
 }

@@ -124,6 +124,19 @@ pub enum Error {
         /// Where it is instead.
         status: CommandStatus,
     },
+    /// Canceling before the start a command that is no longer PENDING
+    /// (it started, or ended).
+    #[error(
+        "command {command_id} in domain {domain:?} is {status}, not pending: it can no longer be canceled before it starts"
+    )]
+    NotPending {
+        /// Its domain.
+        domain: String,
+        /// Its id.
+        command_id: Uuid,
+        /// Where it is instead.
+        status: CommandStatus,
+    },
     /// The handler's lease is no longer held: it expired and the command may
     /// be running elsewhere. The handler should stop.
     #[error("the lease on command {command_id} was lost (expired or taken over)")]

@@ -37,7 +37,7 @@ pub use classify::{Classifier, Classify};
 pub use cmdbus_macros::{Command, Payload, command, handler, reply};
 pub use command::Command;
 pub use context::HandlerContext;
-pub use envelope::{CommandRecord, LeasedCommand, NewCommand, SendOptions, SendOutcome};
+pub use envelope::{CommandRecord, Due, LeasedCommand, NewCommand, SendOptions, SendOutcome};
 pub use error::{Error, Result, SchemaError};
 pub use handler_error::{ErrorKind, Failure, HandlerError};
 pub use name::{validate_command_type, validate_domain};
@@ -52,7 +52,7 @@ pub use transition::{
     AttemptsChange, ExpiredLease, Guard, OperatorAction, PlannedEvent, PlannedReply, Transition,
 };
 pub use transport::{
-    CommandsLease, LeaseExtend, LeaseRef, Outcome, OutcomeKind, QueueStats, RecordResult,
+    CommandsLease, LeaseExtend, LeaseRef, Outcome, OutcomeKind, Polled, QueueStats, RecordResult,
     Transport, TsqReason,
 };
 pub use wake::{WakeSender, WakeUps};

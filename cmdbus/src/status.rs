@@ -65,7 +65,7 @@ impl CommandStatus {
         use CommandStatus::*;
         matches!(
             (self, next),
-            (Pending, InProgress)
+            (Pending, InProgress | Canceled)
                 | (InProgress, Completed | Failed | Pending | InTroubleshootingQueue)
                 | (InTroubleshootingQueue, Pending | Canceled | Completed)
         )
@@ -227,6 +227,7 @@ mod tests {
     fn only_the_documented_transitions_are_legal() {
         let legal = [
             (Pending, InProgress),
+            (Pending, Canceled),
             (InProgress, Completed),
             (InProgress, Failed),
             (InProgress, Pending),

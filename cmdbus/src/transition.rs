@@ -309,6 +309,19 @@ impl Transition {
         }
     }
 
+    /// An operator cancels a command before it starts (PENDING, due now or
+    /// scheduled): CANCELED, with a CANCELED reply.
+    pub fn cancel_before_start(
+        domain: String,
+        command_id: Uuid,
+        operator: &Operator,
+        reason: &str,
+    ) -> Self {
+        let action = OperatorAction::Cancel { reason: reason.to_owned() };
+        let planned = Self::operator(domain, command_id, &action, operator);
+        Self { guard: Guard::Status(CommandStatus::Pending), ..planned }
+    }
+
     /// Whether workers should be woken once it is applied: the command is
     /// due now.
     pub fn makes_due_now(&self) -> bool {
@@ -427,5 +440,11 @@ mod tests {
             json!({ "operator": "ana", "result": { "ok": true } })
         );
         assert_eq!(OperatorAction::Retry.as_str(), "retry");
+        let early = Transition::cancel_before_start("d".into(), Uuid::nil(), &operator, "late");
+        assert_eq!(early.guard, Guard::Status(CommandStatus::Pending));
+        assert_eq!(
+            (early.status, early.events[0].event),
+            (CommandStatus::Canceled, AuditEvent::OperatorCancel)
+        );
     }
 }

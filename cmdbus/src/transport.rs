@@ -42,13 +42,21 @@ pub trait Transport: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<SendOutcome>>> + Send;
 
     /// Leases up to `params.limit` due commands of `params.domains`, oldest
-    /// due first: PENDING commands whose due time has come. Each lease counts
-    /// an attempt and writes a RECEIVED audit row. No command is leased twice
-    /// at once.
+    /// due first (send order among those due at the same instant): PENDING
+    /// commands whose due time has come. Each lease counts an attempt and
+    /// records a RECEIVED event. No command is leased twice at once. In the
+    /// same round trip, says how long until the next command of the domains
+    /// that is not due yet becomes due, so an idle worker sleeps exactly
+    /// that long (`None` when there is none).
+    fn commands_poll(&self, params: CommandsLease) -> impl Future<Output = Result<Polled>> + Send;
+
+    /// [`commands_poll`](Self::commands_poll) without the next due time.
     fn commands_lease(
         &self,
         params: CommandsLease,
-    ) -> impl Future<Output = Result<Vec<LeasedCommand>>> + Send;
+    ) -> impl Future<Output = Result<Vec<LeasedCommand>>> + Send {
+        async move { Ok(self.commands_poll(params).await?.commands) }
+    }
 
     /// Applies transitions planned by the core, each all or nothing and only
     /// if its [`Guard`] still holds; in input order, `true` where applied.
@@ -184,14 +192,6 @@ pub trait Transport: Clone + Send + Sync + 'static {
         &self,
         domains: &[String],
     ) -> impl Future<Output = Result<Vec<QueueStats>>> + Send;
-
-    /// How long until the earliest not-yet-due PENDING command of `domains`
-    /// is due, so the worker can sleep exactly that long (retries become due
-    /// on time without waiting for the fallback poll).
-    fn next_due_in(
-        &self,
-        domains: &[String],
-    ) -> impl Future<Output = Result<Option<Duration>>> + Send;
 }
 
 /// Parameters of [`Transport::commands_lease`].
@@ -217,6 +217,24 @@ impl CommandsLease {
         worker_id: String,
     ) -> Self {
         Self { domains, limit, visibility_timeout, worker_id }
+    }
+}
+
+/// What [`Transport::commands_poll`] found.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Polled {
+    /// The commands leased.
+    pub commands: Vec<LeasedCommand>,
+    /// How long until the next command of the domains that is not due yet
+    /// becomes due; `None` when there is none (or the batch was full).
+    pub next_due_in: Option<Duration>,
+}
+
+impl Polled {
+    /// Builds the result; for backends.
+    pub fn new(commands: Vec<LeasedCommand>, next_due_in: Option<Duration>) -> Self {
+        Self { commands, next_due_in }
     }
 }
 

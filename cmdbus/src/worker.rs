@@ -16,7 +16,8 @@ use tracing::{Instrument, debug, field::Empty, info_span, warn};
 
 use crate::{
     Classifier, CommandsLease, HandlerContext, HandlerError, LeaseRef, LeasedCommand, Outcome,
-    OutcomeKind, RecordResult, Registry, Result, RetryPolicy, Transport, executor, telemetry,
+    OutcomeKind, Polled, RecordResult, Registry, Result, RetryPolicy, Transport, executor,
+    telemetry,
 };
 
 /// The shortest heartbeat period, whatever the visibility timeout.
@@ -333,18 +334,18 @@ impl<T: Transport> Runtime<T> {
                     h.lease_errors = lease_errors;
                 });
                 match leased {
-                    Ok(commands) => {
+                    Ok(Polled { commands, next_due_in, .. }) => {
                         // A full batch means more may be due; a partial one
-                        // means the queue is drained until a wake-up says otherwise.
+                        // means the queue is drained until a wake-up says
+                        // otherwise or the next scheduled command is due.
                         backlog = commands.len() == limit;
-                        let none = commands.is_empty();
                         work.waiting.extend(commands);
                         self.start_waiting(&mut work, &outcomes);
                         if backlog && work.tasks.len() < self.config.concurrency {
                             continue;
                         }
-                        if none {
-                            wait = self.next_due(wait).await;
+                        if let Some(due) = next_due_in {
+                            wait = wait.min(due);
                         }
                     }
                     Err(error) => {
@@ -424,27 +425,14 @@ impl<T: Transport> Runtime<T> {
             health.connected && health.oldest_due_age.is_some_and(|age| age <= threshold);
     }
 
-    async fn lease(&self, limit: usize) -> Result<Vec<LeasedCommand>> {
+    async fn lease(&self, limit: usize) -> Result<Polled> {
         let params = CommandsLease::new(
             self.config.domains.clone(),
             limit,
             self.config.visibility_timeout,
             self.config.worker_id.clone(),
         );
-        self.config.transport.commands_lease(params).await
-    }
-
-    /// How long to sleep when idle: until the next delayed command is due,
-    /// but no longer than `poll`.
-    async fn next_due(&self, poll: Duration) -> Duration {
-        match self.config.transport.next_due_in(&self.config.domains).await {
-            Ok(Some(due)) => due.min(poll),
-            Ok(None) => poll,
-            Err(error) => {
-                debug!(error = %error.report(), "cmdbus: next-due lookup failed");
-                poll
-            }
-        }
+        self.config.transport.commands_poll(params).await
     }
 
     /// Keeps the leases of running handlers and waiting commands alive, one

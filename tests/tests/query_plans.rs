@@ -65,6 +65,7 @@ async fn every_supported_filter_uses_an_index() {
                 .domain("d3")
                 .created_between(now - Duration::days(30), now),
         ),
+        ("scheduled", CommandQuery::new().scheduled()),
         ("no filter", CommandQuery::new()),
     ];
     for (name, query) in queries {

@@ -432,3 +432,40 @@ async fn a_bulk_action_acts_on_every_item_it_matched_even_with_shared_ids() {
     assert_eq!(bus.command::<Ship>(id).await.expect("ship").status, CommandStatus::Pending);
     assert_eq!(status(&bus, id).await, CommandStatus::InTroubleshootingQueue, "charge untouched");
 }
+
+/// Scheduled commands are found by `CommandQuery::scheduled` and canceled
+/// before they start through the operator API; refusals name the status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_command_is_canceled_before_it_starts() {
+    let bus = pg_bus().await;
+    let later = cmdbus::SendOptions::new().delay(Duration::from_secs(3600));
+    let key = Uuid::now_v7();
+    let id = bus.send_with(Refund { key }, later).await.expect("send").command_id();
+    let now = bus.send(Refund { key }).await.expect("send").command_id();
+    let scheduled = bus.query(&cmdbus_pg::CommandQuery::new().scheduled()).await.expect("query");
+    let ids: Vec<Uuid> = scheduled.items.iter().map(|r| r.command_id).collect();
+    assert_eq!(ids, [id]);
+    assert!(scheduled.items[0].due_at > chrono::Utc::now() + chrono::TimeDelta::minutes(59));
+
+    let api = bus.troubleshooting();
+    api.cancel_pending(id, &ops(), "customer withdrew").await.expect("cancel");
+    let record = bus.command::<Refund>(id).await.expect("record");
+    assert_eq!(record.status, CommandStatus::Canceled);
+    let reply = bus.wait_reply::<Refund>(id, Duration::from_secs(1)).await.expect("reply");
+    assert!(matches!(reply, TypedReply::Canceled { .. }), "{reply:?}");
+    let refused = api.cancel_pending(id, &ops(), "again").await.expect_err("not pending");
+    assert!(
+        matches!(refused, Error::NotPending { status: CommandStatus::Canceled, .. }),
+        "{refused}"
+    );
+    assert!(refused.to_string().contains("can no longer be canceled before it starts"));
+    let missing = api.cancel_pending(CommandKey::new(DOMAIN, Uuid::nil()), &ops(), "x").await;
+    assert!(matches!(missing, Err(Error::NotFound { .. })), "{missing:?}");
+
+    // The due one is still pending and can be canceled too; audited with the operator.
+    api.cancel_pending(now, &ops(), "duplicate").await.expect("cancel");
+    let trail = bus.audit_trail(DOMAIN, now).await.expect("audit");
+    let events: Vec<AuditEvent> = trail.iter().map(|e| e.event).collect();
+    assert_eq!(events, [AuditEvent::Sent, AuditEvent::OperatorCancel]);
+    assert_eq!(trail[1].details["operator"], "ops@example.com");
+}

@@ -2,7 +2,10 @@
 -- counting the attempt, in one statement. The attempt's RECEIVED event is
 -- received_at + leased_by on the row (see audit_trail in 0002_storage_v2.sql).
 -- Each domain is walked in due order on its own (index range scan, no sort
--- of the backlog), then the oldest due across domains are taken.
+-- of the backlog), then the oldest due across domains are taken. Every row
+-- also says in how many ms the next not-yet-due command of the domains is
+-- due (one index probe per domain), so an idle worker sleeps exactly that
+-- long; when nothing is leased, one row carries only that.
 WITH due AS (
     SELECT c.domain, c.command_id
     FROM unnest($1::text[]) AS d(domain)
@@ -31,8 +34,21 @@ leased AS (
     RETURNING c.domain, c.command_id, c.command_type, c.correlation_id, c.reply_to, c.payload,
               c.attempts, c.max_attempts, c.lease_id, c.lease_expires_at, c.created_at, c.due_at,
               c.seq, c.traceparent
+),
+next AS (
+    SELECT (extract(epoch FROM min(n.due_at) - now()) * 1000)::bigint AS next_due_ms
+    FROM unnest($1::text[]) AS d(domain)
+    CROSS JOIN LATERAL (
+        SELECT due_at
+        FROM {schema}.commands
+        WHERE status = 'PENDING' AND domain = d.domain AND due_at > now()
+        ORDER BY due_at, seq
+        LIMIT 1
+    ) n
 )
-SELECT domain, command_id, command_type, correlation_id, reply_to, payload::text AS payload,
-       attempts, max_attempts, lease_id, lease_expires_at, created_at, traceparent
-FROM leased
-ORDER BY due_at, seq
+SELECT l.domain, l.command_id, l.command_type, l.correlation_id, l.reply_to, l.payload::text AS payload,
+       l.attempts, l.max_attempts, l.lease_id, l.lease_expires_at, l.created_at, l.traceparent,
+       next.next_due_ms
+FROM next
+LEFT JOIN leased l ON true
+ORDER BY l.due_at, l.seq

@@ -3,16 +3,20 @@
 -- given twice in one batch is stored from its first occurrence, and the later
 -- ones are reported as duplicates.
 -- $9: the channel to NOTIFY (once per domain) inside this transaction, or
--- NULL to leave waking to the caller.
+-- NULL to leave waking to the caller. $10 / $11: each command due at this
+-- instant / after these milliseconds (both NULL: now).
 WITH input AS (
     SELECT t.*, ord = min(ord) OVER (PARTITION BY domain, command_id) AS first
-    FROM unnest($1::text[], $2::uuid[], $3::text[], $4::uuid[], $5::text[], $6::int[], $7::text[], $8::text[])
-        WITH ORDINALITY AS t(domain, command_id, command_type, correlation_id, reply_to, max_attempts, payload, traceparent, ord)
+    FROM unnest($1::text[], $2::uuid[], $3::text[], $4::uuid[], $5::text[], $6::int[], $7::text[], $8::text[],
+                $10::timestamptz[], $11::bigint[])
+        WITH ORDINALITY AS t(domain, command_id, command_type, correlation_id, reply_to, max_attempts, payload,
+                             traceparent, due_at, delay_ms, ord)
 ),
 inserted AS (
     INSERT INTO {schema}.commands
-        (domain, command_id, command_type, correlation_id, reply_to, status, max_attempts, payload, traceparent)
-    SELECT domain, command_id, command_type, correlation_id, reply_to, 'PENDING', max_attempts, payload::jsonb, traceparent
+        (domain, command_id, command_type, correlation_id, reply_to, status, max_attempts, payload, traceparent, due_at)
+    SELECT domain, command_id, command_type, correlation_id, reply_to, 'PENDING', max_attempts, payload::jsonb, traceparent,
+           COALESCE(due_at, now() + COALESCE(delay_ms, 0) * interval '1 millisecond')
     FROM input
     WHERE first
     ORDER BY ord

@@ -14,10 +14,10 @@ use serde_json::{json, value::RawValue};
 use uuid::Uuid;
 
 use crate::{
-    AttemptsChange, AuditEntry, AuditEvent, CommandRecord, CommandStatus, CommandsLease,
+    AttemptsChange, AuditEntry, AuditEvent, CommandRecord, CommandStatus, CommandsLease, Due,
     ExpiredLease, Failure, Guard, LeaseExtend, LeaseRef, LeasedCommand, NewCommand, Operator,
-    OperatorAction, QueueStats, Reply, ReplyStatus, Result, SendOutcome, Transition, Transport,
-    WakeSender, WakeUps,
+    OperatorAction, Polled, QueueStats, Reply, ReplyStatus, Result, SendOutcome, Transition,
+    Transport, WakeSender, WakeUps,
 };
 
 /// The in-memory transport. Clones share one store.
@@ -59,6 +59,7 @@ impl Stored {
             self.created_at,
             self.updated_at,
         )
+        .with_due_at(self.due_at)
     }
 }
 
@@ -209,6 +210,25 @@ impl MemoryTransport {
             .await
     }
 
+    /// Cancels a PENDING command (due or scheduled) before it starts, with a
+    /// CANCELED reply.
+    pub async fn cancel_pending(
+        &self,
+        domain: &str,
+        command_id: Uuid,
+        operator: &Operator,
+        reason: &str,
+    ) -> Result<()> {
+        let transition =
+            Transition::cancel_before_start(domain.to_owned(), command_id, operator, reason);
+        self.act(transition, |domain, command_id, status| crate::Error::NotPending {
+            domain,
+            command_id,
+            status,
+        })
+        .await
+    }
+
     async fn operator_act(
         &self,
         domain: &str,
@@ -217,16 +237,27 @@ impl MemoryTransport {
         operator: &Operator,
     ) -> Result<()> {
         let transition = Transition::operator(domain.to_owned(), command_id, action, operator);
+        self.act(transition, |domain, command_id, status| crate::Error::NotInTroubleshootingQueue {
+            domain,
+            command_id,
+            status,
+        })
+        .await
+    }
+
+    /// Applies an operator's transition; when its guard refuses, says why.
+    async fn act(
+        &self,
+        transition: Transition,
+        refused: impl FnOnce(String, Uuid, CommandStatus) -> crate::Error,
+    ) -> Result<()> {
+        let (domain, command_id) = (transition.domain.clone(), transition.command_id);
         if self.transitions_apply(vec![transition]).await?.first() == Some(&true) {
             return Ok(());
         }
-        Err(match self.command_get(domain, command_id).await? {
-            None => crate::Error::NotFound { domain: domain.to_owned(), command_id },
-            Some(record) => crate::Error::NotInTroubleshootingQueue {
-                domain: domain.to_owned(),
-                command_id,
-                status: record.status,
-            },
+        Err(match self.command_get(&domain, command_id).await? {
+            None => crate::Error::NotFound { domain, command_id },
+            Some(record) => refused(domain, command_id, record.status),
         })
     }
 }
@@ -259,11 +290,16 @@ impl Transport for MemoryTransport {
                 state.audit(&command, AuditEvent::Sent, 0, json!({}));
                 outcomes.push(SendOutcome::Accepted { command_id: command.command_id });
                 state.by_id.insert(key, seq);
+                let due_at = match command.due {
+                    Due::After(delay) => now + delay,
+                    Due::At(at) => at,
+                    _ => now,
+                };
                 let stored = Stored {
                     command,
                     status: CommandStatus::Pending,
                     attempts: 0,
-                    due_at: now,
+                    due_at,
                     lease: None,
                     last_error: None,
                     created_at: now,
@@ -277,7 +313,7 @@ impl Transport for MemoryTransport {
         Ok(outcomes)
     }
 
-    async fn commands_lease(&self, params: CommandsLease) -> Result<Vec<LeasedCommand>> {
+    async fn commands_poll(&self, params: CommandsLease) -> Result<Polled> {
         let now = Utc::now();
         let expires = now + params.visibility_timeout;
         let mut state = self.lock();
@@ -312,7 +348,17 @@ impl Transport for MemoryTransport {
             state.audit(&cmd, AuditEvent::Received, attempt, details);
             leased.push(command);
         }
-        Ok(leased)
+        let next_due_in = state
+            .commands
+            .values()
+            .filter(|c| {
+                c.status == CommandStatus::Pending
+                    && c.due_at > now
+                    && params.domains.contains(&c.command.domain)
+            })
+            .map(|c| (c.due_at - now).to_std().unwrap_or_default())
+            .min();
+        Ok(Polled::new(leased, next_due_in))
     }
 
     async fn transitions_apply(&self, transitions: Vec<Transition>) -> Result<Vec<bool>> {
@@ -463,16 +509,5 @@ impl Transport for MemoryTransport {
             entry.oldest_due_age = entry.oldest_due_age.max(age);
         }
         Ok(stats.into_values().collect())
-    }
-
-    async fn next_due_in(&self, domains: &[String]) -> Result<Option<Duration>> {
-        let now = Utc::now();
-        Ok(self
-            .lock()
-            .commands
-            .values()
-            .filter(|c| c.status == CommandStatus::Pending && domains.contains(&c.command.domain))
-            .map(|c| (c.due_at - now).to_std().unwrap_or_default())
-            .min())
     }
 }
