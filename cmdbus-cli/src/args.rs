@@ -68,6 +68,22 @@ pub(crate) enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Pause a domain or one command type: its commands stay PENDING and no
+    /// worker takes them until `resume`. Running handlers finish.
+    Pause {
+        #[command(flatten)]
+        target: FlowArgs,
+        /// Why (recorded with the pause and in operator_actions).
+        #[arg(long, value_parser = clap::builder::NonEmptyStringValueParser::new())]
+        reason: String,
+    },
+    /// Resume a paused domain or command type; its workers wake at once.
+    Resume {
+        #[command(flatten)]
+        target: FlowArgs,
+    },
+    /// The pauses in force.
+    Pauses,
     /// A command's audit trail, oldest first.
     Audit {
         /// The command id.
@@ -134,6 +150,19 @@ pub(crate) enum Tsq {
         #[arg(long)]
         result: String,
     },
+}
+
+/// A domain, or one command type of it, to pause or resume.
+#[derive(Debug, Args)]
+pub(crate) struct FlowArgs {
+    /// The domain.
+    pub(crate) domain: String,
+    /// Only this command type of the domain.
+    #[arg(long = "type")]
+    pub(crate) command_type: Option<String>,
+    /// Change nothing: show whether it is paused and how many commands wait.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
 }
 
 /// One id (with `--domain` when several domains hold it), or every item

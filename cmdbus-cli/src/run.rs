@@ -2,7 +2,7 @@
 
 use std::{io::Write, time::Duration};
 
-use cmdbus::{CommandRecord, CommandStatus, Operator};
+use cmdbus::{CommandRecord, CommandStatus, FlowTarget, Operator};
 use cmdbus_pg::{CommandKey, CommandQuery, PgBus, TsqFilter};
 use sqlx::{
     ConnectOptions,
@@ -10,7 +10,7 @@ use sqlx::{
 };
 
 use crate::{
-    args::{Cli, Command, QueryArgs, Target, Tsq, TsqFilterArgs},
+    args::{Cli, Command, FlowArgs, QueryArgs, Target, Tsq, TsqFilterArgs},
     output,
 };
 
@@ -68,6 +68,43 @@ pub(crate) async fn run(cli: Cli, connect_timeout: Duration) -> Result<()> {
             }
         }
         Command::Tsq(tsq) => run_tsq(&cli, &bus, tsq, &mut out).await?,
+        Command::Pause { target, reason } => {
+            let flow = flow_target(target)?;
+            if target.dry_run {
+                return flow_preview(&cli, &bus, &mut out, "pause", &flow).await;
+            }
+            let paused = bus.pause(&flow, &operator(&cli)?, reason).await?;
+            let what = if paused { "paused" } else { "already paused" };
+            flow_done(&cli, &mut out, what, &flow)?;
+        }
+        Command::Resume { target } => {
+            let flow = flow_target(target)?;
+            if target.dry_run {
+                return flow_preview(&cli, &bus, &mut out, "resume", &flow).await;
+            }
+            let resumed = bus.resume(&flow, &operator(&cli)?).await?;
+            let what = if resumed { "resumed" } else { "was not paused:" };
+            flow_done(&cli, &mut out, what, &flow)?;
+        }
+        Command::Pauses => {
+            let pauses = bus.pauses().await?;
+            if cli.json {
+                output::json(&mut out, &pauses)?;
+            } else {
+                let rows: Vec<Vec<String>> = pauses
+                    .iter()
+                    .map(|p| {
+                        vec![
+                            p.target.to_string(),
+                            p.operator.clone(),
+                            p.paused_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                            p.reason.clone(),
+                        ]
+                    })
+                    .collect();
+                output::table(&mut out, &["PAUSED", "BY", "SINCE", "REASON"], &rows)?;
+            }
+        }
         Command::Cancel { id, domain, reason, dry_run } => {
             let key = CommandKey::maybe_in(domain.clone(), *id);
             if *dry_run {
@@ -442,6 +479,59 @@ async fn preview(
         String::new()
     };
     writeln!(out, "dry run: {action} would act on {matched} item(s){shown}; nothing was changed")?;
+    Ok(())
+}
+
+fn flow_target(args: &FlowArgs) -> Result<FlowTarget> {
+    Ok(match &args.command_type {
+        Some(command_type) => FlowTarget::command_type(&args.domain, command_type)?,
+        None => FlowTarget::domain(&args.domain)?,
+    })
+}
+
+fn flow_done(cli: &Cli, out: &mut impl Write, what: &str, target: &FlowTarget) -> Result<()> {
+    if cli.json {
+        output::json(out, &serde_json::json!({ "result": what, "target": target }))?;
+    } else {
+        writeln!(out, "{what} {target}")?;
+    }
+    Ok(())
+}
+
+/// What `pause|resume --dry-run` shows: whether the target is paused now and
+/// how many PENDING commands it holds; nothing is changed.
+async fn flow_preview(
+    cli: &Cli,
+    bus: &PgBus,
+    out: &mut impl Write,
+    action: &str,
+    target: &FlowTarget,
+) -> Result<()> {
+    let paused = bus.pauses().await?.iter().any(|p| p.target == *target);
+    let pending: i64 = bus
+        .status_counts(Some(&target.domain))
+        .await?
+        .iter()
+        .filter(|c| c.status == CommandStatus::Pending)
+        .filter(|c| target.covers(&c.domain, &c.command_type))
+        .map(|c| c.count)
+        .sum();
+    let would_change = (action == "pause") != paused;
+    if cli.json {
+        let json = serde_json::json!({
+            "action": action, "dry_run": true, "target": target, "paused": paused,
+            "pending": pending, "would_change": would_change,
+        });
+        output::json(out, &json)?;
+        return Ok(());
+    }
+    let state = if paused { "paused" } else { "not paused" };
+    let effect = match (action, would_change) {
+        ("pause", true) => format!("{action} would hold its {pending} pending command(s)"),
+        ("resume", true) => format!("{action} would release its {pending} pending command(s)"),
+        _ => format!("{action} would change nothing"),
+    };
+    writeln!(out, "dry run: {target} is {state}; {effect}; nothing was changed")?;
     Ok(())
 }
 

@@ -578,3 +578,51 @@ async fn scheduled_commands_are_listed_and_canceled_before_they_start() {
     let dry = cmdbus(&f.schema, &["cancel", &tsq, "--reason", "x", "--dry-run"]);
     assert!(stdout(&dry).contains("not pending: cancel would refuse it"), "{}", stdout(&dry));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_and_resume_with_dry_runs_and_the_operator_recorded() {
+    let f = fixture().await;
+    f.bus.send(Ship { order: 7, code: "x".into() }).await.expect("send");
+    let actions = || async {
+        let sql = format!(r#"SELECT count(*) FROM "{}".operator_actions"#, f.schema);
+        sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql))
+            .fetch_one(f.bus.pool())
+            .await
+            .expect("count")
+    };
+    let before = actions().await;
+    let dry =
+        cmdbus(&f.schema, &["pause", "cli-it", "--type", "Ship", "--reason", "r", "--dry-run"]);
+    assert_exit(&dry, 0);
+    assert!(
+        stdout(&dry)
+            .contains("cli-it/Ship is not paused; pause would hold its 1 pending command(s)"),
+        "{}",
+        stdout(&dry)
+    );
+    assert!(f.bus.pauses().await.expect("pauses").is_empty(), "a dry run pauses nothing");
+    assert_eq!(actions().await, before);
+
+    let paused = cmdbus(
+        &f.schema,
+        &["--operator", "ana@example.com", "pause", "cli-it", "--reason", "carrier outage"],
+    );
+    assert_exit(&paused, 0);
+    assert_eq!(stdout(&paused).trim(), "paused cli-it (every type)");
+    let listed = json(&cmdbus(&f.schema, &["--json", "pauses"]));
+    assert_eq!(listed[0]["operator"], "ana@example.com");
+    assert_eq!(listed[0]["reason"], "carrier outage");
+    assert_eq!(actions().await, before + 1);
+
+    let dry = cmdbus(&f.schema, &["resume", "cli-it", "--dry-run"]);
+    assert!(stdout(&dry).contains("is paused; resume would release"), "{}", stdout(&dry));
+    let resumed = cmdbus(&f.schema, &["--operator", "ana", "resume", "cli-it"]);
+    assert_exit(&resumed, 0);
+    assert_eq!(stdout(&resumed).trim(), "resumed cli-it (every type)");
+    let again = cmdbus(&f.schema, &["--operator", "ana", "resume", "cli-it"]);
+    assert_eq!(stdout(&again).trim(), "was not paused: cli-it (every type)");
+    assert_eq!(actions().await, before + 2);
+    let missing_reason =
+        cmdbus(&f.schema, &["--operator", "ana", "pause", "cli-it", "--reason", ""]);
+    assert_exit(&missing_reason, 2);
+}

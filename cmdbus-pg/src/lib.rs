@@ -3,6 +3,7 @@
 mod bus;
 mod command_key;
 mod context;
+mod flow;
 mod migrate;
 mod notify;
 mod pool_timeout;

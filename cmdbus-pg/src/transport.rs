@@ -11,9 +11,9 @@ use std::{
 
 use chrono::{DateTime, Utc};
 use cmdbus::{
-    AuditEntry, AuditEvent, CommandRecord, CommandsLease, Due, Error, ExpiredLease, LeaseExtend,
-    LeaseRef, LeasedCommand, NewCommand, Polled, QueueStats, Reply, ReplyStatus, Result,
-    SendOutcome, Transition, Transport, WakeSender, WakeUps,
+    AuditEntry, AuditEvent, CommandRecord, CommandsLease, Due, Error, ExpiredLease, FlowTarget,
+    LeaseExtend, LeaseRef, LeasedCommand, NewCommand, Operator, Pause, Polled, QueueStats, Reply,
+    ReplyStatus, Result, SendOutcome, Transition, Transport, WakeSender, WakeUps,
 };
 use sqlx::{PgConnection, PgPool, Postgres, Row, Transaction, postgres::PgRow};
 use uuid::Uuid;
@@ -109,6 +109,11 @@ impl PgTransport {
         &self.inner.statements
     }
 
+    /// Wakes `domain`'s workers (after a commit that made work leasable).
+    pub(crate) fn wake_domain(&self, domain: &str) {
+        self.inner.notifier.poke(domain);
+    }
+
     /// Wakes, after the commit, the workers of commands the applied
     /// transitions made due now and the callers waiting for their replies.
     pub(crate) fn after_transitions(&self, transitions: &[Transition], applied: &[bool]) {
@@ -116,7 +121,7 @@ impl PgTransport {
         let due: std::collections::BTreeSet<&str> =
             done().filter(|t| t.makes_due_now()).map(|t| t.domain.as_str()).collect();
         for domain in due {
-            self.inner.notifier.poke(domain);
+            self.wake_domain(domain);
         }
         if done().any(|t| t.reply.is_some()) {
             self.inner.replies.poke("");
@@ -534,6 +539,23 @@ impl Transport for PgTransport {
         let mut replies = rows.iter().map(reply_from_row).collect::<Result<Vec<_>>>()?;
         replies.sort_by_key(|r| r.created_at);
         Ok(replies)
+    }
+
+    async fn flow_pause(
+        &self,
+        target: &FlowTarget,
+        operator: &Operator,
+        reason: &str,
+    ) -> Result<bool> {
+        crate::flow::pause(self, target, operator, reason).await
+    }
+
+    async fn flow_resume(&self, target: &FlowTarget, operator: &Operator) -> Result<bool> {
+        crate::flow::resume(self, target, operator).await
+    }
+
+    async fn flow_pauses(&self) -> Result<Vec<Pause>> {
+        crate::flow::list(self).await
     }
 
     async fn wakeups(&self, domains: &[String]) -> Result<WakeUps> {

@@ -164,6 +164,36 @@ impl<T: Transport> Bus<T> {
             .ok_or_else(|| Error::NotFound { domain: C::DOMAIN.to_owned(), command_id })
     }
 
+    /// Pauses a domain or command type: its commands stay PENDING and no
+    /// worker leases them until [`resume`](Self::resume). Running handlers
+    /// finish. Recorded with the operator and reason. Returns `false` (and
+    /// changes nothing) when it was paused already.
+    pub async fn pause(
+        &self,
+        target: &crate::FlowTarget,
+        operator: &crate::Operator,
+        reason: &str,
+    ) -> Result<bool> {
+        crate::flow::check_reason(reason)?;
+        self.transport.flow_pause(target, operator, reason).await
+    }
+
+    /// Resumes a paused domain or command type and wakes its workers.
+    /// Returns `false` when it was not paused. Only the exact target a pause
+    /// named is resumed (resuming a type does not lift its domain's pause).
+    pub async fn resume(
+        &self,
+        target: &crate::FlowTarget,
+        operator: &crate::Operator,
+    ) -> Result<bool> {
+        self.transport.flow_resume(target, operator).await
+    }
+
+    /// The pauses in force.
+    pub async fn pauses(&self) -> Result<Vec<crate::Pause>> {
+        self.transport.flow_pauses().await
+    }
+
     /// A command's audit trail, oldest first.
     pub async fn audit_trail(&self, domain: &str, command_id: Uuid) -> Result<Vec<AuditEntry>> {
         crate::validate_domain(domain)?;

@@ -154,6 +154,7 @@ macro_rules! conformance_suite {
             retry_runs_when_due_not_at_the_next_poll,
             a_delayed_command_runs_when_due_not_before,
             a_pending_command_is_canceled_before_it_starts,
+            paused_work_stays_pending_until_resumed,
             a_batch_with_an_invalid_command_stores_nothing,
         );
     };
@@ -858,6 +859,55 @@ pub async fn a_pending_command_is_canceled_before_it_starts<T: Transport>(transp
     );
     let record = transport.command_get(DOMAIN, started).await.expect("get").expect("exists");
     assert_eq!(record.status, CommandStatus::InProgress);
+}
+
+/// A paused command type or domain is not leased (its commands stay
+/// PENDING, other types run); resuming wakes the workers at once.
+pub async fn paused_work_stays_pending_until_resumed<T: Transport>(transport: T) {
+    let bus = Bus::new(transport.clone());
+    let operator = crate::Operator::new("ops@example.com").expect("operator");
+    let echo = crate::FlowTarget::of::<Echo>();
+    let domain = crate::FlowTarget::domain(DOMAIN).expect("domain");
+    assert!(bus.pause(&echo, &operator, " ").await.is_err(), "a pause says why");
+    assert!(bus.pause(&echo, &operator, "partner outage").await.expect("pause"));
+    assert!(!bus.pause(&echo, &operator, "again").await.expect("pause"), "already paused");
+    let pauses = bus.pauses().await.expect("pauses");
+    assert_eq!(pauses.len(), 1);
+    assert_eq!(
+        (pauses[0].operator.as_str(), pauses[0].reason.as_str()),
+        ("ops@example.com", "partner outage")
+    );
+
+    let worker = bus
+        .worker()
+        .domain(DOMAIN)
+        .poll_interval(Duration::from_secs(30))
+        .start()
+        .await
+        .expect("worker");
+    let held = bus.send(Echo { text: "held".into() }).await.expect("send").command_id();
+    let other = bus.send(Flaky { fail_times: 0 }).await.expect("send").command_id();
+    wait_for(&transport, other, CommandStatus::Completed).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let record = transport.command_get(DOMAIN, held).await.expect("get").expect("exists");
+    assert_eq!((record.status, record.attempts), (CommandStatus::Pending, 0));
+
+    assert!(bus.pause(&domain, &operator, "maintenance").await.expect("pause"));
+    let blocked = bus.send(Flaky { fail_times: 0 }).await.expect("send").command_id();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let record = transport.command_get(DOMAIN, blocked).await.expect("get").expect("exists");
+    assert_eq!(record.status, CommandStatus::Pending, "the whole domain is paused");
+
+    assert!(bus.resume(&domain, &operator).await.expect("resume"));
+    wait_for(&transport, blocked, CommandStatus::Completed).await;
+    let record = transport.command_get(DOMAIN, held).await.expect("get").expect("exists");
+    assert_eq!(record.status, CommandStatus::Pending, "its type is still paused");
+
+    assert!(bus.resume(&echo, &operator).await.expect("resume"));
+    assert!(!bus.resume(&echo, &operator).await.expect("resume"), "not paused any more");
+    wait_for(&transport, held, CommandStatus::Completed).await;
+    assert!(bus.pauses().await.expect("pauses").is_empty());
+    worker.shutdown().await;
 }
 
 /// A retry runs when its backoff is over, without waiting for the fallback

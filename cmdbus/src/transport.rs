@@ -15,8 +15,8 @@ use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::{
-    AuditEntry, CommandRecord, ExpiredLease, Failure, LeasedCommand, NewCommand, Reply, Result,
-    SendOutcome, Transition, WakeUps,
+    AuditEntry, CommandRecord, ExpiredLease, Failure, FlowTarget, LeasedCommand, NewCommand,
+    Operator, Pause, Reply, Result, SendOutcome, Transition, WakeUps,
 };
 
 /// Expired leases taken back per rescue round.
@@ -182,6 +182,25 @@ pub trait Transport: Clone + Send + Sync + 'static {
         reply_to: &str,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<Reply>>> + Send;
+
+    /// Pauses `target` (no lease takes its commands until resumed), recorded
+    /// with the operator and reason. `false` if it was paused already.
+    fn flow_pause(
+        &self,
+        target: &FlowTarget,
+        operator: &Operator,
+        reason: &str,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Resumes `target` and wakes its workers. `false` if it was not paused.
+    fn flow_resume(
+        &self,
+        target: &FlowTarget,
+        operator: &Operator,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// The pauses in force.
+    fn flow_pauses(&self) -> impl Future<Output = Result<Vec<Pause>>> + Send;
 
     /// A subscription that fires when commands of `domains` may be due.
     fn wakeups(&self, domains: &[String]) -> impl Future<Output = Result<WakeUps>> + Send;

@@ -120,6 +120,14 @@ async fn each_role_does_its_part_and_nothing_else() {
         &operator.transport().commands_lease(lease).await.expect_err("no lease")
     ));
 
+    // Operators pause and resume; workers and senders cannot.
+    let target = cmdbus::FlowTarget::domain("sec-it").expect("target");
+    assert!(operator.pause(&target, &ops, "incident").await.expect("operator pauses"));
+    assert!(operator.resume(&target, &ops).await.expect("operator resumes"));
+    for bus in [&worker_bus, &sender] {
+        assert!(is_permission_error(&bus.pause(&target, &ops, "x").await.expect_err("no pause")));
+    }
+
     // Nobody rewrites payloads or the audit trail.
     let s = &schema;
     for pool in &pools {

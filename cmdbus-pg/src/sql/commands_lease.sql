@@ -2,7 +2,8 @@
 -- counting the attempt, in one statement. The attempt's RECEIVED event is
 -- received_at + leased_by on the row (see audit_trail in 0002_storage_v2.sql).
 -- Each domain is walked in due order on its own (index range scan, no sort
--- of the backlog), then the oldest due across domains are taken. Every row
+-- of the backlog), then the oldest due across domains are taken. Paused
+-- domains and types (pauses, usually empty) are skipped. Every row
 -- also says in how many ms the next not-yet-due command of the domains is
 -- due (one index probe per domain), so an idle worker sleeps exactly that
 -- long; when nothing is leased, one row carries only that.
@@ -11,8 +12,10 @@ WITH due AS (
     FROM unnest($1::text[]) AS d(domain)
     CROSS JOIN LATERAL (
         SELECT domain, command_id, due_at, seq
-        FROM {schema}.commands
+        FROM {schema}.commands c
         WHERE status = 'PENDING' AND domain = d.domain AND due_at <= now()
+          AND NOT EXISTS (SELECT 1 FROM {schema}.pauses p
+                          WHERE p.domain = c.domain AND p.command_type IN ('', c.command_type))
         ORDER BY due_at, seq
         LIMIT $2
         FOR UPDATE SKIP LOCKED
@@ -40,8 +43,10 @@ next AS (
     FROM unnest($1::text[]) AS d(domain)
     CROSS JOIN LATERAL (
         SELECT due_at
-        FROM {schema}.commands
+        FROM {schema}.commands c
         WHERE status = 'PENDING' AND domain = d.domain AND due_at > now()
+          AND NOT EXISTS (SELECT 1 FROM {schema}.pauses p
+                          WHERE p.domain = c.domain AND p.command_type IN ('', c.command_type))
         ORDER BY due_at, seq
         LIMIT 1
     ) n

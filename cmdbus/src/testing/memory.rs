@@ -15,9 +15,9 @@ use uuid::Uuid;
 
 use crate::{
     AttemptsChange, AuditEntry, AuditEvent, CommandRecord, CommandStatus, CommandsLease, Due,
-    ExpiredLease, Failure, Guard, LeaseExtend, LeaseRef, LeasedCommand, NewCommand, Operator,
-    OperatorAction, Polled, QueueStats, Reply, ReplyStatus, Result, SendOutcome, Transition,
-    Transport, WakeSender, WakeUps,
+    ExpiredLease, Failure, FlowTarget, Guard, LeaseExtend, LeaseRef, LeasedCommand, NewCommand,
+    Operator, OperatorAction, Pause, Polled, QueueStats, Reply, ReplyStatus, Result, SendOutcome,
+    Transition, Transport, WakeSender, WakeUps,
 };
 
 /// The in-memory transport. Clones share one store.
@@ -36,6 +36,7 @@ struct State {
     audit: Vec<AuditEntry>,
     replies: Vec<(Reply, bool)>,
     next_seq: u64,
+    pauses: Vec<Pause>,
 }
 
 struct Stored {
@@ -64,6 +65,15 @@ impl Stored {
 }
 
 impl State {
+    fn paused(&self, command: &NewCommand) -> bool {
+        self.pauses.iter().any(|p| p.target.covers(&command.domain, &command.command_type))
+    }
+
+    /// Whether a worker may lease `c` now: PENDING, due, not paused.
+    fn leasable(&self, c: &Stored, now: DateTime<Utc>) -> bool {
+        c.status == CommandStatus::Pending && c.due_at <= now && !self.paused(&c.command)
+    }
+
     fn audit(
         &mut self,
         command: &NewCommand,
@@ -168,10 +178,11 @@ impl MemoryTransport {
     /// Whether no command is running and none is due now.
     pub fn is_idle(&self) -> bool {
         let now = Utc::now();
-        self.lock().commands.values().all(|c| {
-            c.status != CommandStatus::InProgress
-                && !(c.status == CommandStatus::Pending && c.due_at <= now)
-        })
+        let state = self.lock();
+        state
+            .commands
+            .values()
+            .all(|c| c.status != CommandStatus::InProgress && !state.leasable(c, now))
     }
 
     /// Moves a command from the troubleshooting queue back to PENDING with
@@ -320,11 +331,7 @@ impl Transport for MemoryTransport {
         let mut due: Vec<(DateTime<Utc>, u64)> = state
             .commands
             .iter()
-            .filter(|(_, c)| {
-                c.status == CommandStatus::Pending
-                    && c.due_at <= now
-                    && params.domains.contains(&c.command.domain)
-            })
+            .filter(|(_, c)| params.domains.contains(&c.command.domain) && state.leasable(c, now))
             .map(|(seq, c)| (c.due_at, *seq))
             .collect();
         due.sort_unstable();
@@ -355,6 +362,7 @@ impl Transport for MemoryTransport {
                 c.status == CommandStatus::Pending
                     && c.due_at > now
                     && params.domains.contains(&c.command.domain)
+                    && !state.paused(&c.command)
             })
             .map(|c| (c.due_at - now).to_std().unwrap_or_default())
             .min();
@@ -487,6 +495,39 @@ impl Transport for MemoryTransport {
             .collect())
     }
 
+    async fn flow_pause(
+        &self,
+        target: &FlowTarget,
+        operator: &Operator,
+        reason: &str,
+    ) -> Result<bool> {
+        let mut state = self.lock();
+        if state.pauses.iter().any(|p| p.target == *target) {
+            return Ok(false);
+        }
+        let pause =
+            Pause::new(target.clone(), operator.as_str().to_owned(), reason.to_owned(), Utc::now());
+        state.pauses.push(pause);
+        Ok(true)
+    }
+
+    async fn flow_resume(&self, target: &FlowTarget, _operator: &Operator) -> Result<bool> {
+        let resumed = {
+            let mut state = self.lock();
+            let before = state.pauses.len();
+            state.pauses.retain(|p| p.target != *target);
+            state.pauses.len() < before
+        };
+        if resumed {
+            self.work.wake();
+        }
+        Ok(resumed)
+    }
+
+    async fn flow_pauses(&self) -> Result<Vec<Pause>> {
+        Ok(self.lock().pauses.clone())
+    }
+
     async fn wakeups(&self, _domains: &[String]) -> Result<WakeUps> {
         Ok(self.work.subscribe())
     }
@@ -494,11 +535,9 @@ impl Transport for MemoryTransport {
     async fn queue_stats(&self, domains: &[String]) -> Result<Vec<QueueStats>> {
         let now = Utc::now();
         let mut stats: BTreeMap<String, QueueStats> = BTreeMap::new();
-        for c in self.lock().commands.values() {
-            if c.status != CommandStatus::Pending
-                || c.due_at > now
-                || !domains.contains(&c.command.domain)
-            {
+        let state = self.lock();
+        for c in state.commands.values() {
+            if !domains.contains(&c.command.domain) || !state.leasable(c, now) {
                 continue;
             }
             let age = (now - c.due_at).to_std().unwrap_or_default();

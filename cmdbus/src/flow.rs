@@ -1,0 +1,95 @@
+//! Flow control an operator applies to a whole domain or command type:
+//! pausing and resuming. Paused commands stay PENDING; no worker leases
+//! them until they are resumed.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::{Error, Result};
+
+/// What a pause applies to: a domain, or one command type of it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[non_exhaustive]
+pub struct FlowTarget {
+    /// The domain.
+    pub domain: String,
+    /// One command type of it; `None` for the whole domain.
+    pub command_type: Option<String>,
+}
+
+impl FlowTarget {
+    /// Every command type of `domain`.
+    pub fn domain(domain: impl Into<String>) -> Result<Self> {
+        let domain = domain.into();
+        crate::validate_domain(&domain)?;
+        Ok(Self { domain, command_type: None })
+    }
+
+    /// One command type.
+    pub fn command_type(
+        domain: impl Into<String>,
+        command_type: impl Into<String>,
+    ) -> Result<Self> {
+        let (domain, command_type) = (domain.into(), command_type.into());
+        crate::validate_domain(&domain)?;
+        crate::validate_command_type(&command_type)?;
+        Ok(Self { domain, command_type: Some(command_type) })
+    }
+
+    /// The command type `C`.
+    pub fn of<C: crate::Command>() -> Self {
+        Self { domain: C::DOMAIN.to_owned(), command_type: Some(C::NAME.to_owned()) }
+    }
+
+    /// Whether a command of `domain`/`command_type` is covered.
+    pub fn covers(&self, domain: &str, command_type: &str) -> bool {
+        self.domain == domain && self.command_type.as_deref().is_none_or(|t| t == command_type)
+    }
+}
+
+impl std::fmt::Display for FlowTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.command_type {
+            Some(command_type) => write!(f, "{}/{command_type}", self.domain),
+            None => write!(f, "{} (every type)", self.domain),
+        }
+    }
+}
+
+/// A pause in force.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct Pause {
+    /// What is paused.
+    pub target: FlowTarget,
+    /// Who paused it.
+    pub operator: String,
+    /// Why.
+    pub reason: String,
+    /// When.
+    pub paused_at: DateTime<Utc>,
+}
+
+impl Pause {
+    /// Builds one; for backends.
+    pub fn new(
+        target: FlowTarget,
+        operator: String,
+        reason: String,
+        paused_at: DateTime<Utc>,
+    ) -> Self {
+        Self { target, operator, reason, paused_at }
+    }
+}
+
+/// Refuses an empty reason: an operator's pause says why.
+pub(crate) fn check_reason(reason: &str) -> Result<()> {
+    if reason.trim().is_empty() {
+        return Err(Error::InvalidName {
+            kind: "pause reason",
+            value: reason.to_owned(),
+            reason: "say why the work is paused",
+        });
+    }
+    Ok(())
+}
