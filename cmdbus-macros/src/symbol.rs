@@ -6,8 +6,9 @@ pub(crate) const REPLY: &str = "reply";
 pub(crate) const MAX_ATTEMPTS: &str = "max_attempts";
 pub(crate) const BACKOFF: &str = "backoff";
 pub(crate) const TIMEOUT: &str = "timeout";
+pub(crate) const PRIORITY: &str = "priority";
 /// A flag: the type implements `Serialize`, `Deserialize` and `JsonSchema` itself.
 pub(crate) const MANUAL_SERDE: &str = "manual_serde";
 
 pub(crate) const ALL: &[&str] =
-    &[DOMAIN, NAME, REPLY, MAX_ATTEMPTS, BACKOFF, TIMEOUT, MANUAL_SERDE];
+    &[DOMAIN, NAME, REPLY, MAX_ATTEMPTS, BACKOFF, TIMEOUT, PRIORITY, MANUAL_SERDE];

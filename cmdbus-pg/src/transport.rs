@@ -186,6 +186,7 @@ impl PgTransport {
                 .bind(channel)
                 .bind(due_at(command.due))
                 .bind(delay_ms(command.due))
+                .bind(command.priority)
                 .fetch_one(executor)
                 .await
                 .explained(&self.inner.pool, "sending a command")
@@ -213,6 +214,7 @@ impl PgTransport {
             .bind(channel)
             .bind(&columns.due_ats)
             .bind(&columns.delays_ms)
+            .bind(&columns.priorities)
             .fetch_all(executor)
             .await
             .explained(&self.inner.pool, "sending commands")
@@ -255,6 +257,7 @@ struct SendColumns {
     traceparents: Vec<Option<String>>,
     due_ats: Vec<Option<DateTime<Utc>>>,
     delays_ms: Vec<Option<i64>>,
+    priorities: Vec<i16>,
 }
 
 impl SendColumns {
@@ -270,6 +273,7 @@ impl SendColumns {
             traceparents: Vec::with_capacity(n),
             due_ats: Vec::with_capacity(n),
             delays_ms: Vec::with_capacity(n),
+            priorities: Vec::with_capacity(n),
         }
     }
 
@@ -284,6 +288,7 @@ impl SendColumns {
         self.traceparents.push(command.traceparent);
         self.due_ats.push(due_at(command.due));
         self.delays_ms.push(delay_ms(command.due));
+        self.priorities.push(command.priority);
     }
 }
 
@@ -348,6 +353,7 @@ impl Transport for PgTransport {
             .bind(i64::try_from(params.limit).unwrap_or(i64::MAX))
             .bind(i64::try_from(params.visibility_timeout.as_millis()).unwrap_or(i64::MAX))
             .bind(&params.worker_id)
+            .bind(i64::try_from(params.oldest_first.min(params.limit)).unwrap_or(0))
             .fetch_all(&self.inner.pool)
             .await
             .explained(&self.inner.pool, "leasing commands")

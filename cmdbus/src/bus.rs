@@ -134,7 +134,8 @@ impl<T: Transport> Bus<T> {
             payload,
         )
         .with_traceparent(Some(trace.to_string()))
-        .with_due(options.due))
+        .with_due(options.due)
+        .with_priority(options.priority.unwrap_or(C::PRIORITY)))
     }
 
     /// Waits up to `timeout` for the reply to command `command_id` of type `C`.

@@ -102,6 +102,14 @@ pub trait Command:
     /// [`handler_timeout`](crate::WorkerBuilder::handler_timeout).
     const TIMEOUT: Option<std::time::Duration> = None;
 
+    /// Priority within the domain (default 0): due commands of a higher
+    /// priority are leased first, FIFO within a priority. A share of every
+    /// worker's leases (one command in eight) goes to the oldest due command
+    /// whatever its priority, so low priorities slow down but never starve.
+    /// [`SendOptions::priority`](crate::SendOptions::priority) overrides it
+    /// per command.
+    const PRIORITY: i16 = 0;
+
     /// Retry policy for this command type (default: [`Self::MAX_ATTEMPTS`]
     /// attempts, 10s / 60s / 300s).
     fn retry_policy() -> RetryPolicy {

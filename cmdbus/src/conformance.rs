@@ -134,6 +134,7 @@ macro_rules! conformance_suite {
             batch_send_reports_each_command,
             leases_are_exclusive,
             a_batch_is_leased_in_send_order,
+            higher_priorities_lead_and_the_oldest_share_prevents_starvation,
             visibility_timeout_redelivers,
             a_crashed_attempt_is_retried_after_its_backoff,
             transient_failure_retries_then_succeeds,
@@ -373,6 +374,45 @@ pub async fn a_batch_is_leased_in_send_order<T: Transport>(transport: T) {
         leased.extend(batch.iter().map(|c| c.command_id));
     }
     assert_eq!(leased, sent);
+}
+
+/// Due commands are leased by priority (higher first, FIFO within one);
+/// the oldest-first share of a lease takes the oldest whatever its priority.
+pub async fn higher_priorities_lead_and_the_oldest_share_prevents_starvation<T: Transport>(
+    transport: T,
+) {
+    let bus = Bus::new(transport.clone());
+    let send = |text: &'static str, priority: i16| {
+        let bus = bus.clone();
+        async move {
+            let options = crate::SendOptions::new().priority(priority);
+            bus.send_with(Echo { text: text.into() }, options).await.expect("send").command_id()
+        }
+    };
+    let (a1, a2, h1, z1, h2) = (
+        send("a1", 0).await,
+        send("a2", 0).await,
+        send("h1", 10).await,
+        send("z1", -5).await,
+        send("h2", 10).await,
+    );
+    let leased: Vec<Uuid> = transport
+        .commands_lease(lease_params(5, Duration::from_secs(30)))
+        .await
+        .expect("lease")
+        .iter()
+        .map(|c| c.command_id)
+        .collect();
+    assert_eq!(leased, [h1, h2, a1, a2, z1]);
+
+    // The lowest priority, sent first, is taken by the oldest-first share.
+    let (low, high) = (send("low", -5).await, send("high", 10).await);
+    let lease =
+        |oldest_first| lease_params(1, Duration::from_secs(30)).with_oldest_first(oldest_first);
+    let first = transport.commands_lease(lease(1)).await.expect("lease");
+    assert_eq!(first.iter().map(|c| c.command_id).collect::<Vec<_>>(), [low]);
+    let second = transport.commands_lease(lease(0)).await.expect("lease");
+    assert_eq!(second.iter().map(|c| c.command_id).collect::<Vec<_>>(), [high]);
 }
 
 /// A lease that expires (crashed worker) is rescued, counted, and delivered

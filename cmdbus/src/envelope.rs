@@ -23,6 +23,7 @@ pub struct SendOptions {
     pub(crate) max_attempts: Option<u32>,
     pub(crate) traceparent: Option<crate::TraceParent>,
     pub(crate) due: Due,
+    pub(crate) priority: Option<i16>,
 }
 
 /// When a command becomes due (workers take it no earlier).
@@ -73,6 +74,13 @@ impl SendOptions {
     /// scheduled; an operator may cancel it before it starts.
     pub fn delay(mut self, delay: std::time::Duration) -> Self {
         self.due = Due::After(delay);
+        self
+    }
+
+    /// Overrides the command type's [`PRIORITY`](crate::Command::PRIORITY)
+    /// for this command (higher is leased first).
+    pub fn priority(mut self, priority: i16) -> Self {
+        self.priority = Some(priority);
         self
     }
 
@@ -143,6 +151,8 @@ pub struct NewCommand {
     pub traceparent: Option<String>,
     /// When it becomes due.
     pub due: Due,
+    /// Its priority within the domain (higher first).
+    pub priority: i16,
 }
 
 impl NewCommand {
@@ -167,7 +177,15 @@ impl NewCommand {
             payload,
             traceparent: None,
             due: Due::Now,
+            priority: 0,
         }
+    }
+
+    /// Sets the priority.
+    #[must_use]
+    pub fn with_priority(mut self, priority: i16) -> Self {
+        self.priority = priority;
+        self
     }
 
     /// Sets when the command becomes due.

@@ -41,9 +41,10 @@ pub trait Transport: Clone + Send + Sync + 'static {
         commands: Vec<NewCommand>,
     ) -> impl Future<Output = Result<Vec<SendOutcome>>> + Send;
 
-    /// Leases up to `params.limit` due commands of `params.domains`, oldest
-    /// due first (send order among those due at the same instant): PENDING
-    /// commands whose due time has come. Each lease counts an attempt and
+    /// Leases up to `params.limit` due commands of `params.domains`: PENDING
+    /// commands whose due time has come, highest priority first, then oldest
+    /// due, then send order (the first `params.oldest_first` of the batch
+    /// oldest due first whatever their priority). Each lease counts an attempt and
     /// records a RECEIVED event. No command is leased twice at once. In the
     /// same round trip, says how long until the next command of the domains
     /// that is not due yet becomes due, so an idle worker sleeps exactly
@@ -225,6 +226,10 @@ pub struct CommandsLease {
     pub visibility_timeout: Duration,
     /// Who leases (recorded for operators).
     pub worker_id: String,
+    /// How many of the batch are taken oldest-due-first whatever their
+    /// priority (the worker's guard against starving low priorities); the
+    /// rest go by priority, then due time, then send order.
+    pub oldest_first: usize,
 }
 
 impl CommandsLease {
@@ -235,7 +240,14 @@ impl CommandsLease {
         visibility_timeout: Duration,
         worker_id: String,
     ) -> Self {
-        Self { domains, limit, visibility_timeout, worker_id }
+        Self { domains, limit, visibility_timeout, worker_id, oldest_first: 0 }
+    }
+
+    /// Takes `n` of the batch oldest-due-first, whatever their priority.
+    #[must_use]
+    pub fn with_oldest_first(mut self, n: usize) -> Self {
+        self.oldest_first = n;
+        self
     }
 }
 

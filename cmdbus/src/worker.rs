@@ -23,6 +23,9 @@ use crate::{
 /// The shortest heartbeat period, whatever the visibility timeout.
 const MIN_HEARTBEAT: Duration = Duration::from_millis(10);
 
+/// One command in this many is leased oldest-due-first whatever its priority.
+const OLDEST_FIRST_EVERY: usize = 8;
+
 /// Outcomes recorded per transport call, at most.
 const RECORD_BATCH: usize = 256;
 
@@ -303,6 +306,7 @@ impl<T: Transport> Runtime<T> {
         let mut next_heartbeat = Instant::now() + heartbeat_every;
         let mut backlog = false;
         let mut pace = Pace::new(self.config.prefetch, self.config.concurrency);
+        let mut leased_total = 0usize;
 
         loop {
             while let Some(done) = work.tasks.try_join_next_with_id() {
@@ -327,7 +331,7 @@ impl<T: Transport> Runtime<T> {
                 backlog = true;
             } else {
                 let limit = room.min(self.config.batch_size);
-                let leased = self.lease(limit).await;
+                let leased = self.lease(limit, &mut leased_total).await;
                 lease_errors = if leased.is_ok() { 0 } else { lease_errors.saturating_add(1) };
                 self.update_health(|h| {
                     h.connected = leased.is_ok();
@@ -425,14 +429,20 @@ impl<T: Transport> Runtime<T> {
             health.connected && health.oldest_due_age.is_some_and(|age| age <= threshold);
     }
 
-    async fn lease(&self, limit: usize) -> Result<Polled> {
+    /// Leases up to `limit`; every eighth command this worker leases is the
+    /// oldest due whatever its priority, so low priorities never starve.
+    async fn lease(&self, limit: usize, leased: &mut usize) -> Result<Polled> {
+        let oldest_first = (*leased + limit) / OLDEST_FIRST_EVERY - *leased / OLDEST_FIRST_EVERY;
         let params = CommandsLease::new(
             self.config.domains.clone(),
             limit,
             self.config.visibility_timeout,
             self.config.worker_id.clone(),
-        );
-        self.config.transport.commands_poll(params).await
+        )
+        .with_oldest_first(oldest_first);
+        let polled = self.config.transport.commands_poll(params).await?;
+        *leased += polled.commands.len();
+        Ok(polled)
     }
 
     /// Keeps the leases of running handlers and waiting commands alive, one

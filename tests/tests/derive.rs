@@ -32,7 +32,7 @@ struct DebitAccount {
 }
 
 #[derive(Command, Debug, PartialEq)]
-#[command(domain = "payments", name = "RefundOrder")]
+#[command(domain = "payments", name = "RefundOrder", priority = -3)]
 enum Refund {
     Full,
     Partial { cents: i64 },
@@ -92,6 +92,7 @@ fn keys_become_the_command_constants() {
     assert_eq!(DebitAccount::MAX_ATTEMPTS, 5);
     assert_eq!(DebitAccount::retry_policy().max_attempts(), 5);
     assert_eq!((Refund::DOMAIN, Refund::NAME), ("payments", "RefundOrder"));
+    assert_eq!((Refund::PRIORITY, DebitAccount::PRIORITY), (-3, 0));
     assert_eq!(Invoice::NAME, "Invoice");
     let invoice = serde_json::to_value(Invoice { number: 7 }).expect("its own impl");
     assert_eq!(invoice, json!({ "number": 7 }));

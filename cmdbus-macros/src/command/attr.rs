@@ -14,6 +14,7 @@ pub(super) struct RawAttrs {
     pub(super) max_attempts: Option<LitInt>,
     pub(super) backoff: Option<ExprArray>,
     pub(super) timeout: Option<LitStr>,
+    pub(super) priority: Option<syn::Expr>,
     /// Where `manual_serde` was written.
     pub(super) manual_serde: Option<Span>,
 }
@@ -34,6 +35,8 @@ pub(super) fn parse(args: TokenStream, raw: &mut RawAttrs, errors: &mut Errors) 
             set(&meta, &mut raw.backoff, symbol::BACKOFF, errors)
         } else if meta.path.is_ident(symbol::TIMEOUT) {
             set(&meta, &mut raw.timeout, symbol::TIMEOUT, errors)
+        } else if meta.path.is_ident(symbol::PRIORITY) {
+            set(&meta, &mut raw.priority, symbol::PRIORITY, errors)
         } else if meta.path.is_ident(symbol::MANUAL_SERDE) {
             if raw.manual_serde.is_some() {
                 errors.push(

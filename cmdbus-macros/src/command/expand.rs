@@ -33,7 +33,8 @@ pub(super) fn derive(item: &DeriveInput, spec: &Spec) -> TokenStream {
 
 fn command_impl(item: &DeriveInput, spec: &Spec) -> TokenStream {
     let ident = &item.ident;
-    let Spec { domain, name, reply, max_attempts, backoff_ms, timeout_ms, .. } = spec;
+    let Spec { domain, name, reply, max_attempts, backoff_ms, timeout_ms, priority, .. } = spec;
+    let priority = priority.map(|p| quote!(const PRIORITY: i16 = #p;));
     let max_attempts = max_attempts.map(|n| quote!(const MAX_ATTEMPTS: u32 = #n;));
     let timeout = timeout_ms.map(|ms| {
         quote! {
@@ -59,6 +60,7 @@ fn command_impl(item: &DeriveInput, spec: &Spec) -> TokenStream {
                 type Reply = #reply;
                 #max_attempts
                 #timeout
+                #priority
                 #retry_policy
             }
         };

@@ -15,6 +15,7 @@ pub(super) struct Spec {
     pub(super) max_attempts: Option<u32>,
     pub(super) backoff_ms: Option<Vec<u64>>,
     pub(super) timeout_ms: Option<u64>,
+    pub(super) priority: Option<i16>,
     /// The type implements serde's traits and `JsonSchema` itself.
     pub(super) manual_serde: bool,
 }
@@ -101,6 +102,16 @@ pub(super) fn attrs(raw: RawAttrs, item: &DeriveInput, errors: &mut Errors) -> S
         }
         parsed
     });
+    let priority = raw.priority.as_ref().and_then(|expr| {
+        let parsed = priority(expr);
+        if parsed.is_none() {
+            errors.push(syn::Error::new(
+                expr.span(),
+                "`priority` must be a whole number from -32768 to 32767 (higher is leased first; default 0)",
+            ));
+        }
+        parsed
+    });
     Spec {
         domain: domain.unwrap_or_else(|| "invalid".to_owned()),
         name: name.unwrap_or_else(|| "Invalid".to_owned()),
@@ -108,6 +119,7 @@ pub(super) fn attrs(raw: RawAttrs, item: &DeriveInput, errors: &mut Errors) -> S
         max_attempts,
         backoff_ms,
         timeout_ms,
+        priority,
         manual_serde: raw.manual_serde.is_some(),
     }
 }
@@ -128,6 +140,20 @@ fn checked(
 }
 
 /// Parses one delay such as `"250ms"`, `"10s"`, `"5m"` or `"1h"`.
+/// An integer literal, possibly negated, that fits an `i16`.
+fn priority(expr: &Expr) -> Option<i16> {
+    match expr {
+        Expr::Lit(ExprLit { lit: Lit::Int(lit), .. }) => lit.base10_parse::<i16>().ok(),
+        Expr::Unary(syn::ExprUnary { op: syn::UnOp::Neg(_), expr, .. }) => match &**expr {
+            Expr::Lit(ExprLit { lit: Lit::Int(lit), .. }) => {
+                format!("-{}", lit.base10_digits()).parse::<i16>().ok()
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 fn delay_ms(expr: &Expr, errors: &mut Errors) -> Option<u64> {
     let parsed = match expr {
         Expr::Lit(ExprLit { lit: Lit::Str(lit), .. }) => parse_delay(&lit.value()),

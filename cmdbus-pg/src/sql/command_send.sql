@@ -3,11 +3,12 @@
 -- $9: the channel to NOTIFY inside this transaction, or NULL to leave waking
 -- to the caller (delivered at commit either way, never before).
 -- $10 / $11: due at this instant / after these milliseconds (both NULL: now).
+-- $12: priority.
 WITH inserted AS (
     INSERT INTO {schema}.commands
-        (domain, command_id, command_type, correlation_id, reply_to, status, max_attempts, payload, traceparent, due_at)
+        (domain, command_id, command_type, correlation_id, reply_to, status, max_attempts, payload, traceparent, due_at, priority)
     VALUES ($1, $2, $3, $4, $5, 'PENDING', $6, $7::jsonb, $8,
-            COALESCE($10::timestamptz, now() + COALESCE($11::bigint, 0) * interval '1 millisecond'))
+            COALESCE($10::timestamptz, now() + COALESCE($11::bigint, 0) * interval '1 millisecond'), $12)
     ON CONFLICT (domain, command_id) DO NOTHING
     RETURNING domain, command_id
 ),

@@ -1,26 +1,79 @@
 -- Leases up to $2 due commands of the domains $1 for $3 milliseconds,
--- counting the attempt, in one statement. The attempt's RECEIVED event is
--- received_at + leased_by on the row (see audit_trail in 0002_storage_v2.sql).
--- Each domain is walked in due order on its own (index range scan, no sort
--- of the backlog), then the oldest due across domains are taken. Paused
--- domains and types (pauses, usually empty) are skipped. Every row
--- also says in how many ms the next not-yet-due command of the domains is
--- due (one index probe per domain), so an idle worker sleeps exactly that
--- long; when nothing is leased, one row carries only that.
-WITH due AS (
-    SELECT c.domain, c.command_id
+-- counting the attempt, in one statement: the $5 oldest due whatever their
+-- priority (so low priorities never starve; only asked for when some due
+-- command has a priority), then the rest by priority, due time, send order. The attempt's RECEIVED event is received_at +
+-- leased_by on the row (see audit_trail in 0002_storage_v2.sql).
+-- Each domain is walked on its own index range (no sort of the backlog):
+-- priority-0 commands through commands_due_idx, the others through
+-- commands_priority_idx (empty when no one sets a priority). Paused domains
+-- and types (pauses, usually empty) are skipped. Every row also says in how
+-- many ms the next not-yet-due command of the domains is due, so an idle
+-- worker sleeps exactly that long; when nothing is leased, one row carries
+-- only that.
+WITH prioritized AS (
+    SELECT c.row_id, c.domain, c.command_id, c.priority, c.due_at, c.seq
     FROM unnest($1::text[]) AS d(domain)
     CROSS JOIN LATERAL (
-        SELECT domain, command_id, due_at, seq
+        SELECT ctid AS row_id, domain, command_id, priority, due_at, seq
+        FROM {schema}.commands c
+        WHERE status = 'PENDING' AND domain = d.domain AND due_at <= now() AND priority <> 0
+          AND NOT EXISTS (SELECT 1 FROM {schema}.pauses p
+                          WHERE p.domain = c.domain AND p.command_type IN ('', c.command_type))
+        ORDER BY priority DESC, due_at, seq
+        LIMIT $2
+        FOR UPDATE SKIP LOCKED
+    ) c
+),
+oldest AS (
+    SELECT c.row_id, c.domain, c.command_id, c.priority, c.due_at, c.seq
+    FROM unnest($1::text[]) AS d(domain)
+    CROSS JOIN LATERAL (
+        SELECT ctid AS row_id, domain, command_id, priority, due_at, seq
         FROM {schema}.commands c
         WHERE status = 'PENDING' AND domain = d.domain AND due_at <= now()
+          -- Without prioritized commands due order is priority order already.
+          AND EXISTS (SELECT 1 FROM prioritized)
+          AND NOT EXISTS (SELECT 1 FROM {schema}.pauses p
+                          WHERE p.domain = c.domain AND p.command_type IN ('', c.command_type))
+        ORDER BY due_at, seq
+        LIMIT $5
+        FOR UPDATE SKIP LOCKED
+    ) c
+    ORDER BY c.due_at, c.seq
+    LIMIT $5
+),
+unprioritized AS (
+    SELECT c.row_id, c.domain, c.command_id, c.priority, c.due_at, c.seq
+    FROM unnest($1::text[]) AS d(domain)
+    CROSS JOIN LATERAL (
+        SELECT ctid AS row_id, domain, command_id, priority, due_at, seq
+        FROM {schema}.commands c
+        WHERE status = 'PENDING' AND domain = d.domain AND due_at <= now() AND priority = 0
           AND NOT EXISTS (SELECT 1 FROM {schema}.pauses p
                           WHERE p.domain = c.domain AND p.command_type IN ('', c.command_type))
         ORDER BY due_at, seq
         LIMIT $2
         FOR UPDATE SKIP LOCKED
     ) c
-    ORDER BY c.due_at, c.seq
+),
+ranked AS (
+    SELECT * FROM prioritized
+    UNION ALL
+    SELECT * FROM unprioritized
+),
+due AS (
+    -- A command in both sets counts as oldest-first (pick 0).
+    SELECT row_id, domain, command_id, pick, priority, due_at, seq
+    FROM (
+        SELECT DISTINCT ON (domain, command_id) row_id, domain, command_id, pick, priority, due_at, seq
+        FROM (
+            SELECT row_id, domain, command_id, 0 AS pick, priority, due_at, seq FROM oldest
+            UNION ALL
+            SELECT row_id, domain, command_id, 1, priority, due_at, seq FROM ranked
+        ) both_sets
+        ORDER BY domain, command_id, pick
+    ) picked
+    ORDER BY pick, priority DESC, due_at, seq
     LIMIT $2
 ),
 leased AS (
@@ -33,10 +86,13 @@ leased AS (
         received_at = now(),
         updated_at = now()
     FROM due
-    WHERE c.domain = due.domain AND c.command_id = due.command_id
+    -- By row address: the rows are locked by this statement, so their
+    -- addresses hold, and a TID scan does not depend on the planner's guess
+    -- of how many rows `due` has (a generic plan once hashed the table).
+    WHERE c.ctid = ANY (ARRAY(SELECT row_id FROM due)) AND c.ctid = due.row_id
     RETURNING c.domain, c.command_id, c.command_type, c.correlation_id, c.reply_to, c.payload,
-              c.attempts, c.max_attempts, c.lease_id, c.lease_expires_at, c.created_at, c.due_at,
-              c.seq, c.traceparent
+              c.attempts, c.max_attempts, c.lease_id, c.lease_expires_at, c.created_at,
+              c.traceparent, due.pick, c.priority, c.due_at, c.seq
 ),
 next AS (
     SELECT (extract(epoch FROM min(n.due_at) - now()) * 1000)::bigint AS next_due_ms
@@ -56,4 +112,4 @@ SELECT l.domain, l.command_id, l.command_type, l.correlation_id, l.reply_to, l.p
        next.next_due_ms
 FROM next
 LEFT JOIN leased l ON true
-ORDER BY l.due_at, l.seq
+ORDER BY l.pick, l.priority DESC, l.due_at, l.seq

@@ -328,15 +328,21 @@ impl Transport for MemoryTransport {
         let now = Utc::now();
         let expires = now + params.visibility_timeout;
         let mut state = self.lock();
-        let mut due: Vec<(DateTime<Utc>, u64)> = state
+        // Oldest due first (send order within an instant) ...
+        let mut due: Vec<(DateTime<Utc>, u64, i16)> = state
             .commands
             .iter()
             .filter(|(_, c)| params.domains.contains(&c.command.domain) && state.leasable(c, now))
-            .map(|(seq, c)| (c.due_at, *seq))
+            .map(|(seq, c)| (c.due_at, *seq, c.command.priority))
             .collect();
         due.sort_unstable();
+        // ... for the oldest-first share, then by priority for the rest.
+        let oldest = params.oldest_first.min(params.limit).min(due.len());
+        let mut rest = due.split_off(oldest);
+        rest.sort_by_key(|(at, seq, priority)| (std::cmp::Reverse(*priority), *at, *seq));
+        let picked = due.into_iter().chain(rest).take(params.limit).map(|(_, seq, _)| seq);
         let mut leased = Vec::new();
-        for (_, seq) in due.into_iter().take(params.limit) {
+        for seq in picked.collect::<Vec<_>>() {
             let Some(stored) = state.commands.get_mut(&seq) else { continue };
             let lease_id = Uuid::new_v4();
             stored.status = CommandStatus::InProgress;
