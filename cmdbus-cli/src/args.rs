@@ -84,6 +84,22 @@ pub(crate) enum Command {
     },
     /// The pauses in force.
     Pauses,
+    /// Limit how many commands of a domain or type are leased at once
+    /// across every worker (e.g. for a fragile partner API).
+    Limit {
+        #[command(flatten)]
+        target: FlowArgs,
+        /// At most this many at a time (leased ahead included).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        max_in_flight: u32,
+    },
+    /// Remove a limit.
+    Unlimit {
+        #[command(flatten)]
+        target: FlowArgs,
+    },
+    /// The limits in force.
+    Limits,
     /// A command's audit trail, oldest first.
     Audit {
         /// The command id.
@@ -152,7 +168,7 @@ pub(crate) enum Tsq {
     },
 }
 
-/// A domain, or one command type of it, to pause or resume.
+/// A domain, or one command type of it, to pause, resume or limit.
 #[derive(Debug, Args)]
 pub(crate) struct FlowArgs {
     /// The domain.
@@ -160,7 +176,7 @@ pub(crate) struct FlowArgs {
     /// Only this command type of the domain.
     #[arg(long = "type")]
     pub(crate) command_type: Option<String>,
-    /// Change nothing: show whether it is paused and how many commands wait.
+    /// Change nothing: show its state now and how many commands it holds.
     #[arg(long)]
     pub(crate) dry_run: bool,
 }

@@ -105,6 +105,42 @@ pub(crate) async fn run(cli: Cli, connect_timeout: Duration) -> Result<()> {
                 output::table(&mut out, &["PAUSED", "BY", "SINCE", "REASON"], &rows)?;
             }
         }
+        Command::Limit { target, max_in_flight } => {
+            let flow = flow_target(target)?;
+            if target.dry_run {
+                return flow_preview(&cli, &bus, &mut out, "limit", &flow).await;
+            }
+            bus.limit(&flow, *max_in_flight, &operator(&cli)?).await?;
+            flow_done(&cli, &mut out, &format!("at most {max_in_flight} at a time:"), &flow)?;
+        }
+        Command::Unlimit { target } => {
+            let flow = flow_target(target)?;
+            if target.dry_run {
+                return flow_preview(&cli, &bus, &mut out, "unlimit", &flow).await;
+            }
+            let removed = bus.unlimit(&flow, &operator(&cli)?).await?;
+            let what = if removed { "no limit any more:" } else { "had no limit:" };
+            flow_done(&cli, &mut out, what, &flow)?;
+        }
+        Command::Limits => {
+            let limits = bus.limits().await?;
+            if cli.json {
+                output::json(&mut out, &limits)?;
+            } else {
+                let rows: Vec<Vec<String>> = limits
+                    .iter()
+                    .map(|l| {
+                        vec![
+                            l.target.to_string(),
+                            l.max_in_flight.to_string(),
+                            l.operator.clone(),
+                            l.set_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                        ]
+                    })
+                    .collect();
+                output::table(&mut out, &["LIMITED", "AT MOST", "BY", "SINCE"], &rows)?;
+            }
+        }
         Command::Cancel { id, domain, reason, dry_run } => {
             let key = CommandKey::maybe_in(domain.clone(), *id);
             if *dry_run {
@@ -498,8 +534,8 @@ fn flow_done(cli: &Cli, out: &mut impl Write, what: &str, target: &FlowTarget) -
     Ok(())
 }
 
-/// What `pause|resume --dry-run` shows: whether the target is paused now and
-/// how many PENDING commands it holds; nothing is changed.
+/// What a flow action's `--dry-run` shows: the target's pause and limit now
+/// and how many PENDING and IN_PROGRESS commands it holds; nothing is changed.
 async fn flow_preview(
     cli: &Cli,
     bus: &PgBus,
@@ -508,30 +544,39 @@ async fn flow_preview(
     target: &FlowTarget,
 ) -> Result<()> {
     let paused = bus.pauses().await?.iter().any(|p| p.target == *target);
-    let pending: i64 = bus
-        .status_counts(Some(&target.domain))
-        .await?
-        .iter()
-        .filter(|c| c.status == CommandStatus::Pending)
-        .filter(|c| target.covers(&c.domain, &c.command_type))
-        .map(|c| c.count)
-        .sum();
-    let would_change = (action == "pause") != paused;
+    let limit = bus.limits().await?.into_iter().find(|l| l.target == *target);
+    let counts = bus.status_counts(Some(&target.domain)).await?;
+    let count = |status| -> i64 {
+        counts
+            .iter()
+            .filter(|c| c.status == status && target.covers(&c.domain, &c.command_type))
+            .map(|c| c.count)
+            .sum()
+    };
+    let (pending, in_flight) = (count(CommandStatus::Pending), count(CommandStatus::InProgress));
     if cli.json {
         let json = serde_json::json!({
             "action": action, "dry_run": true, "target": target, "paused": paused,
-            "pending": pending, "would_change": would_change,
+            "max_in_flight": limit.as_ref().map(|l| l.max_in_flight),
+            "pending": pending, "in_flight": in_flight,
         });
         output::json(out, &json)?;
         return Ok(());
     }
-    let state = if paused { "paused" } else { "not paused" };
-    let effect = match (action, would_change) {
-        ("pause", true) => format!("{action} would hold its {pending} pending command(s)"),
-        ("resume", true) => format!("{action} would release its {pending} pending command(s)"),
-        _ => format!("{action} would change nothing"),
+    let pause = if paused { "paused" } else { "not paused" };
+    let limited =
+        limit.map_or_else(|| "no limit".to_owned(), |l| format!("a limit of {}", l.max_in_flight));
+    writeln!(
+        out,
+        "dry run: {target} is {pause}, with {limited}; {pending} pending, {in_flight} in flight"
+    )?;
+    let effect = match (action, paused) {
+        ("pause", false) => format!("pause would hold its {pending} pending command(s)"),
+        ("resume", true) => format!("resume would release its {pending} pending command(s)"),
+        ("pause" | "resume", _) => format!("{action} would change nothing"),
+        _ => format!("{action} would apply to those counts"),
     };
-    writeln!(out, "dry run: {target} is {state}; {effect}; nothing was changed")?;
+    writeln!(out, "{effect}; nothing was changed")?;
     Ok(())
 }
 

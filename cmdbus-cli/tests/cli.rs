@@ -595,8 +595,9 @@ async fn pause_and_resume_with_dry_runs_and_the_operator_recorded() {
         cmdbus(&f.schema, &["pause", "cli-it", "--type", "Ship", "--reason", "r", "--dry-run"]);
     assert_exit(&dry, 0);
     assert!(
-        stdout(&dry)
-            .contains("cli-it/Ship is not paused; pause would hold its 1 pending command(s)"),
+        stdout(&dry).contains("cli-it/Ship is not paused, with no limit; 1 pending, 0 in flight")
+            && stdout(&dry)
+                .contains("pause would hold its 1 pending command(s); nothing was changed"),
         "{}",
         stdout(&dry)
     );
@@ -615,7 +616,7 @@ async fn pause_and_resume_with_dry_runs_and_the_operator_recorded() {
     assert_eq!(actions().await, before + 1);
 
     let dry = cmdbus(&f.schema, &["resume", "cli-it", "--dry-run"]);
-    assert!(stdout(&dry).contains("is paused; resume would release"), "{}", stdout(&dry));
+    assert!(stdout(&dry).contains("resume would release its 1 pending"), "{}", stdout(&dry));
     let resumed = cmdbus(&f.schema, &["--operator", "ana", "resume", "cli-it"]);
     assert_exit(&resumed, 0);
     assert_eq!(stdout(&resumed).trim(), "resumed cli-it (every type)");

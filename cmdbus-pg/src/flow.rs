@@ -1,13 +1,25 @@
-//! Pausing and resuming a domain or command type on PostgreSQL: a row in
-//! `pauses` that the lease statement honours, and the operator's action in
-//! `operator_actions`, in one statement each.
+//! Flow control on PostgreSQL: pauses and fleet-wide limits are rows
+//! (`pauses`, `limits`) that the lease statement honours; each operator
+//! action is recorded in `operator_actions` in the same statement.
 
-use cmdbus::{FlowTarget, Operator, Pause, Result};
+use cmdbus::{FlowTarget, Limit, Operator, Pause, Result};
 use sqlx::{AssertSqlSafe, Row};
 
 use crate::{pool_timeout::Explain, rows::db, transport::PgTransport};
 
-/// How a whole domain is stored in `pauses.command_type`.
+/// The target a `pauses` or `limits` row names.
+fn target_of(row: &sqlx::postgres::PgRow) -> Result<FlowTarget> {
+    let get = || db("decoding a flow target");
+    let domain: String = row.try_get("domain").map_err(get())?;
+    let command_type: String = row.try_get("command_type").map_err(get())?;
+    if command_type == EVERY_TYPE {
+        FlowTarget::domain(domain)
+    } else {
+        FlowTarget::command_type(domain, command_type)
+    }
+}
+
+/// How a whole domain is stored in `pauses.command_type` and `limits.command_type`.
 const EVERY_TYPE: &str = "";
 
 fn stored_type(target: &FlowTarget) -> &str {
@@ -97,19 +109,128 @@ pub(crate) async fn list(transport: &PgTransport) -> Result<Vec<Pause>> {
     rows.iter()
         .map(|row| {
             let get = || db("decoding a pause");
-            let domain: String = row.try_get("domain").map_err(get())?;
-            let command_type: String = row.try_get("command_type").map_err(get())?;
-            let target = if command_type == EVERY_TYPE {
-                FlowTarget::domain(domain)?
-            } else {
-                FlowTarget::command_type(domain, command_type)?
-            };
             Ok(Pause::new(
-                target,
+                target_of(row)?,
                 row.try_get("operator").map_err(get())?,
                 row.try_get("reason").map_err(get())?,
                 row.try_get("paused_at").map_err(get())?,
             ))
         })
         .collect()
+}
+
+/// Sets (`Some`) or removes (`None`) a limit. A new limit starts from the
+/// commands leased right now.
+pub(crate) async fn limit(
+    transport: &PgTransport,
+    target: &FlowTarget,
+    max_in_flight: Option<u32>,
+    operator: &Operator,
+) -> Result<bool> {
+    let schema = transport.schema_ref();
+    let pool = transport.pool();
+    let changed: bool = match max_in_flight {
+        Some(max) => {
+            let sql = schema.render(
+                "WITH set AS (
+                     INSERT INTO {schema}.limits (domain, command_type, max_in_flight, in_flight, set_by)
+                     VALUES ($1, $2, $3, (SELECT count(*) FROM {schema}.commands
+                                          WHERE status = 'IN_PROGRESS' AND domain = $1
+                                            AND ($2 = '' OR command_type = $2)), $4)
+                     ON CONFLICT (domain, command_type) DO UPDATE
+                         SET max_in_flight = EXCLUDED.max_in_flight, set_by = EXCLUDED.set_by, set_at = now()
+                     RETURNING 1),
+                 recorded AS (
+                     INSERT INTO {schema}.operator_actions (operator, action, filter, affected)
+                     SELECT $4, 'limit', $5::jsonb, 1 FROM set)
+                 SELECT count(*) > 0 FROM set",
+            );
+            let described = serde_json::json!({
+                "domain": target.domain, "command_type": target.command_type, "max_in_flight": max,
+            });
+            sqlx::query_scalar(AssertSqlSafe(sql))
+                .bind(&target.domain)
+                .bind(stored_type(target))
+                .bind(i32::try_from(max).unwrap_or(i32::MAX))
+                .bind(operator.as_str())
+                .bind(described.to_string())
+                .fetch_one(pool)
+                .await
+                .explained(pool, "setting a limit")
+                .await?
+        }
+        None => {
+            let sql = schema.render(
+                "WITH removed AS (
+                     DELETE FROM {schema}.limits WHERE domain = $1 AND command_type = $2 RETURNING 1),
+                 recorded AS (
+                     INSERT INTO {schema}.operator_actions (operator, action, filter, affected)
+                     SELECT $3, 'unlimit', $4::jsonb, 1 FROM removed)
+                 SELECT count(*) > 0 FROM removed",
+            );
+            sqlx::query_scalar(AssertSqlSafe(sql))
+                .bind(&target.domain)
+                .bind(stored_type(target))
+                .bind(operator.as_str())
+                .bind(described(target, None))
+                .fetch_one(pool)
+                .await
+                .explained(pool, "removing a limit")
+                .await?
+        }
+    };
+    // A raised or lifted limit may let waiting work run.
+    transport.wake_domain(&target.domain);
+    Ok(changed)
+}
+
+pub(crate) async fn limits(transport: &PgTransport) -> Result<Vec<Limit>> {
+    let sql = transport.schema_ref().render(
+        "SELECT domain, command_type, max_in_flight, set_by, set_at FROM {schema}.limits
+         ORDER BY domain, command_type",
+    );
+    let pool = transport.pool();
+    let rows = sqlx::query(AssertSqlSafe(sql))
+        .fetch_all(pool)
+        .await
+        .explained(pool, "listing limits")
+        .await?;
+    rows.iter()
+        .map(|row| {
+            let get = || db("decoding a limit");
+            let max: i32 = row.try_get("max_in_flight").map_err(get())?;
+            Ok(Limit::new(
+                target_of(row)?,
+                u32::try_from(max).unwrap_or(1),
+                row.try_get("set_by").map_err(get())?,
+                row.try_get("set_at").map_err(get())?,
+            ))
+        })
+        .collect()
+}
+
+/// Recounts each limit's in_flight from the commands leased now, under the
+/// limits' row locks (taken in the order leases take them). Heals what a
+/// lease that started before a limit existed did not count.
+pub(crate) async fn recount(transport: &PgTransport) -> Result<()> {
+    let schema = transport.schema_ref();
+    let pool = transport.pool();
+    let mut tx = pool.begin().await.explained(pool, "recounting limits").await?;
+    let lock = schema.render(
+        "SELECT domain, command_type FROM {schema}.limits ORDER BY domain, command_type FOR UPDATE",
+    );
+    let held =
+        sqlx::query(AssertSqlSafe(lock)).fetch_all(&mut *tx).await.map_err(db("locking limits"))?;
+    if held.is_empty() {
+        return Ok(());
+    }
+    // A new statement: its snapshot sees every lease committed before the locks.
+    let recount = schema.render(
+        "UPDATE {schema}.limits l SET in_flight = (
+             SELECT count(*) FROM {schema}.commands c
+             WHERE c.status = 'IN_PROGRESS' AND c.domain = l.domain
+               AND (l.command_type = '' OR c.command_type = l.command_type))",
+    );
+    sqlx::query(AssertSqlSafe(recount)).execute(&mut *tx).await.map_err(db("recounting limits"))?;
+    tx.commit().await.map_err(db("committing the recount"))
 }

@@ -12,10 +12,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (2, "storage_v2", include_str!("../migrations/0002_storage_v2.sql")),
     (3, "flow_control", include_str!("../migrations/0003_flow_control.sql")),
     (4, "priorities", include_str!("../migrations/0004_priorities.sql")),
+    (5, "limits", include_str!("../migrations/0005_limits.sql")),
 ];
 
 /// The newest schema version this library knows.
-pub const SCHEMA_VERSION: i32 = 4;
+pub const SCHEMA_VERSION: i32 = 5;
 
 /// What opening a bus does to its schema.
 #[derive(Clone, Copy, Debug)]

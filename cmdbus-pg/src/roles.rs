@@ -59,6 +59,7 @@ pub fn grants_sql(schema: &str, role: Role, role_name: &str) -> Result<String, E
             "{transitions}
              GRANT UPDATE (leased_by) ON {{schema}}.commands TO {g};
              GRANT SELECT ON {{schema}}.pauses TO {g};
+             GRANT SELECT, UPDATE (in_flight) ON {{schema}}.limits TO {g};
              GRANT INSERT ON {{schema}}.audit TO {g};
              GRANT INSERT ON {{schema}}.replies TO {g};"
         ),
@@ -68,7 +69,8 @@ pub fn grants_sql(schema: &str, role: Role, role_name: &str) -> Result<String, E
              GRANT SELECT ON {{schema}}.audit_trail TO {g};
              GRANT SELECT, INSERT ON {{schema}}.replies TO {g};
              GRANT SELECT, INSERT ON {{schema}}.operator_actions TO {g};
-             GRANT SELECT, INSERT, DELETE ON {{schema}}.pauses TO {g};"
+             GRANT SELECT, INSERT, DELETE ON {{schema}}.pauses TO {g};
+             GRANT SELECT, INSERT, UPDATE, DELETE ON {{schema}}.limits TO {g};"
         ),
     };
     Ok(schema.render(&format!("{common}\n{specific}")))

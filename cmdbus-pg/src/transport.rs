@@ -12,8 +12,8 @@ use std::{
 use chrono::{DateTime, Utc};
 use cmdbus::{
     AuditEntry, AuditEvent, CommandRecord, CommandsLease, Due, Error, ExpiredLease, FlowTarget,
-    LeaseExtend, LeaseRef, LeasedCommand, NewCommand, Operator, Pause, Polled, QueueStats, Reply,
-    ReplyStatus, Result, SendOutcome, Transition, Transport, WakeSender, WakeUps,
+    LeaseExtend, LeaseRef, LeasedCommand, Limit, NewCommand, Operator, Pause, Polled, QueueStats,
+    Reply, ReplyStatus, Result, SendOutcome, Transition, Transport, WakeSender, WakeUps,
 };
 use sqlx::{PgConnection, PgPool, Postgres, Row, Transaction, postgres::PgRow};
 use uuid::Uuid;
@@ -562,6 +562,23 @@ impl Transport for PgTransport {
 
     async fn flow_pauses(&self) -> Result<Vec<Pause>> {
         crate::flow::list(self).await
+    }
+
+    async fn flow_limit(
+        &self,
+        target: &FlowTarget,
+        max_in_flight: Option<u32>,
+        operator: &Operator,
+    ) -> Result<bool> {
+        crate::flow::limit(self, target, max_in_flight, operator).await
+    }
+
+    async fn flow_limits(&self) -> Result<Vec<Limit>> {
+        crate::flow::limits(self).await
+    }
+
+    async fn limits_recount(&self) -> Result<()> {
+        crate::flow::recount(self).await
     }
 
     async fn wakeups(&self, domains: &[String]) -> Result<WakeUps> {

@@ -190,6 +190,39 @@ impl<T: Transport> Bus<T> {
         self.transport.flow_resume(target, operator).await
     }
 
+    /// Limits how many commands of a domain or type are leased at once
+    /// across every worker (e.g. 4 for a fragile partner API); leased-ahead
+    /// commands count. Replaces an earlier limit on the same target.
+    pub async fn limit(
+        &self,
+        target: &crate::FlowTarget,
+        max_in_flight: u32,
+        operator: &crate::Operator,
+    ) -> Result<()> {
+        if max_in_flight == 0 {
+            return Err(Error::InvalidName {
+                kind: "limit",
+                value: "0".to_owned(),
+                reason: "at least 1 at a time; to stop the work, pause it",
+            });
+        }
+        self.transport.flow_limit(target, Some(max_in_flight), operator).await.map(|_| ())
+    }
+
+    /// Removes a limit; `false` if there was none.
+    pub async fn unlimit(
+        &self,
+        target: &crate::FlowTarget,
+        operator: &crate::Operator,
+    ) -> Result<bool> {
+        self.transport.flow_limit(target, None, operator).await
+    }
+
+    /// The limits in force.
+    pub async fn limits(&self) -> Result<Vec<crate::Limit>> {
+        self.transport.flow_limits().await
+    }
+
     /// The pauses in force.
     pub async fn pauses(&self) -> Result<Vec<crate::Pause>> {
         self.transport.flow_pauses().await

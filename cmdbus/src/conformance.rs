@@ -156,6 +156,7 @@ macro_rules! conformance_suite {
             a_delayed_command_runs_when_due_not_before,
             a_pending_command_is_canceled_before_it_starts,
             paused_work_stays_pending_until_resumed,
+            a_limit_caps_commands_in_flight,
             a_batch_with_an_invalid_command_stores_nothing,
         );
     };
@@ -947,6 +948,51 @@ pub async fn paused_work_stays_pending_until_resumed<T: Transport>(transport: T)
     assert!(!bus.resume(&echo, &operator).await.expect("resume"), "not paused any more");
     wait_for(&transport, held, CommandStatus::Completed).await;
     assert!(bus.pauses().await.expect("pauses").is_empty());
+    worker.shutdown().await;
+}
+
+/// A limit on a command type caps how many of it are leased at once, even
+/// when the worker has free slots; other types are not held back by it.
+pub async fn a_limit_caps_commands_in_flight<T: Transport>(transport: T) {
+    let bus = Bus::new(transport.clone());
+    let operator = crate::Operator::new("ops@example.com").expect("operator");
+    let long = crate::FlowTarget::of::<Long>();
+    assert!(bus.limit(&long, 0, &operator).await.is_err(), "0 is a pause, not a limit");
+    bus.limit(&long, 2, &operator).await.expect("limit");
+    let limits = bus.limits().await.expect("limits");
+    assert_eq!((limits.len(), limits[0].max_in_flight), (1, 2));
+    assert_eq!(limits[0].operator, "ops@example.com");
+
+    let worker = bus.worker().domain(DOMAIN).concurrency(8).start().await.expect("worker");
+    let ids: Vec<Uuid> = bus
+        .send_batch((0..6).map(|_| Long { ms: 200 }))
+        .await
+        .expect("send")
+        .iter()
+        .map(crate::SendOutcome::command_id)
+        .collect();
+    let quick = bus.send(Echo { text: "not limited".into() }).await.expect("send").command_id();
+    wait_for(&transport, quick, CommandStatus::Completed).await;
+    let (mut most, deadline) = (0, tokio::time::Instant::now() + WAIT);
+    loop {
+        let mut in_flight = 0;
+        let mut completed = 0;
+        for id in &ids {
+            let record = transport.command_get(DOMAIN, *id).await.expect("get").expect("exists");
+            in_flight += usize::from(record.status == CommandStatus::InProgress);
+            completed += usize::from(record.status == CommandStatus::Completed);
+        }
+        most = most.max(in_flight);
+        assert!(in_flight <= 2, "{in_flight} in flight under a limit of 2");
+        if completed == ids.len() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "only {completed} completed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(most, 2, "the limit is used, not just respected");
+    assert!(bus.unlimit(&long, &operator).await.expect("unlimit"));
+    assert!(!bus.unlimit(&long, &operator).await.expect("unlimit"), "no limit any more");
     worker.shutdown().await;
 }
 

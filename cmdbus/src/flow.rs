@@ -93,3 +93,30 @@ pub(crate) fn check_reason(reason: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// A limit in force: at most `max_in_flight` commands of the target leased
+/// at once across every worker of the fleet.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct Limit {
+    /// What is limited.
+    pub target: FlowTarget,
+    /// Commands leased at once, at most (leased ahead included).
+    pub max_in_flight: u32,
+    /// Who set it.
+    pub operator: String,
+    /// When.
+    pub set_at: DateTime<Utc>,
+}
+
+impl Limit {
+    /// Builds one; for backends.
+    pub fn new(
+        target: FlowTarget,
+        max_in_flight: u32,
+        operator: String,
+        set_at: DateTime<Utc>,
+    ) -> Self {
+        Self { target, max_in_flight, operator, set_at }
+    }
+}

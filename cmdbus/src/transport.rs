@@ -15,7 +15,7 @@ use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::{
-    AuditEntry, CommandRecord, ExpiredLease, Failure, FlowTarget, LeasedCommand, NewCommand,
+    AuditEntry, CommandRecord, ExpiredLease, Failure, FlowTarget, LeasedCommand, Limit, NewCommand,
     Operator, Pause, Reply, Result, SendOutcome, Transition, WakeUps,
 };
 
@@ -202,6 +202,27 @@ pub trait Transport: Clone + Send + Sync + 'static {
 
     /// The pauses in force.
     fn flow_pauses(&self) -> impl Future<Output = Result<Vec<Pause>>> + Send;
+
+    /// Sets (`Some`) or removes (`None`) the fleet-wide limit on how many
+    /// commands of `target` are leased at once, recorded with the operator.
+    /// Leases honour it atomically across workers. `false` when removing a
+    /// limit that did not exist.
+    fn flow_limit(
+        &self,
+        target: &FlowTarget,
+        max_in_flight: Option<u32>,
+        operator: &Operator,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// The limits in force.
+    fn flow_limits(&self) -> impl Future<Output = Result<Vec<Limit>>> + Send;
+
+    /// Heals a backend's kept count of leased commands per limit (workers
+    /// call it with their maintenance). Backends that count on every lease
+    /// keep the default, which does nothing.
+    fn limits_recount(&self) -> impl Future<Output = Result<()>> + Send {
+        async { Ok(()) }
+    }
 
     /// A subscription that fires when commands of `domains` may be due.
     fn wakeups(&self, domains: &[String]) -> impl Future<Output = Result<WakeUps>> + Send;

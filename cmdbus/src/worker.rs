@@ -411,6 +411,9 @@ impl<T: Transport> Runtime<T> {
         if let Err(error) = self.config.transport.leases_rescue_with(backoff).await {
             warn!(error = %error.report(), "cmdbus: rescuing expired leases failed");
         }
+        if let Err(error) = self.config.transport.limits_recount().await {
+            warn!(error = %error.report(), "cmdbus: recounting flow limits failed");
+        }
         match self.config.transport.queue_stats(&self.config.domains).await {
             Ok(stats) => {
                 telemetry::queues(&self.config.domains, &stats);

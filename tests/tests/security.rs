@@ -120,12 +120,15 @@ async fn each_role_does_its_part_and_nothing_else() {
         &operator.transport().commands_lease(lease).await.expect_err("no lease")
     ));
 
-    // Operators pause and resume; workers and senders cannot.
+    // Operators pause, resume and limit; workers and senders cannot.
     let target = cmdbus::FlowTarget::domain("sec-it").expect("target");
     assert!(operator.pause(&target, &ops, "incident").await.expect("operator pauses"));
     assert!(operator.resume(&target, &ops).await.expect("operator resumes"));
+    operator.limit(&target, 4, &ops).await.expect("operator limits");
+    assert!(operator.unlimit(&target, &ops).await.expect("operator lifts the limit"));
     for bus in [&worker_bus, &sender] {
         assert!(is_permission_error(&bus.pause(&target, &ops, "x").await.expect_err("no pause")));
+        assert!(is_permission_error(&bus.limit(&target, 1, &ops).await.expect_err("no limit")));
     }
 
     // Nobody rewrites payloads or the audit trail.

@@ -3,18 +3,28 @@
 -- priority (so low priorities never starve; only asked for when some due
 -- command has a priority), then the rest by priority, due time, send order. The attempt's RECEIVED event is received_at +
 -- leased_by on the row (see audit_trail in 0002_storage_v2.sql).
--- Each domain is walked on its own index range (no sort of the backlog):
+-- Limited domains and types (limits, usually empty) take at most their
+-- room. Each domain is walked on its own index range (no sort of the backlog):
 -- priority-0 commands through commands_due_idx, the others through
 -- commands_priority_idx (empty when no one sets a priority). Paused domains
 -- and types (pauses, usually empty) are skipped. Every row also says in how
 -- many ms the next not-yet-due command of the domains is due, so an idle
 -- worker sleeps exactly that long; when nothing is leased, one row carries
 -- only that.
-WITH prioritized AS (
-    SELECT c.row_id, c.domain, c.command_id, c.priority, c.due_at, c.seq
+WITH held_limits AS (
+    -- Locked for the statement: leases of a limited target take turns, and
+    -- each sees the in_flight the one before it left.
+    SELECT domain, command_type, max_in_flight - in_flight AS room
+    FROM {schema}.limits
+    WHERE domain = ANY($1::text[])
+    ORDER BY domain, command_type  -- one lock order everywhere: no deadlocks
+    FOR UPDATE
+),
+prioritized AS (
+    SELECT c.row_id, c.domain, c.command_id, c.command_type, c.priority, c.due_at, c.seq
     FROM unnest($1::text[]) AS d(domain)
     CROSS JOIN LATERAL (
-        SELECT ctid AS row_id, domain, command_id, priority, due_at, seq
+        SELECT ctid AS row_id, domain, command_id, command_type, priority, due_at, seq
         FROM {schema}.commands c
         WHERE status = 'PENDING' AND domain = d.domain AND due_at <= now() AND priority <> 0
           AND NOT EXISTS (SELECT 1 FROM {schema}.pauses p
@@ -25,10 +35,10 @@ WITH prioritized AS (
     ) c
 ),
 oldest AS (
-    SELECT c.row_id, c.domain, c.command_id, c.priority, c.due_at, c.seq
+    SELECT c.row_id, c.domain, c.command_id, c.command_type, c.priority, c.due_at, c.seq
     FROM unnest($1::text[]) AS d(domain)
     CROSS JOIN LATERAL (
-        SELECT ctid AS row_id, domain, command_id, priority, due_at, seq
+        SELECT ctid AS row_id, domain, command_id, command_type, priority, due_at, seq
         FROM {schema}.commands c
         WHERE status = 'PENDING' AND domain = d.domain AND due_at <= now()
           -- Without prioritized commands due order is priority order already.
@@ -43,10 +53,10 @@ oldest AS (
     LIMIT $5
 ),
 unprioritized AS (
-    SELECT c.row_id, c.domain, c.command_id, c.priority, c.due_at, c.seq
+    SELECT c.row_id, c.domain, c.command_id, c.command_type, c.priority, c.due_at, c.seq
     FROM unnest($1::text[]) AS d(domain)
     CROSS JOIN LATERAL (
-        SELECT ctid AS row_id, domain, command_id, priority, due_at, seq
+        SELECT ctid AS row_id, domain, command_id, command_type, priority, due_at, seq
         FROM {schema}.commands c
         WHERE status = 'PENDING' AND domain = d.domain AND due_at <= now() AND priority = 0
           AND NOT EXISTS (SELECT 1 FROM {schema}.pauses p
@@ -61,20 +71,42 @@ ranked AS (
     UNION ALL
     SELECT * FROM unprioritized
 ),
-due AS (
-    -- A command in both sets counts as oldest-first (pick 0).
-    SELECT row_id, domain, command_id, pick, priority, due_at, seq
+picked AS (
+    -- A command in both candidate sets counts as oldest-first (pick 0).
+    SELECT DISTINCT ON (domain, command_id)
+           row_id, domain, command_id, command_type, pick, priority, due_at, seq
     FROM (
-        SELECT DISTINCT ON (domain, command_id) row_id, domain, command_id, pick, priority, due_at, seq
-        FROM (
-            SELECT row_id, domain, command_id, 0 AS pick, priority, due_at, seq FROM oldest
-            UNION ALL
-            SELECT row_id, domain, command_id, 1, priority, due_at, seq FROM ranked
-        ) both_sets
-        ORDER BY domain, command_id, pick
-    ) picked
-    ORDER BY pick, priority DESC, due_at, seq
-    LIMIT $2
+        SELECT row_id, domain, command_id, command_type, 0 AS pick, priority, due_at, seq FROM oldest
+        UNION ALL
+        SELECT row_id, domain, command_id, command_type, 1, priority, due_at, seq FROM ranked
+    ) both_sets
+    ORDER BY domain, command_id, pick
+),
+due AS (
+    (SELECT row_id, domain, command_id, command_type, pick, priority, due_at, seq
+     FROM picked
+     WHERE NOT EXISTS (SELECT 1 FROM held_limits)
+     ORDER BY pick, priority DESC, due_at, seq
+     LIMIT $2)
+    UNION ALL
+    -- With limits, each limited type and domain takes at most its room, in
+    -- lease order.
+    (SELECT row_id, domain, command_id, command_type, pick, priority, due_at, seq
+     FROM (
+         SELECT p.*,
+                row_number() OVER (PARTITION BY p.domain, p.command_type
+                                   ORDER BY p.pick, p.priority DESC, p.due_at, p.seq) AS type_rank,
+                row_number() OVER (PARTITION BY p.domain
+                                   ORDER BY p.pick, p.priority DESC, p.due_at, p.seq) AS domain_rank
+         FROM picked p
+         WHERE EXISTS (SELECT 1 FROM held_limits)
+     ) r
+     WHERE NOT EXISTS (SELECT 1 FROM held_limits t
+                       WHERE t.domain = r.domain AND t.command_type = r.command_type AND r.type_rank > t.room)
+       AND NOT EXISTS (SELECT 1 FROM held_limits t
+                       WHERE t.domain = r.domain AND t.command_type = '' AND r.domain_rank > t.room)
+     ORDER BY pick, priority DESC, due_at, seq
+     LIMIT $2)
 ),
 leased AS (
     UPDATE {schema}.commands c
@@ -93,6 +125,15 @@ leased AS (
     RETURNING c.domain, c.command_id, c.command_type, c.correlation_id, c.reply_to, c.payload,
               c.attempts, c.max_attempts, c.lease_id, c.lease_expires_at, c.created_at,
               c.traceparent, due.pick, c.priority, c.due_at, c.seq
+),
+counted AS (
+    UPDATE {schema}.limits l
+    SET in_flight = l.in_flight + n.leased
+    FROM (SELECT t.domain, t.command_type, count(*) AS leased
+          FROM leased x
+          JOIN held_limits t ON t.domain = x.domain AND t.command_type IN ('', x.command_type)
+          GROUP BY 1, 2) n
+    WHERE l.domain = n.domain AND l.command_type = n.command_type
 ),
 next AS (
     SELECT (extract(epoch FROM min(n.due_at) - now()) * 1000)::bigint AS next_due_ms

@@ -33,7 +33,8 @@ updated AS (
     WHERE c.domain = i.domain AND c.command_id = i.command_id
       AND CASE WHEN i.lease_id IS NULL THEN c.status = i.from_status AND c.lease_id IS NULL
                ELSE c.lease_id = i.lease_id AND (NOT i.lease_expired OR c.lease_expires_at <= now()) END
-    RETURNING c.domain, c.command_id, c.correlation_id, c.reply_to, c.due_at, c.attempts,
+    RETURNING c.domain, c.command_id, c.command_type, c.correlation_id, c.reply_to, c.due_at, c.attempts,
+              (i.lease_id IS NOT NULL) AS ended_lease,
               c.received_at, c.leased_by,
               CASE i.attempts WHEN 'give_back' THEN c.attempts + 1 ELSE c.attempts END AS leased_attempt,
               i.received_leaves_row, i.reply_status, i.reply_body, i.ord
@@ -60,6 +61,28 @@ audited AS (
         WHERE NOT (e.on_row AND u.received_at IS NOT NULL)
     ) rows
     ORDER BY ord, n
+),
+-- A transition that ends a lease frees room under the command's limits
+-- (locked in the order leases lock them, so the two never deadlock).
+ended AS (
+    SELECT t.domain, t.command_type, count(*) AS ended
+    FROM updated u
+    JOIN {schema}.limits t ON t.domain = u.domain AND t.command_type IN ('', u.command_type)
+    WHERE u.ended_lease
+    GROUP BY 1, 2
+),
+ended_locked AS (
+    SELECT l.domain, l.command_type, e.ended
+    FROM {schema}.limits l
+    JOIN ended e ON e.domain = l.domain AND e.command_type = l.command_type
+    ORDER BY l.domain, l.command_type
+    FOR UPDATE OF l
+),
+freed AS (
+    UPDATE {schema}.limits l
+    SET in_flight = greatest(l.in_flight - n.ended, 0)
+    FROM ended_locked n
+    WHERE l.domain = n.domain AND l.command_type = n.command_type
 ),
 replied AS (
     INSERT INTO {schema}.replies (domain, command_id, correlation_id, reply_to, status, body)

@@ -15,9 +15,9 @@ use uuid::Uuid;
 
 use crate::{
     AttemptsChange, AuditEntry, AuditEvent, CommandRecord, CommandStatus, CommandsLease, Due,
-    ExpiredLease, Failure, FlowTarget, Guard, LeaseExtend, LeaseRef, LeasedCommand, NewCommand,
-    Operator, OperatorAction, Pause, Polled, QueueStats, Reply, ReplyStatus, Result, SendOutcome,
-    Transition, Transport, WakeSender, WakeUps,
+    ExpiredLease, Failure, FlowTarget, Guard, LeaseExtend, LeaseRef, LeasedCommand, Limit,
+    NewCommand, Operator, OperatorAction, Pause, Polled, QueueStats, Reply, ReplyStatus, Result,
+    SendOutcome, Transition, Transport, WakeSender, WakeUps,
 };
 
 /// The in-memory transport. Clones share one store.
@@ -37,6 +37,7 @@ struct State {
     replies: Vec<(Reply, bool)>,
     next_seq: u64,
     pauses: Vec<Pause>,
+    limits: Vec<Limit>,
 }
 
 struct Stored {
@@ -67,6 +68,38 @@ impl Stored {
 impl State {
     fn paused(&self, command: &NewCommand) -> bool {
         self.pauses.iter().any(|p| p.target.covers(&command.domain, &command.command_type))
+    }
+
+    /// The candidates (in lease order) that fit every limit, counting what
+    /// is leased already and what this lease takes before them.
+    fn within_limits(&self, candidates: impl Iterator<Item = u64>) -> Vec<u64> {
+        let mut in_flight: Vec<usize> = self
+            .limits
+            .iter()
+            .map(|limit| {
+                let leased = |c: &&Stored| {
+                    c.status == CommandStatus::InProgress
+                        && limit.target.covers(&c.command.domain, &c.command.command_type)
+                };
+                self.commands.values().filter(leased).count()
+            })
+            .collect();
+        candidates
+            .filter(|seq| {
+                let Some(c) = self.commands.get(seq) else { return false };
+                let applies: Vec<usize> = (0..self.limits.len())
+                    .filter(|i| {
+                        self.limits[*i].target.covers(&c.command.domain, &c.command.command_type)
+                    })
+                    .collect();
+                let fits =
+                    applies.iter().all(|i| in_flight[*i] < self.limits[*i].max_in_flight as usize);
+                if fits {
+                    applies.iter().for_each(|i| in_flight[*i] += 1);
+                }
+                fits
+            })
+            .collect()
     }
 
     /// Whether a worker may lease `c` now: PENDING, due, not paused.
@@ -340,9 +373,9 @@ impl Transport for MemoryTransport {
         let oldest = params.oldest_first.min(params.limit).min(due.len());
         let mut rest = due.split_off(oldest);
         rest.sort_by_key(|(at, seq, priority)| (std::cmp::Reverse(*priority), *at, *seq));
-        let picked = due.into_iter().chain(rest).take(params.limit).map(|(_, seq, _)| seq);
+        let picked = state.within_limits(due.into_iter().chain(rest).map(|(_, seq, _)| seq));
         let mut leased = Vec::new();
-        for seq in picked.collect::<Vec<_>>() {
+        for seq in picked.into_iter().take(params.limit) {
             let Some(stored) = state.commands.get_mut(&seq) else { continue };
             let lease_id = Uuid::new_v4();
             stored.status = CommandStatus::InProgress;
@@ -532,6 +565,33 @@ impl Transport for MemoryTransport {
 
     async fn flow_pauses(&self) -> Result<Vec<Pause>> {
         Ok(self.lock().pauses.clone())
+    }
+
+    async fn flow_limit(
+        &self,
+        target: &FlowTarget,
+        max_in_flight: Option<u32>,
+        operator: &Operator,
+    ) -> Result<bool> {
+        let changed = {
+            let mut state = self.lock();
+            let before = state.limits.len();
+            state.limits.retain(|l| l.target != *target);
+            let removed = state.limits.len() < before;
+            if let Some(max) = max_in_flight {
+                let limit =
+                    Limit::new(target.clone(), max, operator.as_str().to_owned(), Utc::now());
+                state.limits.push(limit);
+            }
+            removed || max_in_flight.is_some()
+        };
+        // A raised or lifted limit may let waiting work run.
+        self.work.wake();
+        Ok(changed)
+    }
+
+    async fn flow_limits(&self) -> Result<Vec<Limit>> {
+        Ok(self.lock().limits.clone())
     }
 
     async fn wakeups(&self, _domains: &[String]) -> Result<WakeUps> {

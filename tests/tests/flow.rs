@@ -1,0 +1,64 @@
+//! Flow control across a fleet: a limit holds with four worker processes
+//! leasing at once.
+
+use std::{
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use cmdbus::{FlowTarget, Operator};
+use cmdbus_pg::PgBus;
+use cmdbus_tests::{crash::Slow, fresh_schema, pool};
+use sqlx::AssertSqlSafe;
+
+fn spawn_worker(schema: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_crash_worker"))
+        .arg(schema)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("crash_worker starts")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limit_holds_across_four_worker_processes() {
+    let schema = fresh_schema();
+    let bus = PgBus::builder(pool().await).schema(&schema).build().await.expect("bus");
+    let operator = Operator::new("ops@example.com").expect("operator");
+    bus.limit(&FlowTarget::of::<Slow>(), 3, &operator).await.expect("limit");
+    // Each process could run 16 at once; together 64.
+    let mut workers: Vec<Child> = (0..4).map(|_| spawn_worker(&schema)).collect();
+    let total = 60;
+    bus.send_batch((0..total).map(|_| Slow { ms: 40 })).await.expect("send");
+
+    let in_flight = format!(
+        r#"SELECT count(*) FILTER (WHERE status = 'IN_PROGRESS'),
+                  count(*) FILTER (WHERE status = 'COMPLETED')
+           FROM "{schema}".commands"#
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let (mut most, mut samples) = (0, 0);
+    loop {
+        let (leased, completed): (i64, i64) = sqlx::query_as(AssertSqlSafe(in_flight.clone()))
+            .fetch_one(bus.pool())
+            .await
+            .expect("sample");
+        samples += 1;
+        most = most.max(leased);
+        assert!(leased <= 3, "{leased} leased at once under a fleet-wide limit of 3");
+        if completed == total {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "only {completed} of {total} completed");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for worker in &mut workers {
+        worker.kill().expect("stop the worker");
+        worker.wait().expect("reap");
+    }
+    eprintln!("flow: {samples} samples, at most {most} in flight");
+    assert_eq!(most, 3, "the limit is used, not just respected");
+    let limits = format!(r#"SELECT in_flight FROM "{schema}".limits"#);
+    let left: i32 =
+        sqlx::query_scalar(AssertSqlSafe(limits)).fetch_one(bus.pool()).await.expect("count");
+    assert_eq!(left, 0, "every lease that ended gave its room back");
+}
