@@ -47,6 +47,9 @@ struct Inner {
     /// When the last single send started (µs since `epoch`), to tell rare
     /// sends from a stream of them.
     last_send_us: AtomicU64,
+    /// Until when (µs since `epoch`) leases go straight to the full
+    /// statement, since priorities or limits were seen in use.
+    full_lease_until_us: AtomicU64,
     epoch: std::time::Instant,
 }
 
@@ -80,6 +83,7 @@ impl PgTransport {
             replies,
             reply_listener,
             last_send_us: AtomicU64::new(0),
+            full_lease_until_us: AtomicU64::new(0),
             epoch: std::time::Instant::now(),
         };
         Ok(Self { inner: Arc::new(inner) })
@@ -107,6 +111,61 @@ impl PgTransport {
 
     pub(crate) fn statements(&self) -> &Statements {
         &self.inner.statements
+    }
+
+    fn micros(&self) -> u64 {
+        u64::try_from(self.inner.epoch.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
+    /// Runs the common lease statement, or with `full` the one that honours
+    /// priorities and limits; returns what it leased and whether the common
+    /// one found it had to leave the work to the full one.
+    async fn lease(&self, params: &CommandsLease, full: bool) -> Result<(Polled, bool)> {
+        let statement = if full {
+            &self.inner.statements.commands_lease_full
+        } else {
+            &self.inner.statements.commands_lease
+        };
+        let mut query = sqlx::query(sql(statement))
+            .bind(&params.domains)
+            .bind(i64::try_from(params.limit).unwrap_or(i64::MAX))
+            .bind(i64::try_from(params.visibility_timeout.as_millis()).unwrap_or(i64::MAX))
+            .bind(&params.worker_id);
+        if full {
+            query = query.bind(i64::try_from(params.oldest_first.min(params.limit)).unwrap_or(0));
+        }
+        let rows = query
+            .fetch_all(&self.inner.pool)
+            .await
+            .explained(&self.inner.pool, "leasing commands")
+            .await?;
+        let get = || db("decoding a leased command");
+        let (next_due_ms, needs_full): (Option<i64>, bool) = match rows.first() {
+            Some(row) => (
+                row.try_get("next_due_ms").map_err(get())?,
+                row.try_get("needs_full").map_err(get())?,
+            ),
+            None => (None, false),
+        };
+        let mut commands = Vec::with_capacity(rows.len());
+        for row in &rows {
+            // The one row of an empty lease carries only the next due time.
+            if row.try_get::<Option<Uuid>, _>("command_id").map_err(get())?.is_none() {
+                continue;
+            }
+            let command = crate::rows::new_command(row)?
+                .with_traceparent(row.try_get("traceparent").map_err(get())?);
+            commands.push(LeasedCommand::new(
+                command,
+                count(row.try_get("attempts").map_err(get())?),
+                row.try_get("lease_id").map_err(get())?,
+                row.try_get("lease_expires_at").map_err(get())?,
+                row.try_get("created_at").map_err(get())?,
+            ));
+        }
+        let next_due_in =
+            next_due_ms.map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0)));
+        Ok((Polled::new(commands, next_due_in), needs_full))
     }
 
     /// Wakes `domain`'s workers (after a commit that made work leasable).
@@ -292,6 +351,10 @@ impl SendColumns {
     }
 }
 
+/// How long leases keep using the full statement once priorities or limits
+/// were seen (then the common one checks again).
+const FULL_LEASE_FOR: Duration = Duration::from_secs(5);
+
 /// A due instant, when the sender named one.
 fn due_at(due: Due) -> Option<DateTime<Utc>> {
     match due {
@@ -331,7 +394,7 @@ impl Transport for PgTransport {
         // delivered at its commit); a stream of sends leaves it to the
         // coalescing notifier, since each in-transaction NOTIFY holds a
         // global lock through its commit.
-        let now = u64::try_from(self.inner.epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let now = self.micros();
         let previous = self.inner.last_send_us.swap(now, Ordering::Relaxed);
         let gap = u64::try_from(SEND_STREAM_GAP.as_micros()).unwrap_or(u64::MAX);
         if now.saturating_sub(previous) >= gap {
@@ -348,40 +411,17 @@ impl Transport for PgTransport {
     }
 
     async fn commands_poll(&self, params: CommandsLease) -> Result<Polled> {
-        let rows = sqlx::query(sql(&self.inner.statements.commands_lease))
-            .bind(&params.domains)
-            .bind(i64::try_from(params.limit).unwrap_or(i64::MAX))
-            .bind(i64::try_from(params.visibility_timeout.as_millis()).unwrap_or(i64::MAX))
-            .bind(&params.worker_id)
-            .bind(i64::try_from(params.oldest_first.min(params.limit)).unwrap_or(0))
-            .fetch_all(&self.inner.pool)
-            .await
-            .explained(&self.inner.pool, "leasing commands")
-            .await?;
-        let get = || db("decoding a leased command");
-        let next_due_ms: Option<i64> = match rows.first() {
-            Some(row) => row.try_get("next_due_ms").map_err(get())?,
-            None => None,
-        };
-        let mut commands = Vec::with_capacity(rows.len());
-        for row in &rows {
-            // The one row of an empty lease carries only the next due time.
-            if row.try_get::<Option<Uuid>, _>("command_id").map_err(get())?.is_none() {
-                continue;
+        let now = self.micros();
+        if now >= self.inner.full_lease_until_us.load(Ordering::Relaxed) {
+            let (polled, needs_full) = self.lease(&params, false).await?;
+            if !needs_full {
+                return Ok(polled);
             }
-            let command = crate::rows::new_command(row)?
-                .with_traceparent(row.try_get("traceparent").map_err(get())?);
-            commands.push(LeasedCommand::new(
-                command,
-                count(row.try_get("attempts").map_err(get())?),
-                row.try_get("lease_id").map_err(get())?,
-                row.try_get("lease_expires_at").map_err(get())?,
-                row.try_get("created_at").map_err(get())?,
-            ));
+            // Priorities or limits are in use: the full statement for a while.
+            let until = now.saturating_add(FULL_LEASE_FOR.as_micros() as u64);
+            self.inner.full_lease_until_us.store(until, Ordering::Relaxed);
         }
-        let next_due_in =
-            next_due_ms.map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0)));
-        Ok(Polled::new(commands, next_due_in))
+        Ok(self.lease(&params, true).await?.0)
     }
 
     async fn transitions_apply(&self, transitions: Vec<Transition>) -> Result<Vec<bool>> {
