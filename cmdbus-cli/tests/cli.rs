@@ -627,3 +627,47 @@ async fn pause_and_resume_with_dry_runs_and_the_operator_recorded() {
         cmdbus(&f.schema, &["--operator", "ana", "pause", "cli-it", "--reason", ""]);
     assert_exit(&missing_reason, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flow_and_cancel_speak_json_and_tables() {
+    let f = fixture().await;
+    let op = ["--operator", "ana"];
+    let run = |args: &[&str]| cmdbus(&f.schema, &[&op[..], args].concat());
+
+    let paused = run(&["--json", "pause", "cli-it", "--type", "Ship", "--reason", "outage"]);
+    assert_eq!(json(&paused)["result"], "paused");
+    assert_eq!(
+        stdout(&run(&["pause", "cli-it", "--type", "Ship", "--reason", "again"])).trim(),
+        "already paused cli-it/Ship"
+    );
+    let dry = run(&["pause", "cli-it", "--type", "Ship", "--reason", "x", "--dry-run"]);
+    assert!(stdout(&dry).contains("pause would change nothing"), "{}", stdout(&dry));
+    let dry = json(&run(&["--json", "resume", "cli-it", "--type", "Ship", "--dry-run"]));
+    assert_eq!((dry["paused"].as_bool(), dry["dry_run"].as_bool()), (Some(true), Some(true)));
+    let table = stdout(&run(&["pauses"]));
+    assert!(
+        table.starts_with("PAUSED") && table.contains("cli-it/Ship") && table.contains("outage"),
+        "{table}"
+    );
+
+    let limited = json(&run(&["--json", "limit", "cli-it", "--max-in-flight", "2"]));
+    assert_eq!(limited["target"]["domain"], "cli-it");
+    let dry = run(&["limit", "cli-it", "--max-in-flight", "3", "--dry-run"]);
+    assert!(stdout(&dry).contains("limit would apply to those counts"), "{}", stdout(&dry));
+    let table = stdout(&run(&["limits"]));
+    assert!(table.starts_with("LIMITED") && table.contains("cli-it (every type)"), "{table}");
+    assert_eq!(
+        stdout(&run(&["unlimit", "cli-it", "--type", "Ship"])).trim(),
+        "had no limit: cli-it/Ship"
+    );
+
+    let later = cmdbus::SendOptions::new().delay(Duration::from_secs(3600));
+    let id = f.bus.send_with(Ship { order: 5, code: "x".into() }, later).await.expect("send");
+    let id = id.command_id().to_string();
+    let dry = json(&run(&["--json", "cancel", &id, "--reason", "x", "--dry-run"]));
+    assert_eq!(dry["items"][0]["would_cancel"], true);
+    let canceled = json(&run(&["--json", "cancel", &id, "--reason", "x"]));
+    assert_eq!(canceled["result"], "canceled");
+    let unknown = run(&["cancel", &Uuid::nil().to_string(), "--reason", "x", "--dry-run"]);
+    assert_exit(&unknown, 3);
+}
