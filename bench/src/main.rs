@@ -382,7 +382,7 @@ async fn experiment(config: &Config, only: &str) {
             base.drop_schema_only().await;
             rate
         }
-        "drain" => drain_rate(config).await,
+        "drain" => drain_tuned_rate(config).await,
         "drain-default" => drain_default_rate(config).await,
         "baseline-drain" => {
             let base = Arc::new(Baseline::create(pool(&config.url).await).await);
@@ -400,13 +400,18 @@ async fn experiment(config: &Config, only: &str) {
     println!("{only} senders={senders} per_send={per_send}: {rate:.1}/s");
 }
 
-/// Completed/s draining a preloaded backlog with a worker as it comes,
-/// nothing configured but its domain.
-async fn drain_default_rate(config: &Config) -> f64 {
+/// Completed/s draining a preloaded backlog with no concurrent senders,
+/// the worker configured by `configure`.
+async fn drain_rate(
+    config: &Config,
+    configure: impl FnOnce(
+        cmdbus::WorkerBuilder<cmdbus_pg::PgTransport>,
+    ) -> cmdbus::WorkerBuilder<cmdbus_pg::PgTransport>,
+) -> f64 {
     let bus = backlog(config).await;
     let start = HANDLED.load(Ordering::Relaxed);
     let at = Instant::now();
-    let worker = bus.worker().domain("bench").start().await.expect("worker");
+    let worker = configure(bus.worker().domain("bench")).start().await.expect("worker");
     while HANDLED.load(Ordering::Relaxed) - start < config.backlog as u64 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -416,31 +421,23 @@ async fn drain_default_rate(config: &Config) -> f64 {
     rate
 }
 
-/// Completed/s draining a preloaded backlog with no concurrent senders.
-async fn drain_rate(config: &Config) -> f64 {
-    let bus = backlog(config).await;
-    let start = HANDLED.load(Ordering::Relaxed);
-    let at = Instant::now();
-    let concurrency = std::env::var("CONCURRENCY")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(WORKER_CONCURRENCY);
-    let batch = std::env::var("BATCH").ok().and_then(|s| s.parse().ok()).unwrap_or(LEASE_BATCH);
-    let prefetch = std::env::var("PREFETCH").ok().and_then(|s| s.parse().ok()).unwrap_or(32);
-    let worker = bus
-        .worker()
-        .domain("bench")
-        .concurrency(concurrency)
-        .batch_size(batch)
-        .prefetch(prefetch)
-        .start()
-        .await
-        .expect("worker");
-    while HANDLED.load(Ordering::Relaxed) - start < config.backlog as u64 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let rate = config.backlog as f64 / at.elapsed().as_secs_f64();
-    worker.shutdown().await;
-    drop_schema(&bus).await;
-    rate
+/// The worker as it comes: only its domain is set.
+async fn drain_default_rate(config: &Config) -> f64 {
+    drain_rate(config, |worker| worker).await
+}
+
+/// `CONCURRENCY`, `BATCH` and `PREFETCH` from the environment, for tuning.
+async fn drain_tuned_rate(config: &Config) -> f64 {
+    let knob = |name: &str, default: usize| {
+        std::env::var(name).ok().and_then(|s| s.parse().ok()).unwrap_or(default)
+    };
+    let (concurrency, batch, prefetch) = (
+        knob("CONCURRENCY", WORKER_CONCURRENCY),
+        knob("BATCH", LEASE_BATCH),
+        knob("PREFETCH", 256),
+    );
+    drain_rate(config, |worker| {
+        worker.concurrency(concurrency).batch_size(batch).prefetch(prefetch)
+    })
+    .await
 }

@@ -81,8 +81,11 @@ impl Statements {
         Self {
             command_send: r(include_str!("sql/command_send.sql")),
             commands_send: r(include_str!("sql/commands_send.sql")),
-            commands_lease: r(include_str!("sql/commands_lease.sql")),
-            commands_lease_full: r(include_str!("sql/commands_lease_full.sql")),
+            commands_lease: r(&lease(include_str!("sql/commands_lease.sql"), "")),
+            commands_lease_full: r(&lease(
+                include_str!("sql/commands_lease_full.sql"),
+                include_str!("sql/commands_lease_counted.sql"),
+            )),
             transitions_apply: r(include_str!("sql/transitions_apply.sql")),
             leases_expired: r(include_str!("sql/leases_expired.sql")),
             lease_extend: r(include_str!("sql/lease_extend.sql")),
@@ -94,6 +97,13 @@ impl Statements {
             queue_stats: r(include_str!("sql/queue_stats.sql")),
         }
     }
+}
+
+/// A lease statement: its own head (the CTEs that choose `due`), the tail
+/// both share, and what the full one adds to the tail.
+fn lease(head: &str, tail_addition: &str) -> String {
+    let tail = include_str!("sql/commands_lease_tail.sql").replace("{counted}", tail_addition);
+    format!("{head}{tail}")
 }
 
 /// A rendered statement, vouched for: its only dynamic part is the validated,

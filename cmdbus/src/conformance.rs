@@ -185,6 +185,17 @@ async fn worker<T: Transport>(bus: &Bus<T>) -> Worker {
         .expect("worker starts")
 }
 
+/// A worker whose fallback poll (30 s) never fires in a case: what it does
+/// on time, it does because it was woken or knew when to wake.
+async fn rarely_polling_worker<T: Transport>(bus: &Bus<T>) -> Worker {
+    bus.worker()
+        .domain(DOMAIN)
+        .poll_interval(Duration::from_secs(30))
+        .start()
+        .await
+        .expect("worker starts")
+}
+
 /// Polls until the command reaches `status`.
 async fn wait_for<T: Transport>(
     transport: &T,
@@ -825,13 +836,7 @@ pub async fn a_hung_handler_is_stopped_and_ends_in_the_tsq<T: Transport>(transpo
 /// until then, and an idle worker runs it on time without a poll (here 30 s).
 pub async fn a_delayed_command_runs_when_due_not_before<T: Transport>(transport: T) {
     let bus = Bus::new(transport.clone());
-    let worker = bus
-        .worker()
-        .domain(DOMAIN)
-        .poll_interval(Duration::from_secs(30))
-        .start()
-        .await
-        .expect("worker");
+    let worker = rarely_polling_worker(&bus).await;
     let options = crate::SendOptions::new().delay(Duration::from_millis(400));
     let later = bus.send_with(Echo { text: "later".into() }, options).await.expect("send");
     let at = chrono::Utc::now() + chrono::TimeDelta::milliseconds(300);
@@ -919,13 +924,7 @@ pub async fn paused_work_stays_pending_until_resumed<T: Transport>(transport: T)
         ("ops@example.com", "partner outage")
     );
 
-    let worker = bus
-        .worker()
-        .domain(DOMAIN)
-        .poll_interval(Duration::from_secs(30))
-        .start()
-        .await
-        .expect("worker");
+    let worker = rarely_polling_worker(&bus).await;
     let held = bus.send(Echo { text: "held".into() }).await.expect("send").command_id();
     let other = bus.send(Flaky { fail_times: 0 }).await.expect("send").command_id();
     wait_for(&transport, other, CommandStatus::Completed).await;
@@ -1000,13 +999,7 @@ pub async fn a_limit_caps_commands_in_flight<T: Transport>(transport: T) {
 /// poll (here 30 s) or a wake-up from elsewhere.
 pub async fn retry_runs_when_due_not_at_the_next_poll<T: Transport>(transport: T) {
     let bus = Bus::new(transport.clone());
-    let worker = bus
-        .worker()
-        .domain(DOMAIN)
-        .poll_interval(Duration::from_secs(30))
-        .start()
-        .await
-        .expect("worker starts");
+    let worker = rarely_polling_worker(&bus).await;
     let id = bus.send(Flaky { fail_times: 2 }).await.expect("send").command_id();
     let reply = bus.wait_reply::<Flaky>(id, Duration::from_secs(10)).await;
     worker.shutdown().await;

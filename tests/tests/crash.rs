@@ -2,10 +2,7 @@
 //! command must end in the troubleshooting queue after max_attempts, with
 //! every crashed attempt counted, instead of looping forever.
 
-use std::{
-    process::{Child, Command, Stdio},
-    time::Duration,
-};
+use std::time::Duration;
 
 use cmdbus::{AuditEvent, CommandStatus, TsqReason};
 use cmdbus_pg::PgBus;
@@ -14,13 +11,9 @@ use cmdbus_tests::{
     fresh_schema, inconsistencies, pool, settled,
 };
 
-fn spawn_worker(schema: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_crash_worker"))
-        .arg(schema)
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("crash_worker starts")
-}
+#[path = "support/worker_process.rs"]
+mod worker_process;
+use worker_process::spawn_worker;
 
 async fn wait_until(
     bus: &PgBus,

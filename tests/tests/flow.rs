@@ -1,23 +1,16 @@
 //! Flow control across a fleet: a limit holds with four worker processes
 //! leasing at once.
 
-use std::{
-    process::{Child, Command, Stdio},
-    time::Duration,
-};
+use std::{process::Child, time::Duration};
 
 use cmdbus::{FlowTarget, Operator};
 use cmdbus_pg::PgBus;
 use cmdbus_tests::{crash::Slow, fresh_schema, pool};
 use sqlx::AssertSqlSafe;
 
-fn spawn_worker(schema: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_crash_worker"))
-        .arg(schema)
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("crash_worker starts")
-}
+#[path = "support/worker_process.rs"]
+mod worker_process;
+use worker_process::spawn_worker;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_limit_holds_across_four_worker_processes() {

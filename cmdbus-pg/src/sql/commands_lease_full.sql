@@ -1,5 +1,5 @@
 -- The full lease, when priorities or limits apply (commands_lease.sql says
--- when): up to $2 due commands of the domains $1 for $3 milliseconds,
+-- when; commands_lease_tail.sql ends both): up to $2 due commands of the domains $1 for $3 milliseconds,
 -- counting the attempt, in one statement: the $5 oldest due whatever their
 -- priority (so low priorities never starve; only asked for when some due
 -- command has a priority), then the rest by priority, due time, send order. The attempt's RECEIVED event is received_at +
@@ -12,7 +12,10 @@
 -- many ms the next not-yet-due command of the domains is due, so an idle
 -- worker sleeps exactly that long; when nothing is leased, one row carries
 -- only that.
-WITH held_limits AS (
+WITH special AS (
+    SELECT false AS needed
+),
+held_limits AS (
     -- Locked for the statement: leases of a limited target take turns, and
     -- each sees the in_flight the one before it left.
     SELECT domain, command_type, max_in_flight - in_flight AS room
@@ -109,49 +112,3 @@ due AS (
      ORDER BY pick, priority DESC, due_at, seq
      LIMIT $2)
 ),
-leased AS (
-    UPDATE {schema}.commands c
-    SET status = 'IN_PROGRESS',
-        attempts = c.attempts + 1,
-        lease_id = gen_random_uuid(),
-        lease_expires_at = now() + $3::bigint * interval '1 millisecond',
-        leased_by = $4,
-        received_at = now(),
-        updated_at = now()
-    FROM due
-    -- By row address: the rows are locked by this statement, so their
-    -- addresses hold, and a TID scan does not depend on the planner's guess
-    -- of how many rows `due` has (a generic plan once hashed the table).
-    WHERE c.ctid = ANY (ARRAY(SELECT row_id FROM due)) AND c.ctid = due.row_id
-    RETURNING c.domain, c.command_id, c.command_type, c.correlation_id, c.reply_to, c.payload,
-              c.attempts, c.max_attempts, c.lease_id, c.lease_expires_at, c.created_at,
-              c.traceparent, due.pick, c.priority, c.due_at, c.seq
-),
-counted AS (
-    UPDATE {schema}.limits l
-    SET in_flight = l.in_flight + n.leased
-    FROM (SELECT t.domain, t.command_type, count(*) AS leased
-          FROM leased x
-          JOIN held_limits t ON t.domain = x.domain AND t.command_type IN ('', x.command_type)
-          GROUP BY 1, 2) n
-    WHERE l.domain = n.domain AND l.command_type = n.command_type
-),
-next AS (
-    SELECT (extract(epoch FROM min(n.due_at) - now()) * 1000)::bigint AS next_due_ms
-    FROM unnest($1::text[]) AS d(domain)
-    CROSS JOIN LATERAL (
-        SELECT due_at
-        FROM {schema}.commands c
-        WHERE status = 'PENDING' AND domain = d.domain AND due_at > now()
-          AND NOT EXISTS (SELECT 1 FROM {schema}.pauses p
-                          WHERE p.domain = c.domain AND p.command_type IN ('', c.command_type))
-        ORDER BY due_at, seq
-        LIMIT 1
-    ) n
-)
-SELECT l.domain, l.command_id, l.command_type, l.correlation_id, l.reply_to, l.payload::text AS payload,
-       l.attempts, l.max_attempts, l.lease_id, l.lease_expires_at, l.created_at, l.traceparent,
-       next.next_due_ms, false AS needs_full
-FROM next
-LEFT JOIN leased l ON true
-ORDER BY l.pick, l.priority DESC, l.due_at, l.seq
