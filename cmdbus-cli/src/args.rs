@@ -84,14 +84,17 @@ pub(crate) enum Command {
     },
     /// The pauses in force.
     Pauses,
-    /// Limit how many commands of a domain or type are leased at once
-    /// across every worker (e.g. for a fragile partner API).
+    /// Limit how many commands of a domain or type are leased at once, or
+    /// per second, across every worker (e.g. for a fragile partner API).
     Limit {
         #[command(flatten)]
         target: FlowArgs,
         /// At most this many at a time (leased ahead included).
-        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
-        max_in_flight: u32,
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..), required_unless_present = "per_second")]
+        max_in_flight: Option<u32>,
+        /// At most this many per second on average (bursts of one second's worth).
+        #[arg(long)]
+        per_second: Option<f64>,
     },
     /// Remove a limit.
     Unlimit {

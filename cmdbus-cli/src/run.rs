@@ -105,13 +105,21 @@ pub(crate) async fn run(cli: Cli, connect_timeout: Duration) -> Result<()> {
                 output::table(&mut out, &["PAUSED", "BY", "SINCE", "REASON"], &rows)?;
             }
         }
-        Command::Limit { target, max_in_flight } => {
+        Command::Limit { target, max_in_flight, per_second } => {
             let flow = flow_target(target)?;
             if target.dry_run {
                 return flow_preview(&cli, &bus, &mut out, "limit", &flow).await;
             }
-            bus.limit(&flow, *max_in_flight, &operator(&cli)?).await?;
-            flow_done(&cli, &mut out, &format!("at most {max_in_flight} at a time:"), &flow)?;
+            let operator = operator(&cli)?;
+            if let Some(max) = max_in_flight {
+                bus.limit(&flow, *max, &operator).await?;
+            }
+            if let Some(rate) = per_second {
+                bus.rate_limit(&flow, *rate, &operator).await?;
+            }
+            let set = bus.limits().await?.into_iter().find(|l| l.target == flow);
+            let what = set.as_ref().map_or_else(|| "no limit".to_owned(), limit_text);
+            flow_done(&cli, &mut out, &format!("{what}:"), &flow)?;
         }
         Command::Unlimit { target } => {
             let flow = flow_target(target)?;
@@ -132,13 +140,13 @@ pub(crate) async fn run(cli: Cli, connect_timeout: Duration) -> Result<()> {
                     .map(|l| {
                         vec![
                             l.target.to_string(),
-                            l.max_in_flight.to_string(),
+                            limit_text(l),
                             l.operator.clone(),
                             l.set_at.format("%Y-%m-%d %H:%M:%S").to_string(),
                         ]
                     })
                     .collect();
-                output::table(&mut out, &["LIMITED", "AT MOST", "BY", "SINCE"], &rows)?;
+                output::table(&mut out, &["LIMITED", "LIMITS", "BY", "SINCE"], &rows)?;
             }
         }
         Command::Cancel { id, domain, reason, dry_run } => {
@@ -518,6 +526,18 @@ async fn preview(
     Ok(())
 }
 
+/// `4 at a time`, `20/s`, or both.
+fn limit_text(limit: &cmdbus::Limit) -> String {
+    let parts: Vec<String> = [
+        limit.max_in_flight.map(|max| format!("{max} at a time")),
+        limit.per_second.map(|rate| format!("{rate}/s")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    parts.join(", ")
+}
+
 fn flow_target(args: &FlowArgs) -> Result<FlowTarget> {
     Ok(match &args.command_type {
         Some(command_type) => FlowTarget::command_type(&args.domain, command_type)?,
@@ -557,15 +577,17 @@ async fn flow_preview(
     if cli.json {
         let json = serde_json::json!({
             "action": action, "dry_run": true, "target": target, "paused": paused,
-            "max_in_flight": limit.as_ref().map(|l| l.max_in_flight),
+            "max_in_flight": limit.as_ref().and_then(|l| l.max_in_flight),
+            "per_second": limit.as_ref().and_then(|l| l.per_second),
             "pending": pending, "in_flight": in_flight,
         });
         output::json(out, &json)?;
         return Ok(());
     }
     let pause = if paused { "paused" } else { "not paused" };
-    let limited =
-        limit.map_or_else(|| "no limit".to_owned(), |l| format!("a limit of {}", l.max_in_flight));
+    let limited = limit
+        .as_ref()
+        .map_or_else(|| "no limit".to_owned(), |l| format!("a limit of {}", limit_text(l)));
     writeln!(
         out,
         "dry run: {target} is {pause}, with {limited}; {pending} pending, {in_flight} in flight"

@@ -2,7 +2,7 @@
 //! (`pauses`, `limits`) that the lease statement honours; each operator
 //! action is recorded in `operator_actions` in the same statement.
 
-use cmdbus::{FlowTarget, Limit, Operator, Pause, Result};
+use cmdbus::{FlowTarget, Limit, LimitChange, Operator, Pause, Result};
 use sqlx::{AssertSqlSafe, Row};
 
 use crate::{pool_timeout::Explain, rows::db, transport::PgTransport};
@@ -119,65 +119,73 @@ pub(crate) async fn list(transport: &PgTransport) -> Result<Vec<Pause>> {
         .collect()
 }
 
-/// Sets (`Some`) or removes (`None`) a limit. A new limit starts from the
-/// commands leased right now.
+/// Changes a target's limits. A new limit starts from the commands leased
+/// right now, and a new rate limit with a full bucket.
 pub(crate) async fn limit(
     transport: &PgTransport,
     target: &FlowTarget,
-    max_in_flight: Option<u32>,
+    change: LimitChange,
     operator: &Operator,
 ) -> Result<bool> {
     let schema = transport.schema_ref();
     let pool = transport.pool();
-    let changed: bool = match max_in_flight {
-        Some(max) => {
-            let sql = schema.render(
-                "WITH set AS (
-                     INSERT INTO {schema}.limits (domain, command_type, max_in_flight, in_flight, set_by)
-                     VALUES ($1, $2, $3, (SELECT count(*) FROM {schema}.commands
-                                          WHERE status = 'IN_PROGRESS' AND domain = $1
-                                            AND ($2 = '' OR command_type = $2)), $4)
-                     ON CONFLICT (domain, command_type) DO UPDATE
-                         SET max_in_flight = EXCLUDED.max_in_flight, set_by = EXCLUDED.set_by, set_at = now()
-                     RETURNING 1),
-                 recorded AS (
-                     INSERT INTO {schema}.operator_actions (operator, action, filter, affected)
-                     SELECT $4, 'limit', $5::jsonb, 1 FROM set)
-                 SELECT count(*) > 0 FROM set",
-            );
-            let described = serde_json::json!({
-                "domain": target.domain, "command_type": target.command_type, "max_in_flight": max,
-            });
-            sqlx::query_scalar(AssertSqlSafe(sql))
-                .bind(&target.domain)
-                .bind(stored_type(target))
-                .bind(i32::try_from(max).unwrap_or(i32::MAX))
-                .bind(operator.as_str())
-                .bind(described.to_string())
-                .fetch_one(pool)
-                .await
-                .explained(pool, "setting a limit")
-                .await?
-        }
-        None => {
-            let sql = schema.render(
-                "WITH removed AS (
-                     DELETE FROM {schema}.limits WHERE domain = $1 AND command_type = $2 RETURNING 1),
-                 recorded AS (
-                     INSERT INTO {schema}.operator_actions (operator, action, filter, affected)
-                     SELECT $3, 'unlimit', $4::jsonb, 1 FROM removed)
-                 SELECT count(*) > 0 FROM removed",
-            );
-            sqlx::query_scalar(AssertSqlSafe(sql))
-                .bind(&target.domain)
-                .bind(stored_type(target))
-                .bind(operator.as_str())
-                .bind(described(target, None))
-                .fetch_one(pool)
-                .await
-                .explained(pool, "removing a limit")
-                .await?
-        }
+    let (max_in_flight, per_second) = match change {
+        LimitChange::MaxInFlight(max) => (Some(i32::try_from(max).unwrap_or(i32::MAX)), None),
+        LimitChange::PerSecond(rate) => (None, Some(rate)),
+        _ => (None, None),
+    };
+    let changed: bool = if max_in_flight.is_some() || per_second.is_some() {
+        let sql = schema.render(
+            "WITH set AS (
+                 INSERT INTO {schema}.limits
+                     (domain, command_type, max_in_flight, per_second, tokens, in_flight, set_by)
+                 VALUES ($1, $2, $3, $4, greatest(coalesce($4, 0), 1),
+                         (SELECT count(*) FROM {schema}.commands
+                          WHERE status = 'IN_PROGRESS' AND domain = $1
+                            AND ($2 = '' OR command_type = $2)), $5)
+                 ON CONFLICT (domain, command_type) DO UPDATE
+                     SET max_in_flight = coalesce(EXCLUDED.max_in_flight, limits.max_in_flight),
+                         per_second = coalesce(EXCLUDED.per_second, limits.per_second),
+                         set_by = EXCLUDED.set_by, set_at = now()
+                 RETURNING 1),
+             recorded AS (
+                 INSERT INTO {schema}.operator_actions (operator, action, filter, affected)
+                 SELECT $5, 'limit', $6::jsonb, 1 FROM set)
+             SELECT count(*) > 0 FROM set",
+        );
+        let described = serde_json::json!({
+            "domain": target.domain, "command_type": target.command_type,
+            "max_in_flight": max_in_flight, "per_second": per_second,
+        });
+        sqlx::query_scalar(AssertSqlSafe(sql))
+            .bind(&target.domain)
+            .bind(stored_type(target))
+            .bind(max_in_flight)
+            .bind(per_second)
+            .bind(operator.as_str())
+            .bind(described.to_string())
+            .fetch_one(pool)
+            .await
+            .explained(pool, "setting a limit")
+            .await?
+    } else {
+        let sql = schema.render(
+            "WITH removed AS (
+                 DELETE FROM {schema}.limits WHERE domain = $1 AND command_type = $2 RETURNING 1),
+             recorded AS (
+                 INSERT INTO {schema}.operator_actions (operator, action, filter, affected)
+                 SELECT $3, 'unlimit', $4::jsonb, 1 FROM removed)
+             SELECT count(*) > 0 FROM removed",
+        );
+        sqlx::query_scalar(AssertSqlSafe(sql))
+            .bind(&target.domain)
+            .bind(stored_type(target))
+            .bind(operator.as_str())
+            .bind(described(target, None))
+            .fetch_one(pool)
+            .await
+            .explained(pool, "removing a limit")
+            .await?
     };
     // A raised or lifted limit may let waiting work run.
     transport.wake_domain(&target.domain);
@@ -186,7 +194,7 @@ pub(crate) async fn limit(
 
 pub(crate) async fn limits(transport: &PgTransport) -> Result<Vec<Limit>> {
     let sql = transport.schema_ref().render(
-        "SELECT domain, command_type, max_in_flight, set_by, set_at FROM {schema}.limits
+        "SELECT domain, command_type, max_in_flight, per_second, set_by, set_at FROM {schema}.limits
          ORDER BY domain, command_type",
     );
     let pool = transport.pool();
@@ -198,13 +206,15 @@ pub(crate) async fn limits(transport: &PgTransport) -> Result<Vec<Limit>> {
     rows.iter()
         .map(|row| {
             let get = || db("decoding a limit");
-            let max: i32 = row.try_get("max_in_flight").map_err(get())?;
-            Ok(Limit::new(
+            let max: Option<i32> = row.try_get("max_in_flight").map_err(get())?;
+            let limit = Limit::new(
                 target_of(row)?,
-                u32::try_from(max).unwrap_or(1),
                 row.try_get("set_by").map_err(get())?,
                 row.try_get("set_at").map_err(get())?,
-            ))
+            );
+            Ok(limit
+                .with_max_in_flight(max.map(|m| u32::try_from(m).unwrap_or(1)))
+                .with_per_second(row.try_get("per_second").map_err(get())?))
         })
         .collect()
 }

@@ -59,7 +59,7 @@ pub fn grants_sql(schema: &str, role: Role, role_name: &str) -> Result<String, E
             "{transitions}
              GRANT UPDATE (leased_by) ON {{schema}}.commands TO {g};
              GRANT SELECT ON {{schema}}.pauses TO {g};
-             GRANT SELECT, UPDATE (in_flight) ON {{schema}}.limits TO {g};
+             GRANT SELECT, UPDATE (in_flight, tokens, refilled_at) ON {{schema}}.limits TO {g};
              GRANT INSERT ON {{schema}}.audit TO {g};
              GRANT INSERT ON {{schema}}.replies TO {g};"
         ),

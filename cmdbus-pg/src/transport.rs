@@ -12,8 +12,9 @@ use std::{
 use chrono::{DateTime, Utc};
 use cmdbus::{
     AuditEntry, AuditEvent, CommandRecord, CommandsLease, Due, Error, ExpiredLease, FlowTarget,
-    LeaseExtend, LeaseRef, LeasedCommand, Limit, NewCommand, Operator, Pause, Polled, QueueStats,
-    Reply, ReplyStatus, Result, SendOutcome, Transition, Transport, WakeSender, WakeUps,
+    LeaseExtend, LeaseRef, LeasedCommand, Limit, LimitChange, NewCommand, Operator, Pause, Polled,
+    QueueStats, Reply, ReplyStatus, Result, SendOutcome, Transition, Transport, WakeSender,
+    WakeUps,
 };
 use sqlx::{PgConnection, PgPool, Postgres, Row, Transaction, postgres::PgRow};
 use uuid::Uuid;
@@ -607,10 +608,10 @@ impl Transport for PgTransport {
     async fn flow_limit(
         &self,
         target: &FlowTarget,
-        max_in_flight: Option<u32>,
+        change: LimitChange,
         operator: &Operator,
     ) -> Result<bool> {
-        crate::flow::limit(self, target, max_in_flight, operator).await
+        crate::flow::limit(self, target, change, operator).await
     }
 
     async fn flow_limits(&self) -> Result<Vec<Limit>> {

@@ -206,16 +206,38 @@ impl<T: Transport> Bus<T> {
                 reason: "at least 1 at a time; to stop the work, pause it",
             });
         }
-        self.transport.flow_limit(target, Some(max_in_flight), operator).await.map(|_| ())
+        let change = crate::LimitChange::MaxInFlight(max_in_flight);
+        self.transport.flow_limit(target, change, operator).await.map(|_| ())
     }
 
-    /// Removes a limit; `false` if there was none.
+    /// Limits how many commands of a domain or type are leased per second
+    /// across every worker (bursts up to one second's worth). Replaces an
+    /// earlier rate on the same target; keeps its concurrency limit.
+    pub async fn rate_limit(
+        &self,
+        target: &crate::FlowTarget,
+        per_second: f64,
+        operator: &crate::Operator,
+    ) -> Result<()> {
+        if !(per_second.is_finite() && per_second > 0.0) {
+            return Err(Error::InvalidName {
+                kind: "rate limit",
+                value: per_second.to_string(),
+                reason: "a positive number of commands per second; to stop the work, pause it",
+            });
+        }
+        let change = crate::LimitChange::PerSecond(per_second);
+        self.transport.flow_limit(target, change, operator).await.map(|_| ())
+    }
+
+    /// Removes a target's limits (concurrency and rate); `false` if there
+    /// were none.
     pub async fn unlimit(
         &self,
         target: &crate::FlowTarget,
         operator: &crate::Operator,
     ) -> Result<bool> {
-        self.transport.flow_limit(target, None, operator).await
+        self.transport.flow_limit(target, crate::LimitChange::Remove, operator).await
     }
 
     /// The limits in force.

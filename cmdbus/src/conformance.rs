@@ -157,6 +157,7 @@ macro_rules! conformance_suite {
             a_pending_command_is_canceled_before_it_starts,
             paused_work_stays_pending_until_resumed,
             a_limit_caps_commands_in_flight,
+            a_rate_limit_spreads_leases_over_time,
             a_batch_with_an_invalid_command_stores_nothing,
         );
     };
@@ -959,7 +960,7 @@ pub async fn a_limit_caps_commands_in_flight<T: Transport>(transport: T) {
     assert!(bus.limit(&long, 0, &operator).await.is_err(), "0 is a pause, not a limit");
     bus.limit(&long, 2, &operator).await.expect("limit");
     let limits = bus.limits().await.expect("limits");
-    assert_eq!((limits.len(), limits[0].max_in_flight), (1, 2));
+    assert_eq!((limits.len(), limits[0].max_in_flight, limits[0].per_second), (1, Some(2), None));
     assert_eq!(limits[0].operator, "ops@example.com");
 
     let worker = bus.worker().domain(DOMAIN).concurrency(8).start().await.expect("worker");
@@ -992,6 +993,50 @@ pub async fn a_limit_caps_commands_in_flight<T: Transport>(transport: T) {
     assert_eq!(most, 2, "the limit is used, not just respected");
     assert!(bus.unlimit(&long, &operator).await.expect("unlimit"));
     assert!(!bus.unlimit(&long, &operator).await.expect("unlimit"), "no limit any more");
+    worker.shutdown().await;
+}
+
+/// A rate limit lets a burst of one second's worth through, then spreads
+/// the rest at the rate, across however many workers.
+pub async fn a_rate_limit_spreads_leases_over_time<T: Transport>(transport: T) {
+    let bus = Bus::new(transport.clone());
+    let operator = crate::Operator::new("ops@example.com").expect("operator");
+    let echo = crate::FlowTarget::of::<Echo>();
+    assert!(bus.rate_limit(&echo, 0.0, &operator).await.is_err(), "a rate is positive");
+    bus.rate_limit(&echo, 10.0, &operator).await.expect("rate limit");
+    bus.limit(&echo, 50, &operator).await.expect("and a concurrency limit");
+    let limits = bus.limits().await.expect("limits");
+    assert_eq!((limits[0].max_in_flight, limits[0].per_second), (Some(50), Some(10.0)));
+
+    let worker = rarely_polling_worker(&bus).await;
+    let started = tokio::time::Instant::now();
+    let ids: Vec<Uuid> = bus
+        .send_batch((0..30).map(|i| Echo { text: i.to_string() }))
+        .await
+        .expect("send")
+        .iter()
+        .map(crate::SendOutcome::command_id)
+        .collect();
+    loop {
+        let mut completed = 0;
+        for id in &ids {
+            let record = transport.command_get(DOMAIN, *id).await.expect("get").expect("exists");
+            completed += usize::from(record.status != CommandStatus::Pending);
+        }
+        let allowed = 10.0 + 10.0 * started.elapsed().as_secs_f64() + 1.0;
+        assert!(completed as f64 <= allowed, "{completed} leased, at most {allowed:.0} allowed");
+        if completed == ids.len() {
+            break;
+        }
+        assert!(started.elapsed() < WAIT, "only {completed} leased");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(1_800), "30 at 10/s after a burst of 10 took {took:?}");
+    assert!(
+        took < Duration::from_secs(4),
+        "the worker waits for tokens, not for its poll: {took:?}"
+    );
     worker.shutdown().await;
 }
 

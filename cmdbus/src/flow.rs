@@ -94,16 +94,18 @@ pub(crate) fn check_reason(reason: &str) -> Result<()> {
     Ok(())
 }
 
-/// A limit in force: at most `max_in_flight` commands of the target leased
-/// at once across every worker of the fleet.
+/// Limits in force on one target, shared by every worker of the fleet.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct Limit {
     /// What is limited.
     pub target: FlowTarget,
     /// Commands leased at once, at most (leased ahead included).
-    pub max_in_flight: u32,
-    /// Who set it.
+    pub max_in_flight: Option<u32>,
+    /// Commands leased per second, at most, on average; bursts up to one
+    /// second's worth (at least 1).
+    pub per_second: Option<f64>,
+    /// Who set it last.
     pub operator: String,
     /// When.
     pub set_at: DateTime<Utc>,
@@ -111,12 +113,38 @@ pub struct Limit {
 
 impl Limit {
     /// Builds one; for backends.
-    pub fn new(
-        target: FlowTarget,
-        max_in_flight: u32,
-        operator: String,
-        set_at: DateTime<Utc>,
-    ) -> Self {
-        Self { target, max_in_flight, operator, set_at }
+    pub fn new(target: FlowTarget, operator: String, set_at: DateTime<Utc>) -> Self {
+        Self { target, max_in_flight: None, per_second: None, operator, set_at }
     }
+
+    /// With a concurrency limit.
+    #[must_use]
+    pub fn with_max_in_flight(mut self, max: Option<u32>) -> Self {
+        self.max_in_flight = max;
+        self
+    }
+
+    /// With a rate limit.
+    #[must_use]
+    pub fn with_per_second(mut self, per_second: Option<f64>) -> Self {
+        self.per_second = per_second;
+        self
+    }
+
+    /// The most a rate limit lets through at once: one second's worth.
+    pub fn burst(per_second: f64) -> f64 {
+        per_second.max(1.0)
+    }
+}
+
+/// A change to a target's limits.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum LimitChange {
+    /// Sets the concurrency limit (keeps a rate limit).
+    MaxInFlight(u32),
+    /// Sets the rate limit (keeps a concurrency limit).
+    PerSecond(f64),
+    /// Removes both.
+    Remove,
 }

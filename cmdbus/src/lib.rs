@@ -40,7 +40,7 @@ pub use command::Command;
 pub use context::HandlerContext;
 pub use envelope::{CommandRecord, Due, LeasedCommand, NewCommand, SendOptions, SendOutcome};
 pub use error::{Error, Result, SchemaError};
-pub use flow::{FlowTarget, Limit, Pause};
+pub use flow::{FlowTarget, Limit, LimitChange, Pause};
 pub use handler_error::{ErrorKind, Failure, HandlerError};
 pub use name::{validate_command_type, validate_domain};
 pub use operator::Operator;

@@ -15,8 +15,8 @@ use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::{
-    AuditEntry, CommandRecord, ExpiredLease, Failure, FlowTarget, LeasedCommand, Limit, NewCommand,
-    Operator, Pause, Reply, Result, SendOutcome, Transition, WakeUps,
+    AuditEntry, CommandRecord, ExpiredLease, Failure, FlowTarget, LeasedCommand, Limit,
+    LimitChange, NewCommand, Operator, Pause, Reply, Result, SendOutcome, Transition, WakeUps,
 };
 
 /// Expired leases taken back per rescue round.
@@ -203,14 +203,14 @@ pub trait Transport: Clone + Send + Sync + 'static {
     /// The pauses in force.
     fn flow_pauses(&self) -> impl Future<Output = Result<Vec<Pause>>> + Send;
 
-    /// Sets (`Some`) or removes (`None`) the fleet-wide limit on how many
-    /// commands of `target` are leased at once, recorded with the operator.
-    /// Leases honour it atomically across workers. `false` when removing a
-    /// limit that did not exist.
+    /// Changes the fleet-wide limits of `target` (how many of its commands
+    /// are leased at once, how many per second), recorded with the
+    /// operator. Leases honour them atomically across workers. `false` when
+    /// removing limits that did not exist.
     fn flow_limit(
         &self,
         target: &FlowTarget,
-        max_in_flight: Option<u32>,
+        change: LimitChange,
         operator: &Operator,
     ) -> impl Future<Output = Result<bool>> + Send;
 

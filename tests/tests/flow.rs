@@ -55,3 +55,44 @@ async fn a_limit_holds_across_four_worker_processes() {
         sqlx::query_scalar(AssertSqlSafe(limits)).fetch_one(bus.pool()).await.expect("count");
     assert_eq!(left, 0, "every lease that ended gave its room back");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limit_holds_across_four_worker_processes() {
+    let schema = fresh_schema();
+    let bus = PgBus::builder(pool().await).schema(&schema).build().await.expect("bus");
+    let operator = Operator::new("ops@example.com").expect("operator");
+    bus.rate_limit(&FlowTarget::of::<Slow>(), 20.0, &operator).await.expect("rate limit");
+    let mut workers: Vec<Child> = (0..4).map(|_| spawn_worker(&schema)).collect();
+    let total: i64 = 140;
+    bus.send_batch((0..total).map(|_| Slow { ms: 1 })).await.expect("send");
+    let leased_at = format!(
+        r#"SELECT extract(epoch FROM received_at)::float8 FROM "{schema}".commands
+           WHERE status = 'COMPLETED' ORDER BY received_at"#
+    );
+    let completed =
+        format!(r#"SELECT count(*) FROM "{schema}".commands WHERE status = 'COMPLETED'"#);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let done: i64 = sqlx::query_scalar(AssertSqlSafe(completed.clone()))
+            .fetch_one(bus.pool())
+            .await
+            .expect("count");
+        if done == total {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "only {done} of {total} completed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for worker in &mut workers {
+        worker.kill().expect("stop the worker");
+        worker.wait().expect("reap");
+    }
+    let times: Vec<f64> =
+        sqlx::query_scalar(AssertSqlSafe(leased_at)).fetch_all(bus.pool()).await.expect("times");
+    // After the burst (one second's worth), the rest at the rate.
+    let after_burst = &times[20..];
+    let span = after_burst[after_burst.len() - 1] - after_burst[0];
+    let rate = (after_burst.len() - 1) as f64 / span;
+    eprintln!("rate: {} leases after the burst over {span:.2} s = {rate:.1}/s", after_burst.len());
+    assert!((18.0..=22.0).contains(&rate), "{rate:.1}/s under a limit of 20/s (within 10%)");
+}

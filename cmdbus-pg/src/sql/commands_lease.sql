@@ -14,6 +14,9 @@ WITH special AS (
                    WHERE status = 'PENDING' AND priority <> 0 AND domain = ANY($1::text[]))
         AS needed
 ),
+waits AS (
+    SELECT NULL::bigint AS ms
+),
 due AS (
     SELECT c.row_id, c.domain, c.command_id, 1 AS pick, c.priority, c.due_at, c.seq
     FROM unnest($1::text[]) AS d(domain)

@@ -17,12 +17,19 @@ WITH special AS (
 ),
 held_limits AS (
     -- Locked for the statement: leases of a limited target take turns, and
-    -- each sees the in_flight the one before it left.
-    SELECT domain, command_type, max_in_flight - in_flight AS room
-    FROM {schema}.limits
-    WHERE domain = ANY($1::text[])
-    ORDER BY domain, command_type  -- one lock order everywhere: no deadlocks
-    FOR UPDATE
+    -- each sees the in_flight and tokens the one before it left.
+    SELECT domain, command_type, per_second, available,
+           LEAST(COALESCE(max_in_flight - in_flight, 2147483647),
+                 COALESCE(floor(available)::bigint, 2147483647)) AS room
+    FROM (
+        SELECT domain, command_type, max_in_flight, in_flight, per_second,
+               LEAST(greatest(per_second, 1),
+                     tokens + extract(epoch FROM now() - refilled_at) * per_second) AS available
+        FROM {schema}.limits
+        WHERE domain = ANY($1::text[])
+        ORDER BY domain, command_type  -- one lock order everywhere: no deadlocks
+        FOR UPDATE
+    ) l
 ),
 prioritized AS (
     SELECT c.row_id, c.domain, c.command_id, c.command_type, c.priority, c.due_at, c.seq

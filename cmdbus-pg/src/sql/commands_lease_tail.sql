@@ -35,7 +35,8 @@ leased AS (
 )
 SELECT l.domain, l.command_id, l.command_type, l.correlation_id, l.reply_to, l.payload::text AS payload,
        l.attempts, l.max_attempts, l.lease_id, l.lease_expires_at, l.created_at, l.traceparent,
-       next.next_due_ms, (SELECT needed FROM special) AS needs_full
+       LEAST(next.next_due_ms, (SELECT ms FROM waits)) AS next_due_ms,
+       (SELECT needed FROM special) AS needs_full
 FROM next
 LEFT JOIN leased l ON true
 ORDER BY l.pick, l.priority DESC, l.due_at, l.seq

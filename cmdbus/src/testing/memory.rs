@@ -16,8 +16,8 @@ use uuid::Uuid;
 use crate::{
     AttemptsChange, AuditEntry, AuditEvent, CommandRecord, CommandStatus, CommandsLease, Due,
     ExpiredLease, Failure, FlowTarget, Guard, LeaseExtend, LeaseRef, LeasedCommand, Limit,
-    NewCommand, Operator, OperatorAction, Pause, Polled, QueueStats, Reply, ReplyStatus, Result,
-    SendOutcome, Transition, Transport, WakeSender, WakeUps,
+    LimitChange, NewCommand, Operator, OperatorAction, Pause, Polled, QueueStats, Reply,
+    ReplyStatus, Result, SendOutcome, Transition, Transport, WakeSender, WakeUps,
 };
 
 /// The in-memory transport. Clones share one store.
@@ -37,7 +37,23 @@ struct State {
     replies: Vec<(Reply, bool)>,
     next_seq: u64,
     pauses: Vec<Pause>,
-    limits: Vec<Limit>,
+    limits: Vec<HeldLimit>,
+}
+
+/// A limit and, for a rate limit, its token bucket.
+struct HeldLimit {
+    limit: Limit,
+    tokens: f64,
+    refilled_at: DateTime<Utc>,
+}
+
+impl HeldLimit {
+    /// Tokens available now (a rate limit's bucket refilled up to its burst).
+    fn available(&self, now: DateTime<Utc>) -> Option<f64> {
+        let rate = self.limit.per_second?;
+        let elapsed = (now - self.refilled_at).to_std().unwrap_or_default().as_secs_f64();
+        Some((self.tokens + elapsed * rate).min(Limit::burst(rate)))
+    }
 }
 
 struct Stored {
@@ -71,35 +87,69 @@ impl State {
     }
 
     /// The candidates (in lease order) that fit every limit, counting what
-    /// is leased already and what this lease takes before them.
-    fn within_limits(&self, candidates: impl Iterator<Item = u64>) -> Vec<u64> {
+    /// is leased already and what this lease takes before them; rate limits
+    /// spend their tokens. Also how long until a rate limit that held work
+    /// back has a token again.
+    fn within_limits(
+        &mut self,
+        candidates: impl Iterator<Item = u64>,
+        now: DateTime<Utc>,
+    ) -> (Vec<u64>, Option<Duration>) {
         let mut in_flight: Vec<usize> = self
             .limits
             .iter()
-            .map(|limit| {
+            .map(|held| {
                 let leased = |c: &&Stored| {
                     c.status == CommandStatus::InProgress
-                        && limit.target.covers(&c.command.domain, &c.command.command_type)
+                        && held.limit.target.covers(&c.command.domain, &c.command.command_type)
                 };
                 self.commands.values().filter(leased).count()
             })
             .collect();
-        candidates
+        let mut tokens: Vec<Option<f64>> = self.limits.iter().map(|h| h.available(now)).collect();
+        let mut held_back = false;
+        let picked: Vec<u64> = candidates
             .filter(|seq| {
                 let Some(c) = self.commands.get(seq) else { return false };
                 let applies: Vec<usize> = (0..self.limits.len())
                     .filter(|i| {
-                        self.limits[*i].target.covers(&c.command.domain, &c.command.command_type)
+                        self.limits[*i]
+                            .limit
+                            .target
+                            .covers(&c.command.domain, &c.command.command_type)
                     })
                     .collect();
-                let fits =
-                    applies.iter().all(|i| in_flight[*i] < self.limits[*i].max_in_flight as usize);
+                let fits = applies.iter().all(|i| {
+                    let room = self.limits[*i]
+                        .limit
+                        .max_in_flight
+                        .is_none_or(|max| in_flight[*i] < max as usize);
+                    room && tokens[*i].is_none_or(|t| t >= 1.0)
+                });
                 if fits {
-                    applies.iter().for_each(|i| in_flight[*i] += 1);
+                    for i in &applies {
+                        in_flight[*i] += 1;
+                        if let Some(t) = tokens[*i].as_mut() {
+                            *t -= 1.0;
+                        }
+                    }
+                } else {
+                    held_back = true;
                 }
                 fits
             })
-            .collect()
+            .collect();
+        let mut wait = None;
+        for (held, left) in self.limits.iter_mut().zip(tokens) {
+            let (Some(left), Some(rate)) = (left, held.limit.per_second) else { continue };
+            held.tokens = left;
+            held.refilled_at = now;
+            if held_back && left < 1.0 {
+                let until = Duration::from_secs_f64((1.0 - left) / rate);
+                wait = Some(wait.map_or(until, |w: Duration| w.min(until)));
+            }
+        }
+        (picked, wait)
     }
 
     /// Whether a worker may lease `c` now: PENDING, due, not paused.
@@ -373,9 +423,11 @@ impl Transport for MemoryTransport {
         let oldest = params.oldest_first.min(params.limit).min(due.len());
         let mut rest = due.split_off(oldest);
         rest.sort_by_key(|(at, seq, priority)| (std::cmp::Reverse(*priority), *at, *seq));
-        let picked = state.within_limits(due.into_iter().chain(rest).map(|(_, seq, _)| seq));
+        let candidates: Vec<u64> =
+            due.into_iter().chain(rest).map(|(_, seq, _)| seq).take(params.limit).collect();
+        let (picked, limited_for) = state.within_limits(candidates.into_iter(), now);
         let mut leased = Vec::new();
-        for seq in picked.into_iter().take(params.limit) {
+        for seq in picked {
             let Some(stored) = state.commands.get_mut(&seq) else { continue };
             let lease_id = Uuid::new_v4();
             stored.status = CommandStatus::InProgress;
@@ -405,6 +457,10 @@ impl Transport for MemoryTransport {
             })
             .map(|c| (c.due_at - now).to_std().unwrap_or_default())
             .min();
+        let next_due_in = match (next_due_in, limited_for) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         Ok(Polled::new(leased, next_due_in))
     }
 
@@ -570,20 +626,36 @@ impl Transport for MemoryTransport {
     async fn flow_limit(
         &self,
         target: &FlowTarget,
-        max_in_flight: Option<u32>,
+        change: LimitChange,
         operator: &Operator,
     ) -> Result<bool> {
         let changed = {
             let mut state = self.lock();
-            let before = state.limits.len();
-            state.limits.retain(|l| l.target != *target);
-            let removed = state.limits.len() < before;
-            if let Some(max) = max_in_flight {
-                let limit =
-                    Limit::new(target.clone(), max, operator.as_str().to_owned(), Utc::now());
-                state.limits.push(limit);
+            let now = Utc::now();
+            let position = state.limits.iter().position(|h| h.limit.target == *target);
+            let existing = position.map(|i| state.limits.remove(i));
+            let kept = existing.as_ref().map(|h| h.limit.clone());
+            let limit = Limit::new(target.clone(), operator.as_str().to_owned(), now);
+            let limit = match change {
+                LimitChange::MaxInFlight(max) => Some(
+                    limit
+                        .with_max_in_flight(Some(max))
+                        .with_per_second(kept.and_then(|k| k.per_second)),
+                ),
+                LimitChange::PerSecond(rate) => Some(
+                    limit
+                        .with_per_second(Some(rate))
+                        .with_max_in_flight(kept.and_then(|k| k.max_in_flight)),
+                ),
+                _ => None,
+            };
+            let removed = existing.is_some();
+            let set = limit.is_some();
+            if let Some(limit) = limit {
+                let tokens = limit.per_second.map_or(0.0, Limit::burst);
+                state.limits.push(HeldLimit { limit, tokens, refilled_at: now });
             }
-            removed || max_in_flight.is_some()
+            removed || set
         };
         // A raised or lifted limit may let waiting work run.
         self.work.wake();
@@ -591,7 +663,7 @@ impl Transport for MemoryTransport {
     }
 
     async fn flow_limits(&self) -> Result<Vec<Limit>> {
-        Ok(self.lock().limits.clone())
+        Ok(self.lock().limits.iter().map(|h| h.limit.clone()).collect())
     }
 
     async fn wakeups(&self, _domains: &[String]) -> Result<WakeUps> {
