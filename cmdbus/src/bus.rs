@@ -98,44 +98,7 @@ impl<T: Transport> Bus<T> {
     /// Validates and encodes a command for a transport, without sending it.
     /// Backends use it for their own send forms (e.g. inside a transaction).
     pub fn prepare<C: Command>(&self, command: &C, options: SendOptions) -> Result<NewCommand> {
-        let payload = serde_json::value::to_raw_value(command).map_err(|source| Error::Encode {
-            domain: C::DOMAIN,
-            command_type: C::NAME,
-            source,
-        })?;
-        if payload.get().len() > self.max_payload_bytes {
-            return Err(Error::PayloadTooLarge {
-                domain: C::DOMAIN.to_owned(),
-                command_type: C::NAME.to_owned(),
-                size: payload.get().len(),
-                limit: self.max_payload_bytes,
-            });
-        }
-        let reply_to = options.reply_to.unwrap_or_else(|| DEFAULT_REPLY_QUEUE.to_owned());
-        if reply_to.trim().is_empty()
-            || reply_to.len() > 200
-            || reply_to.chars().any(char::is_control)
-        {
-            return Err(Error::InvalidName {
-                kind: "reply queue",
-                value: reply_to,
-                reason: "it must be 1 to 200 bytes without control characters",
-            });
-        }
-        let command_id = options.command_id.unwrap_or_else(Uuid::now_v7);
-        let trace = options.traceparent.map_or_else(TraceParent::root, |parent| parent.child());
-        Ok(NewCommand::new(
-            C::DOMAIN.to_owned(),
-            C::NAME.to_owned(),
-            command_id,
-            options.correlation_id.unwrap_or(command_id),
-            reply_to,
-            options.max_attempts.unwrap_or(C::MAX_ATTEMPTS),
-            payload,
-        )
-        .with_traceparent(Some(trace.to_string()))
-        .with_due(options.due)
-        .with_priority(options.priority.unwrap_or(C::PRIORITY)))
+        prepare(command, options, self.max_payload_bytes)
     }
 
     /// Waits up to `timeout` for the reply to command `command_id` of type `C`.
@@ -282,4 +245,48 @@ fn record_sent<C: Command>(
         }
     }
     sent
+}
+
+/// Validates and encodes `command` (payloads up to `max_payload_bytes`).
+pub(crate) fn prepare<C: Command>(
+    command: &C,
+    options: SendOptions,
+    max_payload_bytes: usize,
+) -> Result<NewCommand> {
+    let payload = serde_json::value::to_raw_value(command).map_err(|source| Error::Encode {
+        domain: C::DOMAIN,
+        command_type: C::NAME,
+        source,
+    })?;
+    if payload.get().len() > max_payload_bytes {
+        return Err(Error::PayloadTooLarge {
+            domain: C::DOMAIN.to_owned(),
+            command_type: C::NAME.to_owned(),
+            size: payload.get().len(),
+            limit: max_payload_bytes,
+        });
+    }
+    let reply_to = options.reply_to.unwrap_or_else(|| DEFAULT_REPLY_QUEUE.to_owned());
+    if reply_to.trim().is_empty() || reply_to.len() > 200 || reply_to.chars().any(char::is_control)
+    {
+        return Err(Error::InvalidName {
+            kind: "reply queue",
+            value: reply_to,
+            reason: "it must be 1 to 200 bytes without control characters",
+        });
+    }
+    let command_id = options.command_id.unwrap_or_else(Uuid::now_v7);
+    let trace = options.traceparent.map_or_else(TraceParent::root, |parent| parent.child());
+    Ok(NewCommand::new(
+        C::DOMAIN.to_owned(),
+        C::NAME.to_owned(),
+        command_id,
+        options.correlation_id.unwrap_or(command_id),
+        reply_to,
+        options.max_attempts.unwrap_or(C::MAX_ATTEMPTS),
+        payload,
+    )
+    .with_traceparent(Some(trace.to_string()))
+    .with_due(options.due)
+    .with_priority(options.priority.unwrap_or(C::PRIORITY)))
 }

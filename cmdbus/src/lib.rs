@@ -20,6 +20,7 @@ mod registry;
 mod reply;
 mod report;
 mod retry;
+mod schedule;
 mod status;
 mod telemetry;
 mod trace;
@@ -48,6 +49,7 @@ pub use registry::{HandlerRegistration, Registry};
 pub use reply::{DEFAULT_REPLY_QUEUE, Reply, ReplyStatus, TypedReply};
 pub use report::Report;
 pub use retry::RetryPolicy;
+pub use schedule::{MissedTicks, Schedule, Tick};
 pub use status::{AuditEntry, AuditEvent, CommandStatus};
 pub use trace::TraceParent;
 pub use transition::{

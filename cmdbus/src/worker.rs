@@ -58,6 +58,7 @@ pub struct WorkerBuilder<T: Transport> {
     worker_id: String,
     lag_threshold: Duration,
     handler_timeout: Option<Duration>,
+    schedules: Vec<crate::Schedule>,
 }
 
 impl<T: Transport> WorkerBuilder<T> {
@@ -76,6 +77,7 @@ impl<T: Transport> WorkerBuilder<T> {
             classifier: Classifier::new(),
             lag_threshold: Duration::from_secs(30),
             handler_timeout: None,
+            schedules: Vec::new(),
             worker_id: format!(
                 "{}-{}",
                 std::process::id(),
@@ -149,6 +151,13 @@ impl<T: Transport> WorkerBuilder<T> {
         self
     }
 
+    /// Sends a periodic command while this worker runs (declare the same
+    /// schedule in every worker: each tick is sent once whichever runs).
+    pub fn schedule(mut self, schedule: crate::Schedule) -> Self {
+        self.schedules.push(schedule);
+        self
+    }
+
     /// How long shutdown waits for running handlers before releasing them.
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.shutdown_timeout = timeout;
@@ -199,6 +208,9 @@ impl<T: Transport> WorkerBuilder<T> {
         let (stop, stopped) = watch::channel(false);
         let id = self.worker_id.clone();
         let health = Arc::new(Mutex::new(WorkerHealth::starting()));
+        for schedule in std::mem::take(&mut self.schedules) {
+            tokio::spawn(schedule.run(self.transport.clone(), stopped.clone()));
+        }
         let runtime =
             Runtime { config: self, registry, wakeups, stopped, health: Arc::clone(&health) };
         let task = tokio::spawn(runtime.run());
