@@ -164,22 +164,40 @@ pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 /// send→handler-start and send→completed latency at a fixed 500 commands/s.
 async fn latency(config: &Config) -> (f64, f64, f64, f64) {
+    latency_of(config, Duration::ZERO).await
+}
+
+/// Due→start latency (p50, p99 in ms) of commands sent with a 200 ms delay
+/// at 100/s: how late a scheduled command starts after its due time.
+async fn delayed_latency(config: &Config) -> (f64, f64) {
+    let (p50, p99, _, _) = latency_of(config, Duration::from_millis(200)).await;
+    (p50, p99)
+}
+
+/// Start and completion latency of commands sent at a fixed rate (500/s, or
+/// 100/s when delayed), measured from when each is due.
+async fn latency_of(config: &Config, delay: Duration) -> (f64, f64, f64, f64) {
     let bus = fresh_bus(&config.url).await;
     let worker = start_worker(&bus).await;
     START_LATENCIES_US.lock().unwrap().clear();
     RECORD_LATENCY.store(true, Ordering::Relaxed);
-    let mut ticker = tokio::time::interval(Duration::from_millis(2));
+    let every = if delay.is_zero() { Duration::from_millis(2) } else { Duration::from_millis(10) };
+    let mut ticker = tokio::time::interval(every);
     let until = Instant::now() + config.window;
     let mut sends = Vec::new();
     while Instant::now() < until {
         ticker.tick().await;
         let bus = bus.clone();
-        sends.push(tokio::spawn(async move { bus.send(Noop { sent_at_us: now_us() }).await }));
+        sends.push(tokio::spawn(async move {
+            // The handler measures from `sent_at_us`: here, when it is due.
+            let due = Noop { sent_at_us: now_us() + delay.as_micros() as u64 };
+            bus.send_with(due, cmdbus::SendOptions::new().delay(delay)).await
+        }));
     }
     for send in sends {
         send.await.expect("join").expect("send");
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::time::sleep(Duration::from_secs(1) + delay).await;
     RECORD_LATENCY.store(false, Ordering::Relaxed);
     worker.shutdown().await;
     let mut start: Vec<f64> =
@@ -339,6 +357,10 @@ async fn main() {
     put("latency_complete_p50_ms", complete_p50);
     put("latency_complete_p99_ms", complete_p99);
 
+    let (due_p50, due_p99) = delayed_latency(&config).await;
+    put("latency_delayed_start_after_due_p50_ms", due_p50);
+    put("latency_delayed_start_after_due_p99_ms", due_p99);
+
     put("worker_peak_rss_mb", drain_rss(&config).await);
 
     let (small, large) = config.history;
@@ -383,6 +405,11 @@ async fn experiment(config: &Config, only: &str) {
             rate
         }
         "drain" => drain_tuned_rate(config).await,
+        "delayed" => {
+            let (p50, p99) = delayed_latency(config).await;
+            println!("due->start p50 {p50:.2} p99 {p99:.2}");
+            p50
+        }
         "drain-default" => drain_default_rate(config).await,
         "baseline-drain" => {
             let base = Arc::new(Baseline::create(pool(&config.url).await).await);
