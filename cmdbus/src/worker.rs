@@ -33,9 +33,10 @@ const RECORD_BATCH: usize = 256;
 ///
 /// Defaults: concurrency 16, lease batches of up to 256, up to 256 commands
 /// leased ahead of free handler slots (as many as the handlers take up in
-/// about 100 ms), visibility timeout 30 s, fallback poll every 1 s, expired-lease rescue every 5 s, shutdown
-/// deadline 30 s, every unclassified error transient, no handler timeout
-/// unless the command type sets one.
+/// about 100 ms), visibility timeout 30 s, fallback poll every 1 s,
+/// expired-lease rescue every 5 s, shutdown deadline 30 s, every
+/// unclassified error transient, no handler timeout unless the command type
+/// sets one, no schedules.
 ///
 /// The worker keeps the leases of its running handlers alive by itself: every
 /// third of the visibility timeout one statement extends them all, so a
@@ -410,7 +411,8 @@ impl<T: Transport> Runtime<T> {
         }
     }
 
-    /// Rescues expired leases (each retried after its type's backoff) and samples the queues for metrics and health.
+    /// Rescues expired leases (each retried after its type's backoff),
+    /// recounts flow limits, and samples the queues for metrics and health.
     async fn maintain(&self) {
         // A crashed attempt is retried after its type's backoff, as a failed one is.
         let backoff = |expired: &crate::ExpiredLease| {
