@@ -95,17 +95,22 @@ pub(crate) async fn resume(
     Ok(resumed)
 }
 
-pub(crate) async fn list(transport: &PgTransport) -> Result<Vec<Pause>> {
-    let sql = transport.schema_ref().render(
-        "SELECT domain, command_type, operator, reason, paused_at FROM {schema}.pauses
-         ORDER BY domain, command_type",
-    );
+/// Every row of a flow-control table, by target.
+async fn all_rows(
+    transport: &PgTransport,
+    columns_and_table: &str,
+    context: &'static str,
+) -> Result<Vec<sqlx::postgres::PgRow>> {
+    let sql = transport
+        .schema_ref()
+        .render(&format!("SELECT {columns_and_table} ORDER BY domain, command_type"));
     let pool = transport.pool();
-    let rows = sqlx::query(AssertSqlSafe(sql))
-        .fetch_all(pool)
-        .await
-        .explained(pool, "listing pauses")
-        .await?;
+    sqlx::query(AssertSqlSafe(sql)).fetch_all(pool).await.explained(pool, context).await
+}
+
+pub(crate) async fn list(transport: &PgTransport) -> Result<Vec<Pause>> {
+    let columns = "domain, command_type, operator, reason, paused_at FROM {schema}.pauses";
+    let rows = all_rows(transport, columns, "listing pauses").await?;
     rows.iter()
         .map(|row| {
             let get = || db("decoding a pause");
@@ -193,16 +198,9 @@ pub(crate) async fn limit(
 }
 
 pub(crate) async fn limits(transport: &PgTransport) -> Result<Vec<Limit>> {
-    let sql = transport.schema_ref().render(
-        "SELECT domain, command_type, max_in_flight, per_second, set_by, set_at FROM {schema}.limits
-         ORDER BY domain, command_type",
-    );
-    let pool = transport.pool();
-    let rows = sqlx::query(AssertSqlSafe(sql))
-        .fetch_all(pool)
-        .await
-        .explained(pool, "listing limits")
-        .await?;
+    let columns =
+        "domain, command_type, max_in_flight, per_second, set_by, set_at FROM {schema}.limits";
+    let rows = all_rows(transport, columns, "listing limits").await?;
     rows.iter()
         .map(|row| {
             let get = || db("decoding a limit");
@@ -225,6 +223,16 @@ pub(crate) async fn limits(transport: &PgTransport) -> Result<Vec<Limit>> {
 pub(crate) async fn recount(transport: &PgTransport) -> Result<()> {
     let schema = transport.schema_ref();
     let pool = transport.pool();
+    // Most schemas have no limit: one cheap read instead of a transaction.
+    let any = schema.render("SELECT EXISTS (SELECT 1 FROM {schema}.limits)");
+    let any: bool = sqlx::query_scalar(AssertSqlSafe(any))
+        .fetch_one(pool)
+        .await
+        .explained(pool, "looking for limits")
+        .await?;
+    if !any {
+        return Ok(());
+    }
     let mut tx = pool.begin().await.explained(pool, "recounting limits").await?;
     let lock = schema.render(
         "SELECT domain, command_type FROM {schema}.limits ORDER BY domain, command_type FOR UPDATE",
