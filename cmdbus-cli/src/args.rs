@@ -114,14 +114,29 @@ pub(crate) enum Command {
     /// changed before a time: the explicit retention action. Needs the
     /// schema owner's role.
     Prune {
-        /// Finished before (RFC 3339, or an age such as 30d).
+        /// Finished before (a time as printed, a date, RFC 3339, or an age such as 30d).
         #[arg(long)]
         before: When,
         /// Only count what would be deleted.
         #[arg(long)]
         dry_run: bool,
     },
-    /// Commands per domain, type and status.
+    /// The command types senders and workers recorded: domain, type,
+    /// whether a worker serves it, retry policy, pending and TSQ counts.
+    /// With --type, the type in full (its JSON schemas).
+    Types {
+        /// Only this domain.
+        #[arg(long)]
+        domain: Option<String>,
+        /// Only this command type, shown in full (needs --domain).
+        #[arg(long = "type", requires = "domain")]
+        command_type: Option<String>,
+        /// Every version, not only the latest.
+        #[arg(long)]
+        history: bool,
+    },
+    /// Commands per domain, type and status, and domains with pending work
+    /// that no live worker serves.
     Stats {
         /// Only this domain.
         #[arg(long)]
@@ -147,6 +162,9 @@ pub(crate) enum Tsq {
     Show {
         /// The command id.
         id: Uuid,
+        /// Its domain (needed with --json when several domains hold the id).
+        #[arg(long)]
+        domain: Option<String>,
     },
     /// Send items back to PENDING with their attempts reset.
     Retry {
@@ -161,13 +179,20 @@ pub(crate) enum Tsq {
         #[arg(long, value_parser = clap::builder::NonEmptyStringValueParser::new())]
         reason: String,
     },
-    /// Complete one item with a result; its sender gets a SUCCESS reply.
+    /// Complete items with a result; each sender gets a SUCCESS reply. The
+    /// result is checked against the reply schema the command-type catalog
+    /// holds for each item's type first.
     Complete {
         #[command(flatten)]
         target: Target,
-        /// The result, as JSON (the command type's reply).
+        /// The result, as JSON (the command type's reply; `cmdbus types
+        /// --domain D --type T` shows its schema).
         #[arg(long)]
         result: String,
+        /// Store the result without checking it (for a type the catalog
+        /// does not know): you vouch that the sender can decode it.
+        #[arg(long)]
+        unchecked: bool,
     },
 }
 
@@ -213,10 +238,11 @@ pub(crate) struct TsqFilterArgs {
     /// Only items whose last error has this code.
     #[arg(long)]
     pub(crate) error_code: Option<String>,
-    /// Entered the queue since (RFC 3339, or an age such as 30m, 2h, 7d).
+    /// Entered the queue since (a time as printed, a date, RFC 3339, or an
+    /// age such as 30m, 2h, 7d; UTC unless an offset is given).
     #[arg(long)]
     pub(crate) since: Option<When>,
-    /// Entered the queue before (RFC 3339, or an age).
+    /// Entered the queue before (as --since).
     #[arg(long)]
     pub(crate) until: Option<When>,
 }
@@ -248,10 +274,11 @@ pub(crate) struct QueryArgs {
     /// Only commands scheduled for later (PENDING, not due yet).
     #[arg(long)]
     pub(crate) scheduled: bool,
-    /// Created since (RFC 3339, or an age such as 30m, 2h, 7d).
+    /// Created since (a time as printed, a date, RFC 3339, or an age such
+    /// as 30m, 2h, 7d; UTC unless an offset is given).
     #[arg(long)]
     pub(crate) since: Option<When>,
-    /// Created before.
+    /// Created before (as --since).
     #[arg(long)]
     pub(crate) until: Option<When>,
     #[command(flatten)]

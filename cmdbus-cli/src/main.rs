@@ -8,6 +8,7 @@
 mod args;
 mod output;
 mod run;
+mod types;
 mod when;
 
 use std::{process::ExitCode, time::Duration};

@@ -60,7 +60,7 @@ pub(crate) fn command_rows(records: &[CommandRecord]) -> Vec<Vec<String>> {
 
 /// Headers of [`command_rows`].
 pub(crate) const COMMAND_HEADERS: [&str; 6] =
-    ["ID", "TYPE", "STATUS", "ATTEMPTS", "UPDATED", "LAST ERROR"];
+    ["ID", "TYPE", "STATUS", "ATTEMPTS", "UPDATED (UTC)", "LAST ERROR"];
 
 /// One line per audit entry.
 pub(crate) fn audit_rows(entries: &[AuditEntry]) -> Vec<Vec<String>> {

@@ -26,6 +26,9 @@ pub(crate) enum CliError {
     /// An argument that parsed but makes no sense.
     #[error("{0}")]
     Usage(String),
+    /// Nothing matches what was asked for.
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl CliError {
@@ -39,13 +42,13 @@ impl CliError {
             Self::Usage(_) => 2,
             Self::Bus(cmdbus::Error::Backend { .. }) => 4,
             Self::Bus(cmdbus::Error::Schema(_)) => 5,
-            Self::Bus(_) => 3,
+            Self::Bus(_) | Self::Refused(_) => 3,
             Self::Output(_) => 1,
         }
     }
 }
 
-type Result<T, E = CliError> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = CliError> = std::result::Result<T, E>;
 
 pub(crate) async fn run(cli: Cli, connect_timeout: Duration) -> Result<()> {
     let pool = connect(&cli.database_url, connect_timeout).await?;
@@ -102,7 +105,7 @@ pub(crate) async fn run(cli: Cli, connect_timeout: Duration) -> Result<()> {
                         ]
                     })
                     .collect();
-                output::table(&mut out, &["PAUSED", "BY", "SINCE", "REASON"], &rows)?;
+                output::table(&mut out, &["PAUSED", "BY", "SINCE (UTC)", "REASON"], &rows)?;
             }
         }
         Command::Limit { target, max_in_flight, per_second } => {
@@ -146,7 +149,7 @@ pub(crate) async fn run(cli: Cli, connect_timeout: Duration) -> Result<()> {
                         ]
                     })
                     .collect();
-                output::table(&mut out, &["LIMITED", "LIMITS", "BY", "SINCE"], &rows)?;
+                output::table(&mut out, &["LIMITED", "LIMITS", "BY", "SINCE (UTC)"], &rows)?;
             }
         }
         Command::Cancel { id, domain, reason, dry_run } => {
@@ -172,7 +175,7 @@ pub(crate) async fn run(cli: Cli, connect_timeout: Duration) -> Result<()> {
             } else {
                 output::table(
                     &mut out,
-                    &["AT", "EVENT", "ATTEMPT", "DETAILS"],
+                    &["AT (UTC)", "EVENT", "ATTEMPT", "DETAILS"],
                     &output::audit_rows(&entries),
                 )?;
             }
@@ -186,7 +189,7 @@ pub(crate) async fn run(cli: Cli, connect_timeout: Duration) -> Result<()> {
             let operator = if *dry_run { Operator::new("dry-run")? } else { operator(&cli)? };
             let outcome = bus.prune_finished(before.0, &operator, *dry_run).await?;
             if cli.json {
-                output::json(&mut out, &outcome)?;
+                output::json(&mut out, &bulk_json("prune", *dry_run, &outcome))?;
             } else if *dry_run {
                 writeln!(
                     out,
@@ -197,10 +200,18 @@ pub(crate) async fn run(cli: Cli, connect_timeout: Duration) -> Result<()> {
                 writeln!(out, "pruned {} finished command(s)", outcome.acted)?;
             }
         }
+        Command::Types { domain, command_type, history } => {
+            let (domain, command_type) = (domain.as_deref(), command_type.as_deref());
+            crate::types::list(&cli, &bus, &mut out, domain, command_type, *history).await?;
+        }
         Command::Stats { domain } => {
             let counts = bus.status_counts(domain.as_deref()).await?;
+            let unserved = crate::types::unserved(&bus, &counts).await?;
             if cli.json {
-                output::json(&mut out, &counts)?;
+                output::json(
+                    &mut out,
+                    &serde_json::json!({ "counts": counts, "unserved": unserved }),
+                )?;
             } else {
                 let rows: Vec<Vec<String>> = counts
                     .iter()
@@ -214,6 +225,7 @@ pub(crate) async fn run(cli: Cli, connect_timeout: Duration) -> Result<()> {
                     })
                     .collect();
                 output::table(&mut out, &["DOMAIN", "TYPE", "STATUS", "COUNT"], &rows)?;
+                crate::types::print_unserved(&mut out, &unserved)?;
             }
         }
     }
@@ -224,11 +236,12 @@ async fn run_tsq(cli: &Cli, bus: &PgBus, tsq: &Tsq, out: &mut impl Write) -> Res
     let api = bus.troubleshooting();
     match tsq {
         Tsq::List { filter, page } => {
-            let result = api.list(&tsq_filter(filter), usize::from(page.limit), page.after).await?;
+            let result =
+                api.list(&tsq_filter(filter)?, usize::from(page.limit), page.after).await?;
             print_page(cli, out, &result)?;
         }
         Tsq::Count { filter } => {
-            let counts = api.counts(&tsq_filter(filter)).await?;
+            let counts = api.counts(&tsq_filter(filter)?).await?;
             if cli.json {
                 output::json(out, &counts)?;
             } else {
@@ -242,19 +255,40 @@ async fn run_tsq(cli: &Cli, bus: &PgBus, tsq: &Tsq, out: &mut impl Write) -> Res
                 output::table(out, &["DOMAIN", "TYPE", "ERROR CODE", "COUNT"], &rows)?;
             }
         }
-        Tsq::Show { id } => {
-            let records = find(bus, *id).await?;
+        Tsq::Show { id, domain } => {
+            let records: Vec<CommandRecord> = find(bus, *id)
+                .await?
+                .into_iter()
+                .filter(|r| domain.as_deref().is_none_or(|d| r.domain == d))
+                .collect();
+            let catalog = bus.catalog().await?;
             if cli.json {
-                output::json(out, &records)?;
+                // One object: several domains holding the id need --domain.
+                let [record] = records.as_slice() else {
+                    let domains = records.into_iter().map(|r| r.domain).collect();
+                    return Err(
+                        cmdbus::Error::AmbiguousCommandId { command_id: *id, domains }.into()
+                    );
+                };
+                let mut json = serde_json::to_value(record)
+                    .map_err(|e| CliError::Output(std::io::Error::other(e)))?;
+                json["catalog"] =
+                    serde_json::to_value(catalog.latest(&record.domain, &record.command_type))
+                        .map_err(|e| CliError::Output(std::io::Error::other(e)))?;
+                output::json(out, &json)?;
             } else {
+                if records.is_empty() {
+                    let domain = domain.clone().unwrap_or_default();
+                    return Err(cmdbus::Error::NotFound { domain, command_id: *id }.into());
+                }
                 for record in &records {
-                    show(out, record)?;
+                    show(out, record, catalog.latest(&record.domain, &record.command_type))?;
                 }
             }
         }
         Tsq::Retry { target } => {
             if target.dry_run {
-                return preview(cli, bus, out, "retry", target).await;
+                return preview(cli, bus, out, "retry", target, None).await;
             }
             let operator = operator(cli)?;
             match target.id {
@@ -264,7 +298,7 @@ async fn run_tsq(cli: &Cli, bus: &PgBus, tsq: &Tsq, out: &mut impl Write) -> Res
                 }
                 None => {
                     let outcome = api
-                        .retry_all(&tsq_filter(&target.filter), &operator, target.dry_run)
+                        .retry_all(&tsq_filter(&target.filter)?, &operator, target.dry_run)
                         .await?;
                     bulk(cli, out, "retry", target, outcome)?;
                 }
@@ -272,7 +306,7 @@ async fn run_tsq(cli: &Cli, bus: &PgBus, tsq: &Tsq, out: &mut impl Write) -> Res
         }
         Tsq::Cancel { target, reason } => {
             if target.dry_run {
-                return preview(cli, bus, out, "cancel", target).await;
+                return preview(cli, bus, out, "cancel", target, None).await;
             }
             let operator = operator(cli)?;
             match target.id {
@@ -281,27 +315,29 @@ async fn run_tsq(cli: &Cli, bus: &PgBus, tsq: &Tsq, out: &mut impl Write) -> Res
                     done(cli, out, "canceled", id)?;
                 }
                 None => {
-                    let filter = tsq_filter(&target.filter);
+                    let filter = tsq_filter(&target.filter)?;
                     let outcome =
                         api.cancel_all(&filter, &operator, reason, target.dry_run).await?;
                     bulk(cli, out, "cancel", target, outcome)?;
                 }
             }
         }
-        Tsq::Complete { target, result } => {
-            if target.dry_run {
-                return preview(cli, bus, out, "complete", target).await;
-            }
-            let operator = operator(cli)?;
+        Tsq::Complete { target, result, unchecked } => {
             let result: serde_json::Value = serde_json::from_str(result)
                 .map_err(|e| CliError::Usage(format!("--result is not valid JSON: {e}")))?;
+            let api = if *unchecked { api.unchecked() } else { api };
+            if target.dry_run {
+                let check = (!*unchecked).then_some(&result);
+                return preview(cli, bus, out, "complete", target, check).await;
+            }
+            let operator = operator(cli)?;
             match target.id {
                 Some(id) => {
                     api.complete_json(key(target, id), &operator, &result).await?;
                     done(cli, out, "completed", id)?;
                 }
                 None => {
-                    let filter = tsq_filter(&target.filter);
+                    let filter = tsq_filter(&target.filter)?;
                     let outcome =
                         api.complete_all_json(&filter, &operator, &result, target.dry_run).await?;
                     bulk(cli, out, "complete", target, outcome)?;
@@ -312,17 +348,34 @@ async fn run_tsq(cli: &Cli, bus: &PgBus, tsq: &Tsq, out: &mut impl Write) -> Res
     Ok(())
 }
 
-/// The operator: --operator / $CMDBUS_OPERATOR, else the OS user.
+/// The operator: --operator / $CMDBUS_OPERATOR, else the account this
+/// process runs as (from the system; $USER and $LOGNAME only where the
+/// system cannot say).
 fn operator(cli: &Cli) -> Result<Operator> {
     let identity = cli
         .operator
         .clone()
+        .or_else(os_account)
         .or_else(|| std::env::var("USER").ok())
         .or_else(|| std::env::var("LOGNAME").ok())
         .ok_or_else(|| {
             CliError::Usage("no operator identity: pass --operator or set CMDBUS_OPERATOR".into())
         })?;
     Ok(Operator::new(identity)?)
+}
+
+/// The name of the account this process runs as: the owner of
+/// `/proc/self`, looked up in `/etc/passwd` (Linux).
+fn os_account() -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata("/proc/self").ok()?.uid();
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        let id: u32 = fields.nth(1)?.parse().ok()?;
+        (id == uid && !name.is_empty()).then(|| name.to_owned())
+    })
 }
 
 /// The commands with this id (several domains may hold one), or a refusal.
@@ -370,7 +423,8 @@ async fn connect(url: &str, timeout: Duration) -> Result<sqlx::PgPool> {
     Ok(PgPoolOptions::new().max_connections(4).acquire_timeout(timeout).connect_lazy_with(options))
 }
 
-fn tsq_filter(args: &TsqFilterArgs) -> TsqFilter {
+fn tsq_filter(args: &TsqFilterArgs) -> Result<TsqFilter> {
+    crate::when::check_range(args.since, args.until).map_err(CliError::Usage)?;
     let mut filter = TsqFilter::new();
     if let Some(domain) = &args.domain {
         filter = filter.domain(domain);
@@ -387,7 +441,7 @@ fn tsq_filter(args: &TsqFilterArgs) -> TsqFilter {
     if let Some(until) = args.until {
         filter = filter.until(until.0);
     }
-    filter
+    Ok(filter)
 }
 
 fn query(args: &QueryArgs) -> Result<CommandQuery> {
@@ -408,12 +462,10 @@ fn query(args: &QueryArgs) -> Result<CommandQuery> {
         query = query.scheduled();
     }
     if args.since.is_some() || args.until.is_some() {
+        crate::when::check_range(args.since, args.until).map_err(CliError::Usage)?;
         let from = args.since.map_or(chrono::DateTime::<chrono::Utc>::MIN_UTC, |w| w.0);
         let until =
             args.until.map_or_else(|| chrono::Utc::now() + chrono::Duration::days(1), |w| w.0);
-        if from >= until {
-            return Err(CliError::Usage("--since must be before --until".into()));
-        }
         query = query.created_between(from, until);
     }
     if let Some(after) = args.page.after {
@@ -439,7 +491,11 @@ fn print_page(
     Ok(())
 }
 
-fn show(out: &mut impl Write, record: &CommandRecord) -> Result<()> {
+fn show(
+    out: &mut impl Write,
+    record: &CommandRecord,
+    catalog: Option<&cmdbus::CatalogEntry>,
+) -> Result<()> {
     writeln!(out, "id:           {}", record.command_id)?;
     writeln!(out, "type:         {}/{}", record.domain, record.command_type)?;
     writeln!(out, "status:       {}", record.status)?;
@@ -455,6 +511,22 @@ fn show(out: &mut impl Write, record: &CommandRecord) -> Result<()> {
     let payload: serde_json::Value = serde_json::from_str(record.payload.get()).unwrap_or_default();
     writeln!(out, "payload:")?;
     output::json(out, &payload)?;
+    match catalog {
+        Some(entry) => {
+            writeln!(
+                out,
+                "reply schema (catalog version {}; what --result must match):",
+                entry.version
+            )?;
+            output::json(out, &entry.definition.reply_schema)?;
+            writeln!(out, "payload schema (catalog version {}):", entry.version)?;
+            output::json(out, &entry.definition.payload_schema)?;
+        }
+        None => writeln!(
+            out,
+            "schemas:      not in the command-type catalog (no sender or worker of this type has recorded it)"
+        )?,
+    }
     Ok(())
 }
 
@@ -468,15 +540,17 @@ fn done(cli: &Cli, out: &mut impl Write, what: &str, id: uuid::Uuid) -> Result<(
 }
 
 /// A dry run: reads what the action would touch and changes nothing (it
-/// needs no operator, since nothing is done on anyone's behalf).
+/// needs no operator, since nothing is done on anyone's behalf). `result`:
+/// a completion's result, checked as the real run would check it.
 async fn preview(
     cli: &Cli,
     bus: &PgBus,
     out: &mut impl Write,
     action: &str,
     target: &Target,
+    result: Option<&serde_json::Value>,
 ) -> Result<()> {
-    let filter = tsq_filter(&target.filter);
+    let filter = tsq_filter(&target.filter)?;
     let records = match target.id {
         Some(id) => {
             let domain = target.filter.domain.as_deref();
@@ -487,6 +561,22 @@ async fn preview(
     };
     let (eligible, refused): (Vec<_>, Vec<_>) =
         records.iter().partition(|r| r.status == CommandStatus::InTroubleshootingQueue);
+    // The result the real run would refuse, if any: shown after the items.
+    let mut mismatch = None;
+    if let Some(result) = result {
+        let mut types: Vec<(&str, &str)> =
+            eligible.iter().map(|r| (r.domain.as_str(), r.command_type.as_str())).collect();
+        types.sort_unstable();
+        types.dedup();
+        for (domain, command_type) in types {
+            if let Err(error) =
+                bus.troubleshooting().check_result(domain, command_type, result).await
+            {
+                mismatch = Some(error);
+                break;
+            }
+        }
+    }
     // A filter may match more items than are listed: count them all.
     let matched = match target.id {
         Some(_) => eligible.len() as u64,
@@ -506,7 +596,7 @@ async fn preview(
             "ids": ids, "refused": refused,
         });
         output::json(out, &json)?;
-        return Ok(());
+        return mismatch.map_or(Ok(()), |error| Err(error.into()));
     }
     let eligible: Vec<CommandRecord> = eligible.into_iter().cloned().collect();
     output::table(out, &output::COMMAND_HEADERS, &output::command_rows(&eligible))?;
@@ -522,6 +612,10 @@ async fn preview(
     } else {
         String::new()
     };
+    if let Some(error) = mismatch {
+        writeln!(out, "dry run: {action} would refuse the result; nothing was changed")?;
+        return Err(error.into());
+    }
     writeln!(out, "dry run: {action} would act on {matched} item(s){shown}; nothing was changed")?;
     Ok(())
 }
@@ -642,6 +736,14 @@ fn cancel_preview(
     Ok(())
 }
 
+/// The JSON every bulk action and `prune` prints.
+fn bulk_json(action: &str, dry_run: bool, outcome: &cmdbus_pg::BulkOutcome) -> serde_json::Value {
+    serde_json::json!({
+        "action": action, "dry_run": dry_run, "matched": outcome.matched,
+        "acted": outcome.acted, "ids": outcome.ids,
+    })
+}
+
 /// Items a bulk dry run lists.
 const PREVIEW_LIMIT: usize = 1000;
 
@@ -653,10 +755,7 @@ fn bulk(
     outcome: cmdbus_pg::BulkOutcome,
 ) -> Result<()> {
     if cli.json {
-        output::json(
-            out,
-            &serde_json::json!({ "action": action, "dry_run": target.dry_run, "matched": outcome.matched, "acted": outcome.acted }),
-        )?;
+        output::json(out, &bulk_json(action, target.dry_run, &outcome))?;
     } else if target.dry_run {
         writeln!(out, "dry run: {action} would act on {} item(s)", outcome.matched)?;
     } else {

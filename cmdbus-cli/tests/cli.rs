@@ -17,6 +17,29 @@ async fn ship(cmd: Ship) -> Result<(), HandlerError> {
     Err(HandlerError::permanent(cmd.code, format!("cannot ship order {}", cmd.order)))
 }
 
+/// What a shipped express order replies.
+#[derive(cmdbus::Payload, Debug, PartialEq)]
+struct Shipped {
+    tracking: String,
+    parcels: u32,
+}
+
+#[derive(cmdbus::Command)]
+#[command(domain = "cli-it", reply = Shipped, max_attempts = 1)]
+struct ShipExpress {
+    order: u32,
+}
+
+#[handler]
+async fn ship_express(cmd: ShipExpress) -> Result<Shipped, HandlerError> {
+    Err(HandlerError::permanent("courier_down", format!("cannot ship order {}", cmd.order)))
+}
+
+/// A command of a domain no worker serves.
+#[derive(cmdbus::Command)]
+#[command(domain = "nobody-home")]
+struct Knock {}
+
 struct Fixture {
     bus: PgBus,
     schema: String,
@@ -277,7 +300,9 @@ async fn bad_input_gets_clear_errors_and_exit_codes() {
     let cases: &[(&[&str], i32, &str)] = &[
         (&["tsq", "show", "not-a-uuid"], 2, "invalid value 'not-a-uuid'"),
         (&["query", "--status", "done"], 2, "unknown command status \"done\""),
-        (&["query", "--since", "yesterday"], 2, "neither an RFC 3339 time nor an age"),
+        (&["query", "--since", "yesterday"], 2, "is not a time: give one as printed"),
+        (&["query", "--since", "2999-01-01"], 2, "--since 2999-01-01 00:00:00 is in the future"),
+        (&["tsq", "list", "--since", "1h", "--until", "2h"], 2, "--since must be before --until"),
         (&["query", "--since", "1h", "--until", "2h"], 2, "--since must be before --until"),
         (&["tsq", "list", "--type", "Ship"], 2, "--domain"),
         (&["tsq", "list", "--limit", "0"], 2, "0 is not in 1..=1000"),
@@ -315,17 +340,22 @@ async fn bad_input_gets_clear_errors_and_exit_codes() {
         assert_exit(&output, *code);
         assert!(stderr(&output).contains(message), "{args:?}: {}", stderr(&output));
     }
-    // No --operator, no $CMDBUS_OPERATOR, no $USER/$LOGNAME: refused.
-    let anonymous = std::process::Command::new(env!("CARGO_BIN_EXE_cmdbus"))
+    // No --operator, no $CMDBUS_OPERATOR: the account the CLI runs as,
+    // from the system, not a $USER anyone can set.
+    let account = std::process::Command::new("id").arg("-un").output().expect("id runs");
+    let account = String::from_utf8_lossy(&account.stdout).trim().to_owned();
+    let unnamed = std::process::Command::new(env!("CARGO_BIN_EXE_cmdbus"))
         .env("DATABASE_URL", cmdbus_tests::database_url())
         .env_remove("CMDBUS_OPERATOR")
-        .env_remove("USER")
+        .env("USER", "mallory")
         .env_remove("LOGNAME")
         .args(["--schema", &f.schema, "tsq", "retry", &f.ids[0].to_string()])
         .output()
         .expect("runs");
-    assert_exit(&anonymous, 2);
-    assert!(stderr(&anonymous).contains("no operator identity"), "{}", stderr(&anonymous));
+    assert_exit(&unnamed, 0);
+    let trail = f.bus.audit_trail("cli-it", f.ids[0]).await.expect("audit");
+    let retry = trail.iter().find(|e| e.event == cmdbus::AuditEvent::OperatorRetry).expect("retry");
+    assert_eq!(retry.details["operator"], account.as_str(), "{trail:?}");
 }
 
 #[test]
@@ -670,4 +700,111 @@ async fn flow_and_cancel_speak_json_and_tables() {
     assert_eq!(canceled["result"], "canceled");
     let unknown = run(&["cancel", &Uuid::nil().to_string(), "--reason", "x", "--dry-run"]);
     assert_exit(&unknown, 3);
+}
+
+/// A result is checked against the reply schema the catalog holds before it
+/// is stored (the field named when it is wrong, a dry run saying it would
+/// refuse); `types` lists what workers and senders recorded; `stats` names
+/// a domain with pending work and no live worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_are_checked_against_the_catalog_and_types_are_listed() {
+    let f = fixture().await;
+    let id = f.bus.send(ShipExpress { order: 7 }).await.expect("send").command_id();
+    let worker = f.bus.worker().domain("cli-it").start().await.expect("worker");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while f.bus.command::<ShipExpress>(id).await.expect("get").status
+        != cmdbus::CommandStatus::InTroubleshootingQueue
+    {
+        assert!(tokio::time::Instant::now() < deadline, "never reached the TSQ");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    worker.shutdown().await;
+    let id_text = id.to_string();
+    let complete = |result: &str, extra: &[&str]| {
+        let mut args = vec!["--operator", "ops", "tsq", "complete", &id_text, "--result", result];
+        args.extend_from_slice(extra);
+        cmdbus(&f.schema, &args)
+    };
+
+    // The issue's example: a field the reply does not have.
+    let wrong = complete(r#"{"wrong_field":"x"}"#, &[]);
+    assert_exit(&wrong, 3);
+    let message = stderr(&wrong);
+    assert!(message.contains("does not match the reply of cli-it/ShipExpress"), "{message}");
+    assert!(message.contains(r#""tracking" is a required property"#), "{message}");
+    let mistyped = complete(r#"{"tracking":5,"parcels":1}"#, &["--dry-run"]);
+    assert_exit(&mistyped, 3);
+    assert!(stdout(&mistyped).contains("would refuse the result"), "{}", stdout(&mistyped));
+    assert!(stderr(&mistyped).contains("/tracking: 5 is not of type"), "{}", stderr(&mistyped));
+    let status = f.bus.command::<ShipExpress>(id).await.expect("get").status;
+    assert_eq!(status, cmdbus::CommandStatus::InTroubleshootingQueue, "nothing stored");
+
+    // `tsq show` shows what the result must look like.
+    let shown = stdout(&cmdbus(&f.schema, &["tsq", "show", &id_text]));
+    assert!(shown.contains("reply schema (catalog version 1"), "{shown}");
+    assert!(shown.contains("\"parcels\""), "{shown}");
+    let shown = json(&cmdbus(&f.schema, &["--json", "tsq", "show", &id_text]));
+    assert_eq!(shown["command_id"], id_text.as_str());
+    assert_eq!(shown["catalog"]["reply_schema"]["title"], "Shipped");
+
+    // A well-formed result is stored, and the typed sender decodes it.
+    assert_exit(&complete(r#"{"tracking":"T-1","parcels":2}"#, &[]), 0);
+    let reply = f.bus.wait_reply::<ShipExpress>(id, Duration::from_secs(5)).await.expect("reply");
+    assert_eq!(reply.success(), Some(Shipped { tracking: "T-1".into(), parcels: 2 }));
+
+    // `types`: every type the worker and the sender recorded.
+    let table = stdout(&cmdbus(&f.schema, &["types"]));
+    for expected in ["HANDLER", "cli-it  Ship ", "ShipExpress", "live", "10s 1m 5m"] {
+        assert!(table.contains(expected), "{expected:?} in {table}");
+    }
+    let listed = json(&cmdbus(&f.schema, &["--json", "types", "--domain", "cli-it"]));
+    let names: Vec<&str> = listed
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|t| t["command_type"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, ["Ship", "ShipExpress"]);
+    assert_eq!(listed[0]["served"]["live"], true);
+    assert_eq!(listed[0]["tsq"], 3, "{listed}");
+    let one = stdout(&cmdbus(&f.schema, &["types", "--domain", "cli-it", "--type", "ShipExpress"]));
+    assert!(one.contains("version 1 reply schema:") && one.contains("\"tracking\""), "{one}");
+    let missing = cmdbus(&f.schema, &["types", "--domain", "cli-it", "--type", "Nope"]);
+    assert_exit(&missing, 3);
+    assert!(
+        stderr(&missing).contains("no command type cli-it/Nope is recorded"),
+        "{}",
+        stderr(&missing)
+    );
+
+    // A type the catalog does not know: refused unless the operator vouches.
+    let pool = cmdbus_tests::pool().await;
+    let forget = format!(r#"DELETE FROM "{}".command_types WHERE command_type = 'Ship'"#, f.schema);
+    sqlx::query(sqlx::AssertSqlSafe(forget)).execute(&pool).await.expect("forget");
+    let ship = f.ids[0].to_string();
+    let unknown =
+        cmdbus(&f.schema, &["--operator", "ops", "tsq", "complete", &ship, "--result", "null"]);
+    assert_exit(&unknown, 3);
+    assert!(
+        stderr(&unknown).contains("no reply schema is recorded for cli-it/Ship"),
+        "{}",
+        stderr(&unknown)
+    );
+    let vouched = cmdbus(
+        &f.schema,
+        &["--operator", "ops", "tsq", "complete", &ship, "--result", "null", "--unchecked"],
+    );
+    assert_exit(&vouched, 0);
+
+    // Work for a domain nothing serves is named by `stats`.
+    f.bus.send(Knock {}).await.expect("send to a domain nothing serves");
+    let stats = stdout(&cmdbus(&f.schema, &["stats"]));
+    assert!(
+        stats.contains("warning: domain nobody-home has 1 pending command(s) and no live worker (no worker has ever served it)"),
+        "{stats}"
+    );
+    assert!(!stats.contains("domain cli-it has"), "{stats}");
+    let stats = json(&cmdbus(&f.schema, &["--json", "stats"]));
+    assert_eq!(stats["unserved"][0]["domain"], "nobody-home");
+    assert!(stats["counts"].as_array().is_some_and(|c| !c.is_empty()));
 }

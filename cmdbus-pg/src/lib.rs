@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod bus;
+mod catalog;
 mod command_key;
 mod context;
 mod flow;

@@ -14,10 +14,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (4, "priorities", include_str!("../migrations/0004_priorities.sql")),
     (5, "limits", include_str!("../migrations/0005_limits.sql")),
     (6, "rate_limits", include_str!("../migrations/0006_rate_limits.sql")),
+    (7, "catalog", include_str!("../migrations/0007_catalog.sql")),
 ];
 
 /// The newest schema version this library knows.
-pub const SCHEMA_VERSION: i32 = 6;
+pub const SCHEMA_VERSION: i32 = 7;
 
 /// What opening a bus does to its schema.
 #[derive(Clone, Copy, Debug)]

@@ -33,7 +33,7 @@ pub(crate) async fn prune(
         .await?;
     let matched = u64::try_from(matched).unwrap_or(0);
     if dry_run || matched == 0 {
-        return Ok(BulkOutcome { matched, acted: 0 });
+        return Ok(BulkOutcome { matched, acted: 0, ids: None });
     }
     let delete_sql = schema.render(&format!(
         "WITH doomed AS (
@@ -72,5 +72,5 @@ pub(crate) async fn prune(
         .await
         .explained(pool, "recording the prune")
         .await?;
-    Ok(BulkOutcome { matched, acted })
+    Ok(BulkOutcome { matched, acted, ids: None })
 }

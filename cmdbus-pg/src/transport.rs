@@ -11,10 +11,10 @@ use std::{
 
 use chrono::{DateTime, Utc};
 use cmdbus::{
-    AuditEntry, AuditEvent, CommandRecord, CommandsLease, Due, Error, ExpiredLease, FlowTarget,
-    LeaseExtend, LeaseRef, LeasedCommand, Limit, LimitChange, NewCommand, Operator, Pause, Polled,
-    QueueStats, Reply, ReplyStatus, Result, SendOutcome, Transition, Transport, WakeSender,
-    WakeUps,
+    AuditEntry, AuditEvent, Catalog, CommandRecord, CommandType, CommandsLease, Due, Error,
+    ExpiredLease, FlowTarget, LeaseExtend, LeaseRef, LeasedCommand, Limit, LimitChange, NewCommand,
+    Operator, Pause, Polled, QueueStats, Registered, Reply, ReplyStatus, Result, SendOutcome,
+    Transition, Transport, WakeSender, WakeUps,
 };
 use sqlx::{PgConnection, PgPool, Postgres, Row, Transaction, postgres::PgRow};
 use uuid::Uuid;
@@ -620,6 +620,18 @@ impl Transport for PgTransport {
 
     async fn limits_recount(&self) -> Result<()> {
         crate::flow::recount(self).await
+    }
+
+    async fn catalog_register(
+        &self,
+        types: Vec<CommandType>,
+        served: bool,
+    ) -> Result<Vec<Registered>> {
+        crate::catalog::register(self, types, served).await
+    }
+
+    async fn catalog_list(&self) -> Result<Catalog> {
+        crate::catalog::list(self).await
     }
 
     async fn wakeups(&self, domains: &[String]) -> Result<WakeUps> {

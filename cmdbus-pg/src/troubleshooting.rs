@@ -116,13 +116,16 @@ pub struct TypedItem<C> {
 }
 
 /// What a bulk action matched and did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct BulkOutcome {
     /// Items matching the filter.
     pub matched: u64,
     /// Items acted on (0 for a dry run).
     pub acted: u64,
+    /// The ids acted on; for a dry run, those it would act on. `None` where
+    /// listing them is not worth it (`prune` may delete millions).
+    pub ids: Option<Vec<Uuid>>,
 }
 
 /// Items in the TSQ per domain, type and error code.
@@ -143,11 +146,40 @@ pub struct TsqCount {
 #[derive(Clone, Debug)]
 pub struct Troubleshooting {
     transport: PgTransport,
+    /// Whether JSON results are checked against the catalog's reply schemas.
+    check_results: bool,
 }
 
 impl Troubleshooting {
     pub(crate) fn new(transport: PgTransport) -> Self {
-        Self { transport }
+        Self { transport, check_results: true }
+    }
+
+    /// The same API without the reply-schema check of JSON results, for a
+    /// type the catalog does not know (its senders and workers predate it).
+    /// The operator then vouches that the sender can decode the result.
+    #[must_use]
+    pub fn unchecked(mut self) -> Self {
+        self.check_results = false;
+        self
+    }
+
+    /// Checks a JSON result for a command of `domain`/`command_type` against
+    /// the reply schema of the type's latest version in the command-type
+    /// catalog.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ResultMismatch`] naming each wrong field,
+    /// [`Error::UnknownReplySchema`] when the catalog does not know the type.
+    pub async fn check_result(
+        &self,
+        domain: &str,
+        command_type: &str,
+        result: &serde_json::Value,
+    ) -> Result<()> {
+        let catalog = self.transport.catalog_list().await?;
+        crate::catalog::check_result(&catalog, domain, command_type, result)
     }
 
     /// Items, newest first; `limit` per page (1–1000), from `after`.
@@ -258,14 +290,30 @@ impl Troubleshooting {
     }
 
     /// [`complete`](Self::complete) with a JSON result, for tools that do not
-    /// have the command types compiled in. Errors as [`retry`](Self::retry).
+    /// have the command types compiled in. The result is first checked
+    /// against the reply schema the catalog holds for the command's type
+    /// ([`check_result`](Self::check_result); see [`unchecked`](Self::unchecked)).
+    /// Errors as [`retry`](Self::retry) and [`check_result`](Self::check_result).
     pub async fn complete_json(
         &self,
         command: impl Into<CommandKey>,
         operator: &Operator,
         result: &serde_json::Value,
     ) -> Result<()> {
-        self.act_one(command.into(), &OperatorAction::complete_json(result), operator).await
+        let mut key = command.into();
+        if self.check_results {
+            let record = self.the_command(&key).await?;
+            if record.status != CommandStatus::InTroubleshootingQueue {
+                return Err(Error::NotInTroubleshootingQueue {
+                    domain: record.domain,
+                    command_id: record.command_id,
+                    status: record.status,
+                });
+            }
+            self.check_result(&record.domain, &record.command_type, result).await?;
+            key = CommandKey::new(record.domain, record.command_id);
+        }
+        self.act_one(key, &OperatorAction::complete_json(result), operator).await
     }
 
     /// Retries every item matching `filter`; with `dry_run`, only counts them.
@@ -291,7 +339,9 @@ impl Troubleshooting {
     }
 
     /// Completes every item matching `filter` with the same JSON `result`;
-    /// with `dry_run`, only counts them.
+    /// with `dry_run`, only counts them. The result is checked against the
+    /// reply schema of every type matched (all or nothing), as
+    /// [`complete_json`](Self::complete_json) checks it.
     pub async fn complete_all_json(
         &self,
         filter: &TsqFilter,
@@ -350,7 +400,7 @@ impl Troubleshooting {
     ) -> Result<()> {
         let domain = match key.domain() {
             Some(domain) => domain.to_owned(),
-            None => self.only_domain_of(key.command_id()).await?,
+            None => self.the_command(&key).await?.domain,
         };
         let transition = plan(domain, key.command_id());
         if self.transport.transitions_apply(vec![transition]).await?.first() == Some(&true) {
@@ -359,17 +409,21 @@ impl Troubleshooting {
         Err(self.why_not(&key, refused).await)
     }
 
-    /// The one domain holding `command_id`, for a key that names none.
-    async fn only_domain_of(&self, command_id: Uuid) -> Result<String> {
-        let found =
-            crate::query::by_id(self.transport.pool(), self.transport.schema_ref(), command_id)
-                .await?;
-        match found.as_slice() {
-            [] => Err(Error::UnknownCommandId { command_id }),
-            [record] => Ok(record.domain.clone()),
-            many => Err(Error::AmbiguousCommandId {
+    /// The one command `key` names (several domains may hold an id), or
+    /// why there is not exactly one.
+    async fn the_command(&self, key: &CommandKey) -> Result<CommandRecord> {
+        let command_id = key.command_id();
+        let pool = self.transport.pool();
+        let found = crate::query::by_id(pool, self.transport.schema_ref(), command_id).await?;
+        let mut found: Vec<_> =
+            found.into_iter().filter(|r| key.domain().is_none_or(|d| r.domain == d)).collect();
+        match (found.len(), key.domain()) {
+            (0, Some(domain)) => Err(Error::NotFound { domain: domain.to_owned(), command_id }),
+            (0, None) => Err(Error::UnknownCommandId { command_id }),
+            (1, _) => found.pop().ok_or(Error::UnknownCommandId { command_id }),
+            _ => Err(Error::AmbiguousCommandId {
                 command_id,
-                domains: many.iter().map(|r| r.domain.clone()).collect(),
+                domains: found.into_iter().map(|r| r.domain).collect(),
             }),
         }
     }
@@ -384,28 +438,46 @@ impl Troubleshooting {
         let selection = filter.selection()?;
         let pool = self.transport.pool();
         let mut tx = pool.begin().await.explained(pool, "starting a bulk action").await?;
-        let mut sql = QueryBuilder::<Postgres>::new("SELECT domain, command_id FROM ");
+        let mut sql =
+            QueryBuilder::<Postgres>::new("SELECT domain, command_id, command_type FROM ");
         sql.push(self.transport.schema_ref().render("{schema}.commands"));
         selection.push_where(&mut sql, None);
         if !dry_run {
             // Items another operator is acting on right now are left to them.
             sql.push(" FOR UPDATE SKIP LOCKED");
         }
-        let transitions: Vec<Transition> = sql
-            .build()
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db("selecting TSQ items"))?
+        let rows = sql.build().fetch_all(&mut *tx).await.map_err(db("selecting TSQ items"))?;
+        let items = rows
             .iter()
             .map(|row| {
-                let (domain, id) = (row.try_get("domain")?, row.try_get("command_id")?);
-                Ok(Transition::operator(domain, id, action, operator))
+                Ok((
+                    row.try_get("domain")?,
+                    row.try_get("command_id")?,
+                    row.try_get("command_type")?,
+                ))
             })
-            .collect::<std::result::Result<_, sqlx::Error>>()
+            .collect::<std::result::Result<Vec<(String, Uuid, String)>, sqlx::Error>>()
             .map_err(db("decoding TSQ items"))?;
+        if let (OperatorAction::Complete { result }, true) = (action, self.check_results) {
+            let result: serde_json::Value = serde_json::from_str(result.get())
+                .map_err(|e| Error::backend("reading the result", e))?;
+            let catalog = self.transport.catalog_list().await?;
+            let mut types: Vec<(&str, &str)> =
+                items.iter().map(|(domain, _, t)| (domain.as_str(), t.as_str())).collect();
+            types.sort_unstable();
+            types.dedup();
+            for (domain, command_type) in types {
+                crate::catalog::check_result(&catalog, domain, command_type, &result)?;
+            }
+        }
+        let transitions: Vec<Transition> = items
+            .into_iter()
+            .map(|(domain, id, _)| Transition::operator(domain, id, action, operator))
+            .collect();
         let matched = u64::try_from(transitions.len()).unwrap_or(u64::MAX);
         if dry_run || transitions.is_empty() {
-            return Ok(BulkOutcome { matched, acted: 0 });
+            let ids = transitions.iter().map(|t| t.command_id).collect();
+            return Ok(BulkOutcome { matched, acted: 0, ids: Some(ids) });
         }
         let applied = crate::transition::apply(&self.transport, &mut *tx, &transitions).await?;
         let acted = applied.iter().filter(|a| **a).count();
@@ -422,7 +494,12 @@ impl Troubleshooting {
             .map_err(db("recording the bulk action"))?;
         tx.commit().await.map_err(db("committing the bulk action"))?;
         self.transport.after_transitions(&transitions, &applied);
-        Ok(BulkOutcome { matched, acted: u64::try_from(acted).unwrap_or(u64::MAX) })
+        let ids = transitions.iter().zip(&applied).filter(|(_, a)| **a).map(|(t, _)| t.command_id);
+        Ok(BulkOutcome {
+            matched,
+            acted: u64::try_from(acted).unwrap_or(u64::MAX),
+            ids: Some(ids.collect()),
+        })
     }
 
     /// Explains, in an operator's words, why an action changed nothing.
@@ -431,22 +508,9 @@ impl Troubleshooting {
         key: &CommandKey,
         refused: impl FnOnce(String, Uuid, CommandStatus) -> Error,
     ) -> Error {
-        let pool = self.transport.pool();
-        let command_id = key.command_id();
-        let found = match crate::query::by_id(pool, self.transport.schema_ref(), command_id).await {
-            Ok(found) => found,
-            Err(error) => return error,
-        };
-        let found: Vec<_> =
-            found.into_iter().filter(|r| key.domain().is_none_or(|d| r.domain == d)).collect();
-        match (found.as_slice(), key.domain()) {
-            ([], Some(domain)) => Error::NotFound { domain: domain.to_owned(), command_id },
-            ([], None) => Error::UnknownCommandId { command_id },
-            ([record], _) => refused(record.domain.clone(), command_id, record.status),
-            (many, _) => Error::AmbiguousCommandId {
-                command_id,
-                domains: many.iter().map(|r| r.domain.clone()).collect(),
-            },
+        match self.the_command(key).await {
+            Ok(record) => refused(record.domain, record.command_id, record.status),
+            Err(error) => error,
         }
     }
 }

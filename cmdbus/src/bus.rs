@@ -1,13 +1,18 @@
 //! The typed front door: send commands, await replies, start workers.
 
-use std::time::Duration;
+use std::{
+    collections::HashSet,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use tracing::{Instrument, field::Empty, info_span};
 use uuid::Uuid;
 
 use crate::{
-    AuditEntry, Command, CommandRecord, DEFAULT_REPLY_QUEUE, Error, NewCommand, Result,
-    SendOptions, SendOutcome, TraceParent, Transport, TypedReply, WorkerBuilder,
+    AuditEntry, Catalog, Command, CommandRecord, CommandType, DEFAULT_REPLY_QUEUE, Error,
+    NewCommand, Registered, Result, SendOptions, SendOutcome, TraceParent, Transport, TypedReply,
+    WorkerBuilder,
 };
 
 /// Largest serialized payload accepted by default: 1 MiB. Commands are
@@ -21,12 +26,14 @@ pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
 pub struct Bus<T> {
     transport: T,
     max_payload_bytes: usize,
+    /// Command types this bus (and its clones) recorded in the catalog.
+    introduced: Arc<Mutex<HashSet<(&'static str, &'static str)>>>,
 }
 
 impl<T: Transport> Bus<T> {
     /// A bus over `transport`.
     pub fn new(transport: T) -> Self {
-        Self { transport, max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES }
+        Self { transport, max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES, introduced: Arc::default() }
     }
 
     /// Sets the payload size limit checked at send.
@@ -95,10 +102,67 @@ impl<T: Transport> Bus<T> {
         record_sent::<C>(&span, sent)
     }
 
+    /// Records `C` in the command-type catalog (done for you on its first
+    /// send), and warns when no worker has ever served its domain: such a
+    /// command would stay PENDING until one starts.
+    pub async fn register<C: Command>(&self) -> Result<Registered> {
+        let registered = self
+            .transport
+            .catalog_register(vec![CommandType::of::<C>()], false)
+            .await?
+            .pop()
+            .ok_or_else(|| Error::backend("recording a command type", "no outcome returned"))?;
+        if registered.domain_served_at.is_none() {
+            tracing::warn!(
+                domain = C::DOMAIN,
+                command_type = C::NAME,
+                "cmdbus: no worker has ever served domain {:?}: its commands stay PENDING until one that handles {} starts",
+                C::DOMAIN,
+                C::NAME,
+            );
+        }
+        Ok(registered)
+    }
+
+    /// Every version of every command type senders and workers recorded.
+    pub async fn catalog(&self) -> Result<Catalog> {
+        self.transport.catalog_list().await
+    }
+
+    /// On the first send of `C` through this bus, records it in the catalog
+    /// in the background: a send never waits for, nor fails with, the
+    /// catalog (and never holds a second connection while the caller's
+    /// transaction holds one).
+    fn introduce<C: Command>(&self) {
+        let first = self
+            .introduced
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert((C::DOMAIN, C::NAME));
+        if !first {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let bus = self.clone();
+        runtime.spawn(async move {
+            if let Err(error) = bus.register::<C>().await {
+                tracing::warn!(
+                    domain = C::DOMAIN,
+                    command_type = C::NAME,
+                    error = %error.report(),
+                    "cmdbus: recording the command type in the catalog failed"
+                );
+            }
+        });
+    }
+
     /// Validates and encodes a command for a transport, without sending it.
     /// Backends use it for their own send forms (e.g. inside a transaction).
+    /// The first time it sees `C`, records it in the catalog in the background.
     pub fn prepare<C: Command>(&self, command: &C, options: SendOptions) -> Result<NewCommand> {
-        prepare(command, options, self.max_payload_bytes)
+        let prepared = prepare(command, options, self.max_payload_bytes)?;
+        self.introduce::<C>();
+        Ok(prepared)
     }
 
     /// Waits up to `timeout` for the reply to command `command_id` of type `C`.

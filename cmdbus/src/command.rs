@@ -90,7 +90,7 @@ pub trait Command:
     /// The command's type name, stored with every command. Defaults to the Rust type's name.
     const NAME: &'static str;
     /// What a successful handler returns; sent back in the SUCCESS reply.
-    type Reply: Serialize + DeserializeOwned + Send + 'static;
+    type Reply: Serialize + DeserializeOwned + schemars::JsonSchema + Send + 'static;
 
     /// Attempts before the troubleshooting queue (default 3); a constant so
     /// sending needs no policy built.
@@ -119,5 +119,11 @@ pub trait Command:
     /// The JSON schema of the payload, for operators and tooling.
     fn payload_schema() -> serde_json::Value {
         schemars::schema_for!(Self).to_value()
+    }
+
+    /// The JSON schema of the reply, recorded in the command-type catalog so
+    /// that a result an operator gives is checked before it is stored.
+    fn reply_schema() -> serde_json::Value {
+        schemars::schema_for!(Self::Reply).to_value()
     }
 }

@@ -159,6 +159,7 @@ macro_rules! conformance_suite {
             a_limit_caps_commands_in_flight,
             a_rate_limit_spreads_leases_over_time,
             a_batch_with_an_invalid_command_stores_nothing,
+            the_catalog_keeps_each_version_and_who_serves_it,
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {
@@ -1060,4 +1061,53 @@ pub async fn a_batch_with_an_invalid_command_stores_nothing<T: Transport>(transp
     let error = transport.commands_send(vec![good, bad]).await.expect_err("refused");
     assert!(matches!(error, crate::Error::InvalidName { kind: "domain", .. }), "{error}");
     assert!(transport.command_get(DOMAIN, good_id).await.expect("get").is_none());
+}
+
+/// Senders and workers record command types: the same definition is one
+/// version (stamped again), a changed one the next version (the old one
+/// kept); a worker marks its types served, a sender does not.
+pub async fn the_catalog_keeps_each_version_and_who_serves_it<T: Transport>(transport: T) {
+    let bus = Bus::new(transport.clone());
+    // Nothing ever served the domain: the sender is told so.
+    let first = bus.register::<Echo>().await.expect("register");
+    assert_eq!((first.version, first.new_version, first.domain_served_at), (1, true, None));
+    let again = bus.register::<Echo>().await.expect("register again");
+    assert_eq!((again.version, again.new_version), (1, false));
+
+    // A new build of the type: another reply schema and policy.
+    let mut changed = crate::CommandType::of::<Echo>();
+    changed.reply_schema = serde_json::json!({ "type": "integer" });
+    changed.max_attempts = 9;
+    let outcomes = transport.catalog_register(vec![changed.clone()], false).await.expect("v2");
+    assert_eq!((outcomes[0].version, outcomes[0].new_version), (2, true));
+
+    let catalog = bus.catalog().await.expect("catalog");
+    let versions: Vec<_> = catalog.versions(DOMAIN, "Echo").collect();
+    assert_eq!(versions.len(), 2, "{catalog:?}");
+    assert_eq!(versions[0].definition, crate::CommandType::of::<Echo>());
+    assert_eq!(versions[0].definition.reply_schema["type"], "string");
+    assert_eq!(versions[1].definition, changed);
+    let latest = catalog.latest(DOMAIN, "Echo").expect("latest");
+    assert_eq!((latest.version, latest.definition.max_attempts), (2, 9));
+    assert!(versions[0].first_seen_at <= versions[0].last_seen_at);
+    assert!(!catalog.served(DOMAIN, None).live, "a sender does not serve");
+    assert_eq!(catalog.served(DOMAIN, None).last_served_at, None);
+
+    // A worker records the types it handles, served by a live worker now.
+    let running = worker(&bus).await;
+    let catalog = bus.catalog().await.expect("catalog");
+    let served = catalog.served(DOMAIN, Some("Flaky"));
+    assert!(served.live && served.last_served_at.is_some(), "{catalog:?}");
+    let flaky = catalog.latest(DOMAIN, "Flaky").expect("Flaky recorded by the worker");
+    assert_eq!(
+        (flaky.definition.max_attempts, flaky.definition.backoff_ms.as_slice()),
+        (3, &[20][..])
+    );
+    assert_eq!(catalog.latest(DOMAIN, "Hang").expect("Hang").definition.timeout_ms, Some(100));
+    // The worker's build of Echo is version 1 again, now served; a sender
+    // is told when the domain was last served.
+    assert!(catalog.versions(DOMAIN, "Echo").next().is_some_and(|v| v.live));
+    let later = bus.register::<Echo>().await.expect("register after a worker");
+    assert!(later.domain_served_at.is_some());
+    running.shutdown().await;
 }

@@ -48,6 +48,35 @@ pub enum Error {
         /// The configured limit.
         limit: usize,
     },
+    /// An operator's result does not match the reply schema the catalog
+    /// holds for the command's type: storing it would give the sender a
+    /// SUCCESS reply it cannot decode.
+    #[error(
+        "the result does not match the reply of {domain}/{command_type} (catalog version {version}): {}",
+        problems.join("; ")
+    )]
+    ResultMismatch {
+        /// Domain of the command.
+        domain: String,
+        /// Type of the command.
+        command_type: String,
+        /// The catalog version whose reply schema was used.
+        version: u32,
+        /// Each problem, with where in the result it is.
+        problems: Vec<String>,
+    },
+    /// A JSON result cannot be checked: the catalog holds no reply schema
+    /// for the command's type.
+    #[error(
+        "no reply schema is recorded for {domain}/{command_type}, so the result cannot be checked: \
+         start a sender or worker of that type once (they record it), or complete it unchecked"
+    )]
+    UnknownReplySchema {
+        /// Domain of the command.
+        domain: String,
+        /// Type of the command.
+        command_type: String,
+    },
     /// A domain, command type or schema name breaks the naming rules.
     #[error("invalid {kind} {value:?}: {reason}")]
     InvalidName {

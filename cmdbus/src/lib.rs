@@ -6,6 +6,7 @@
 extern crate self as cmdbus;
 
 mod bus;
+mod catalog;
 mod classify;
 mod command;
 mod context;
@@ -35,6 +36,9 @@ pub mod conformance;
 pub mod testing;
 
 pub use bus::{Bus, DEFAULT_MAX_PAYLOAD_BYTES};
+pub use catalog::{
+    Catalog, CatalogEntry, CommandType, LIVE_WITHIN, Registered, SERVED_EVERY, Served,
+};
 pub use classify::{Classifier, Classify};
 pub use cmdbus_macros::{Command, Payload, command, handler, reply};
 pub use command::Command;

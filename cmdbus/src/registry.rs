@@ -6,7 +6,7 @@ use futures_util::future::BoxFuture;
 use serde_json::value::RawValue;
 
 use crate::{
-    Command, Error, HandlerContext, HandlerError, RetryPolicy, validate_command_type,
+    Command, CommandType, Error, HandlerContext, HandlerError, RetryPolicy, validate_command_type,
     validate_domain,
 };
 
@@ -25,7 +25,7 @@ pub struct HandlerRegistration {
     call: ErasedHandler,
     retry_policy: fn() -> RetryPolicy,
     timeout: Option<std::time::Duration>,
-    json_schema: fn() -> serde_json::Value,
+    definition: fn() -> CommandType,
 }
 
 inventory::collect!(HandlerRegistration);
@@ -46,7 +46,7 @@ impl HandlerRegistration {
             call,
             retry_policy: C::retry_policy,
             timeout: C::TIMEOUT,
-            json_schema: C::payload_schema,
+            definition: CommandType::of::<C>,
         }
     }
 
@@ -72,7 +72,12 @@ impl HandlerRegistration {
 
     /// The command type's JSON schema.
     pub fn json_schema(&self) -> serde_json::Value {
-        (self.json_schema)()
+        (self.definition)().payload_schema
+    }
+
+    /// What the command type declares, as the catalog records it.
+    pub fn definition(&self) -> CommandType {
+        (self.definition)()
     }
 
     pub(crate) fn call<'a>(

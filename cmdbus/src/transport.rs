@@ -15,8 +15,9 @@ use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::{
-    AuditEntry, CommandRecord, ExpiredLease, Failure, FlowTarget, LeasedCommand, Limit,
-    LimitChange, NewCommand, Operator, Pause, Reply, Result, SendOutcome, Transition, WakeUps,
+    AuditEntry, Catalog, CommandRecord, CommandType, ExpiredLease, Failure, FlowTarget,
+    LeasedCommand, Limit, LimitChange, NewCommand, Operator, Pause, Registered, Reply, Result,
+    SendOutcome, Transition, WakeUps,
 };
 
 /// Expired leases taken back per rescue round.
@@ -223,6 +224,20 @@ pub trait Transport: Clone + Send + Sync + 'static {
     fn limits_recount(&self) -> impl Future<Output = Result<()>> + Send {
         async { Ok(()) }
     }
+
+    /// Records command types in the catalog: a definition seen before
+    /// (same schemas and policy) is stamped as seen now, a changed one
+    /// becomes the type's next version. `served`: the caller is a worker
+    /// with handlers for these types, so they are stamped served now too.
+    /// Outcomes in input order.
+    fn catalog_register(
+        &self,
+        types: Vec<CommandType>,
+        served: bool,
+    ) -> impl Future<Output = Result<Vec<Registered>>> + Send;
+
+    /// Every version of every recorded command type.
+    fn catalog_list(&self) -> impl Future<Output = Result<Catalog>> + Send;
 
     /// A subscription that fires when commands of `domains` may be due.
     fn wakeups(&self, domains: &[String]) -> impl Future<Output = Result<WakeUps>> + Send;

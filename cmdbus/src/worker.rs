@@ -15,9 +15,9 @@ use tokio::{
 use tracing::{Instrument, debug, field::Empty, info_span, warn};
 
 use crate::{
-    Classifier, CommandsLease, HandlerContext, HandlerError, LeaseRef, LeasedCommand, Outcome,
-    OutcomeKind, Polled, RecordResult, Registry, Result, RetryPolicy, Transport, executor,
-    telemetry,
+    Classifier, CommandType, CommandsLease, HandlerContext, HandlerError, HandlerRegistration,
+    LeaseRef, LeasedCommand, Outcome, OutcomeKind, Polled, RecordResult, Registry, Result,
+    RetryPolicy, SERVED_EVERY, Transport, executor, telemetry,
 };
 
 /// The shortest heartbeat period, whatever the visibility timeout.
@@ -206,14 +206,26 @@ impl<T: Transport> WorkerBuilder<T> {
         self.domains.dedup();
         registry.check_serves(&self.domains)?;
         let wakeups = self.transport.wakeups(&self.domains).await?;
+        let served: Vec<CommandType> = registry
+            .registrations()
+            .filter(|r| self.domains.iter().any(|d| d == r.domain()))
+            .map(HandlerRegistration::definition)
+            .collect();
+        record_served(&self.transport, &served).await;
         let (stop, stopped) = watch::channel(false);
         let id = self.worker_id.clone();
         let health = Arc::new(Mutex::new(WorkerHealth::starting()));
         for schedule in std::mem::take(&mut self.schedules) {
             tokio::spawn(schedule.run(self.transport.clone(), stopped.clone()));
         }
-        let runtime =
-            Runtime { config: self, registry, wakeups, stopped, health: Arc::clone(&health) };
+        let runtime = Runtime {
+            config: self,
+            registry,
+            served,
+            wakeups,
+            stopped,
+            health: Arc::clone(&health),
+        };
         let task = tokio::spawn(runtime.run());
         Ok(Worker { id, stop, task, health })
     }
@@ -296,9 +308,20 @@ pub struct ShutdownReport {
     pub released: usize,
 }
 
+/// Records in the catalog that this worker serves `types` (at start and
+/// every [`SERVED_EVERY`]). A failure is logged, never fatal: the catalog
+/// informs operators, and the work goes on without it.
+async fn record_served<T: Transport>(transport: &T, types: &[CommandType]) {
+    if let Err(error) = transport.catalog_register(types.to_vec(), true).await {
+        warn!(error = %error.report(), "cmdbus: recording served command types in the catalog failed");
+    }
+}
+
 struct Runtime<T: Transport> {
     config: WorkerBuilder<T>,
     registry: Arc<Registry>,
+    /// The command types this worker serves, as the catalog records them.
+    served: Vec<CommandType>,
     wakeups: crate::WakeUps,
     stopped: watch::Receiver<bool>,
     health: Arc<Mutex<WorkerHealth>>,
@@ -315,6 +338,7 @@ impl<T: Transport> Runtime<T> {
         let mut work = Work::default();
         let mut lease_errors = 0u32;
         let mut next_rescue = Instant::now();
+        let mut next_served = Instant::now() + SERVED_EVERY;
         let heartbeat_every = (self.config.visibility_timeout / 3).max(MIN_HEARTBEAT);
         let mut next_heartbeat = Instant::now() + heartbeat_every;
         let mut backlog = false;
@@ -328,6 +352,10 @@ impl<T: Transport> Runtime<T> {
             if Instant::now() >= next_rescue {
                 next_rescue = Instant::now() + self.config.rescue_interval;
                 self.maintain().await;
+            }
+            if Instant::now() >= next_served {
+                next_served = Instant::now() + SERVED_EVERY;
+                record_served(&self.config.transport, &self.served).await;
             }
             if Instant::now() >= next_heartbeat {
                 next_heartbeat = Instant::now() + heartbeat_every;

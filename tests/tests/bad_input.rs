@@ -199,10 +199,12 @@ async fn a_reply_of_the_wrong_shape_is_a_decode_error_not_a_panic() {
     settle(&bus, id).await;
     worker.shutdown().await;
     let ops = Operator::new("ops").expect("operator");
-    bus.troubleshooting()
-        .complete_json(id, &ops, &serde_json::json!({"not": "a number"}))
-        .await
-        .expect("complete");
+    // Checked, the result is refused; an operator who vouches for it
+    // unchecked stores it, and the sender gets a decode error, not a panic.
+    let wrong = serde_json::json!({"not": "a number"});
+    let refused = bus.troubleshooting().complete_json(id, &ops, &wrong).await;
+    assert!(matches!(refused, Err(Error::ResultMismatch { .. })), "{refused:?}");
+    bus.troubleshooting().unchecked().complete_json(id, &ops, &wrong).await.expect("complete");
     let error = bus.wait_reply::<Order>(id, WAIT).await.expect_err("wrong shape");
     assert!(matches!(error, Error::ReplyDecode { .. }), "{error}");
     assert!(error.to_string().contains("does not decode as u32"), "{error}");

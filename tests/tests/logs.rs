@@ -26,6 +26,10 @@ async fn ping(_cmd: Ping) -> Result<(), HandlerError> {
     Ok(())
 }
 
+/// A command of a domain no worker serves.
+#[command(domain = "logs-unserved")]
+struct Nobody {}
+
 /// Sleeps 1 s, then marks that it finished.
 #[command(domain = "logs-it")]
 struct Nap {}
@@ -269,4 +273,27 @@ async fn a_heartbeat_that_finds_its_lease_gone_stops_the_handler() {
     assert!(!NAP_FINISHED.load(std::sync::atomic::Ordering::SeqCst), "the handler was stopped");
     let report = worker.shutdown().await;
     assert_eq!(report.released, 0, "a lost lease is not released as if it were held");
+}
+
+/// The first send of a type to a domain no worker has ever served warns
+/// that its commands wait for one; a served domain does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sending_to_a_domain_nothing_serves_warns() {
+    let warnings = Warnings::default();
+    tracing_subscriber::registry().with(warnings.clone()).init();
+    let schema = cmdbus_tests::fresh_schema();
+    let bus =
+        PgBus::builder(cmdbus_tests::pool().await).schema(&schema).build().await.expect("bus");
+    bus.send(Nobody {}).await.expect("sent all the same");
+    let line = warnings.naming(&["no worker has ever served domain"]).await;
+    assert!(line.contains("\"logs-unserved\"") && line.contains("Nobody"), "{line}");
+
+    warnings.clear();
+    let worker = bus.worker().domain("logs-it").start().await.expect("worker");
+    processes_a_ping(&bus).await;
+    let registered = bus.register::<Ping>().await.expect("register");
+    assert!(registered.domain_served_at.is_some());
+    let seen = warnings.0.lock().expect("warnings").clone();
+    assert!(!seen.iter().any(|l| l.contains("ever served")), "{seen:#?}");
+    worker.shutdown().await;
 }

@@ -23,16 +23,17 @@ async fn beat(_cmd: Beat) -> Result<(), HandlerError> {
 
 const PERIOD: Duration = Duration::from_millis(100);
 
+/// Three workers, started at once (as a deployment restarts them): started
+/// one after the other, they could straddle a tick and each see another
+/// "latest missed" tick.
 async fn workers(bus: &PgBus, missed: MissedTicks) -> Vec<Worker> {
-    let mut workers = Vec::new();
-    for _ in 0..3 {
+    let start = || {
         let schedule =
             Schedule::every("beat", PERIOD, |tick| Beat { tick: tick.index }).missed_ticks(missed);
-        let worker =
-            bus.worker().domain("sched-it").schedule(schedule).start().await.expect("worker");
-        workers.push(worker);
-    }
-    workers
+        bus.worker().domain("sched-it").schedule(schedule).start()
+    };
+    let (a, b, c) = tokio::join!(start(), start(), start());
+    [a, b, c].into_iter().map(|w| w.expect("worker")).collect()
 }
 
 async fn stop(workers: Vec<Worker>) {

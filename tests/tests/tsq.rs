@@ -469,3 +469,53 @@ async fn a_scheduled_command_is_canceled_before_it_starts() {
     assert_eq!(events, [AuditEvent::Sent, AuditEvent::OperatorCancel]);
     assert_eq!(trail[1].details["operator"], "ops@example.com");
 }
+
+/// A bulk completion checks its one result against the reply schema of
+/// every type it matched: one misfit refuses the whole action, nothing
+/// changes; a fitting result completes them all and lists their ids.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_completion_checks_the_result_for_every_type_it_matched() {
+    let bus = pg_bus().await;
+    let ids =
+        into_tsq(&bus, &[("card_declined", Uuid::new_v4()), ("card_declined", Uuid::new_v4())], 1)
+            .await;
+    let tsq = bus.troubleshooting();
+    let charges = TsqFilter::new().of_type::<Charge>();
+    let wrong = serde_json::json!({ "ref": "manual" });
+    for dry_run in [true, false] {
+        let error =
+            tsq.complete_all_json(&charges, &ops(), &wrong, dry_run).await.expect_err("misfit");
+        assert!(
+            matches!(&error, Error::ResultMismatch { command_type, version: 1, problems, .. }
+                if command_type == "Charge" && problems == &[r#"the result: "reference" is a required property"#]),
+            "{error}"
+        );
+    }
+    // Charge replies a Receipt, Refund replies (): no one result fits both.
+    let every = TsqFilter::new();
+    let error = tsq.complete_all_json(&every, &ops(), &serde_json::json!(null), false).await;
+    assert!(
+        matches!(error, Err(Error::ResultMismatch { ref command_type, .. }) if command_type == "Charge")
+    );
+    assert_eq!(tsq.list(&every, 100, None).await.expect("list").items.len(), 3, "nothing changed");
+
+    let right = serde_json::json!({ "reference": "manual-7" });
+    let done = tsq.complete_all_json(&charges, &ops(), &right, false).await.expect("complete");
+    assert_eq!((done.matched, done.acted), (2, 2));
+    let mut acted = done.ids.expect("ids listed");
+    acted.sort();
+    let mut charged = ids[..2].to_vec();
+    charged.sort();
+    assert_eq!(acted, charged);
+    let receipt = bus.wait_reply::<Charge>(ids[0], WAIT).await.expect("reply").success();
+    assert_eq!(receipt, Some(Receipt { reference: "manual-7".into() }));
+
+    // Unchecked, the operator vouches for the result: stored as given.
+    let refund = CommandKey::new(DOMAIN, ids[2]);
+    tsq.clone()
+        .unchecked()
+        .complete_json(refund, &ops(), &serde_json::json!({ "any": 1 }))
+        .await
+        .expect("unchecked");
+    assert_eq!(status(&bus, ids[2]).await, CommandStatus::Completed);
+}

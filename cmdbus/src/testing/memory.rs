@@ -14,10 +14,11 @@ use serde_json::{json, value::RawValue};
 use uuid::Uuid;
 
 use crate::{
-    AttemptsChange, AuditEntry, AuditEvent, CommandRecord, CommandStatus, CommandsLease, Due,
-    ExpiredLease, Failure, FlowTarget, Guard, LeaseExtend, LeaseRef, LeasedCommand, Limit,
-    LimitChange, NewCommand, Operator, OperatorAction, Pause, Polled, QueueStats, Reply,
-    ReplyStatus, Result, SendOutcome, Transition, Transport, WakeSender, WakeUps,
+    AttemptsChange, AuditEntry, AuditEvent, Catalog, CatalogEntry, CommandRecord, CommandStatus,
+    CommandType, CommandsLease, Due, ExpiredLease, Failure, FlowTarget, Guard, LeaseExtend,
+    LeaseRef, LeasedCommand, Limit, LimitChange, NewCommand, Operator, OperatorAction, Pause,
+    Polled, QueueStats, Registered, Reply, ReplyStatus, Result, SendOutcome, Transition, Transport,
+    WakeSender, WakeUps,
 };
 
 /// The in-memory transport. Clones share one store.
@@ -38,6 +39,7 @@ struct State {
     next_seq: u64,
     pauses: Vec<Pause>,
     limits: Vec<HeldLimit>,
+    catalog: Vec<CatalogEntry>,
 }
 
 /// A limit and, for a rate limit, its token bucket.
@@ -664,6 +666,70 @@ impl Transport for MemoryTransport {
 
     async fn flow_limits(&self) -> Result<Vec<Limit>> {
         Ok(self.lock().limits.iter().map(|h| h.limit.clone()).collect())
+    }
+
+    async fn catalog_register(
+        &self,
+        types: Vec<CommandType>,
+        served: bool,
+    ) -> Result<Vec<Registered>> {
+        let now = Utc::now();
+        let mut state = self.lock();
+        let catalog = &mut state.catalog;
+        let mut outcomes = Vec::with_capacity(types.len());
+        for definition in types {
+            let same_type = |e: &CatalogEntry| {
+                e.definition.domain == definition.domain
+                    && e.definition.command_type == definition.command_type
+            };
+            let known = catalog
+                .iter_mut()
+                .find(|e| same_type(e) && e.definition.same_definition(&definition));
+            let (version, new_version) = match known {
+                Some(entry) => {
+                    entry.last_seen_at = now;
+                    if served {
+                        entry.last_served_at = Some(now);
+                    }
+                    (entry.version, false)
+                }
+                None => {
+                    let version = catalog.iter().filter(|e| same_type(e)).map(|e| e.version).max();
+                    let version = version.unwrap_or(0) + 1;
+                    let entry = CatalogEntry::new(
+                        definition.clone(),
+                        version,
+                        (now, now),
+                        served.then_some(now),
+                        served,
+                    );
+                    catalog.push(entry);
+                    (version, true)
+                }
+            };
+            let domain_served_at = catalog
+                .iter()
+                .filter(|e| e.definition.domain == definition.domain)
+                .filter_map(|e| e.last_served_at)
+                .max();
+            outcomes.push(Registered::new(
+                definition.domain,
+                definition.command_type,
+                version,
+                new_version,
+                domain_served_at,
+            ));
+        }
+        Ok(outcomes)
+    }
+
+    async fn catalog_list(&self) -> Result<Catalog> {
+        let live_since = Utc::now() - crate::LIVE_WITHIN;
+        let mut entries = self.lock().catalog.clone();
+        for entry in &mut entries {
+            entry.live = entry.last_served_at.is_some_and(|at| at > live_since);
+        }
+        Ok(Catalog::new(entries))
     }
 
     async fn wakeups(&self, _domains: &[String]) -> Result<WakeUps> {

@@ -14,7 +14,9 @@ enum Refund {
 }
 
 #[derive(cmdbus::__private::serde::Serialize, cmdbus::__private::serde::Deserialize)]
+#[derive(cmdbus::__private::schemars::JsonSchema)]
 #[serde(crate = "cmdbus::__private::serde")]
+#[schemars(crate = "cmdbus::__private::schemars")]
 struct Receipt {
     balance_cents: i64,
 }
