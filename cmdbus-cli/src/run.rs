@@ -562,21 +562,13 @@ async fn preview(
     let (eligible, refused): (Vec<_>, Vec<_>) =
         records.iter().partition(|r| r.status == CommandStatus::InTroubleshootingQueue);
     // The result the real run would refuse, if any: shown after the items.
-    let mut mismatch = None;
-    if let Some(result) = result {
-        let mut types: Vec<(&str, &str)> =
-            eligible.iter().map(|r| (r.domain.as_str(), r.command_type.as_str())).collect();
-        types.sort_unstable();
-        types.dedup();
-        for (domain, command_type) in types {
-            if let Err(error) =
-                bus.troubleshooting().check_result(domain, command_type, result).await
-            {
-                mismatch = Some(error);
-                break;
-            }
+    let mismatch = match result {
+        Some(result) => {
+            let types = eligible.iter().map(|r| (r.domain.as_str(), r.command_type.as_str()));
+            bus.troubleshooting().check_result(types, result).await.err()
         }
-    }
+        None => None,
+    };
     // A filter may match more items than are listed: count them all.
     let matched = match target.id {
         Some(_) => eligible.len() as u64,

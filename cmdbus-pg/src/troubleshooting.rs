@@ -8,7 +8,7 @@ use cmdbus::{
     Command, CommandRecord, CommandStatus, Error, Operator, OperatorAction, Result, Transition,
     Transport,
 };
-use sqlx::{Postgres, QueryBuilder, Row};
+use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
 use crate::{
@@ -164,22 +164,30 @@ impl Troubleshooting {
         self
     }
 
-    /// Checks a JSON result for a command of `domain`/`command_type` against
-    /// the reply schema of the type's latest version in the command-type
-    /// catalog.
+    /// Checks a JSON result for commands of `types` (domain, command type)
+    /// against the reply schema of each type's latest version in the
+    /// command-type catalog, without acting.
     ///
     /// # Errors
     ///
-    /// [`Error::ResultMismatch`] naming each wrong field,
-    /// [`Error::UnknownReplySchema`] when the catalog does not know the type.
-    pub async fn check_result(
+    /// [`Error::ResultMismatch`] naming the type and each wrong field,
+    /// [`Error::UnknownReplySchema`] when the catalog does not know a type.
+    pub async fn check_result<'a>(
         &self,
-        domain: &str,
-        command_type: &str,
+        types: impl IntoIterator<Item = (&'a str, &'a str)>,
         result: &serde_json::Value,
     ) -> Result<()> {
+        let mut types: Vec<(&str, &str)> = types.into_iter().collect();
+        types.sort_unstable();
+        types.dedup();
+        if types.is_empty() {
+            return Ok(());
+        }
         let catalog = self.transport.catalog_list().await?;
-        crate::catalog::check_result(&catalog, domain, command_type, result)
+        for (domain, command_type) in types {
+            crate::catalog::check_result(&catalog, domain, command_type, result)?;
+        }
+        Ok(())
     }
 
     /// Items, newest first; `limit` per page (1–1000), from `after`.
@@ -310,7 +318,8 @@ impl Troubleshooting {
                     status: record.status,
                 });
             }
-            self.check_result(&record.domain, &record.command_type, result).await?;
+            self.check_result([(record.domain.as_str(), record.command_type.as_str())], result)
+                .await?;
             key = CommandKey::new(record.domain, record.command_id);
         }
         self.act_one(key, &OperatorAction::complete_json(result), operator).await
@@ -435,9 +444,40 @@ impl Troubleshooting {
         operator: &Operator,
         dry_run: bool,
     ) -> Result<BulkOutcome> {
-        let selection = filter.selection()?;
         let pool = self.transport.pool();
         let mut tx = pool.begin().await.explained(pool, "starting a bulk action").await?;
+        let acted = self.act_all_in(&mut tx, filter, action, operator, dry_run).await;
+        match acted {
+            Ok((outcome, Some((transitions, applied)))) => {
+                tx.commit().await.map_err(db("committing the bulk action"))?;
+                self.transport.after_transitions(&transitions, &applied);
+                Ok(outcome)
+            }
+            // Roll back at once: a dropped transaction keeps its row locks
+            // until its connection is next used, and an action meanwhile
+            // would skip those items as taken by someone else.
+            Ok((outcome, None)) => {
+                tx.rollback().await.map_err(db("ending a dry run"))?;
+                Ok(outcome)
+            }
+            Err(error) => {
+                tx.rollback().await.map_err(db("rolling back a refused bulk action"))?;
+                Err(error)
+            }
+        }
+    }
+
+    /// Selects and locks the items, checks a completion's result, and
+    /// applies the action unless `dry_run`; with what to commit, if anything.
+    async fn act_all_in(
+        &self,
+        tx: &mut PgConnection,
+        filter: &TsqFilter,
+        action: &OperatorAction,
+        operator: &Operator,
+        dry_run: bool,
+    ) -> Result<(BulkOutcome, Option<(Vec<Transition>, Vec<bool>)>)> {
+        let selection = filter.selection()?;
         let mut sql =
             QueryBuilder::<Postgres>::new("SELECT domain, command_id, command_type FROM ");
         sql.push(self.transport.schema_ref().render("{schema}.commands"));
@@ -450,25 +490,16 @@ impl Troubleshooting {
         let items = rows
             .iter()
             .map(|row| {
-                Ok((
-                    row.try_get("domain")?,
-                    row.try_get("command_id")?,
-                    row.try_get("command_type")?,
-                ))
+                let domain: String = row.try_get("domain")?;
+                Ok((domain, row.try_get("command_id")?, row.try_get("command_type")?))
             })
             .collect::<std::result::Result<Vec<(String, Uuid, String)>, sqlx::Error>>()
             .map_err(db("decoding TSQ items"))?;
         if let (OperatorAction::Complete { result }, true) = (action, self.check_results) {
             let result: serde_json::Value = serde_json::from_str(result.get())
                 .map_err(|e| Error::backend("reading the result", e))?;
-            let catalog = self.transport.catalog_list().await?;
-            let mut types: Vec<(&str, &str)> =
-                items.iter().map(|(domain, _, t)| (domain.as_str(), t.as_str())).collect();
-            types.sort_unstable();
-            types.dedup();
-            for (domain, command_type) in types {
-                crate::catalog::check_result(&catalog, domain, command_type, &result)?;
-            }
+            let types = items.iter().map(|(domain, _, t)| (domain.as_str(), t.as_str()));
+            self.check_result(types, &result).await?;
         }
         let transitions: Vec<Transition> = items
             .into_iter()
@@ -477,7 +508,7 @@ impl Troubleshooting {
         let matched = u64::try_from(transitions.len()).unwrap_or(u64::MAX);
         if dry_run || transitions.is_empty() {
             let ids = transitions.iter().map(|t| t.command_id).collect();
-            return Ok(BulkOutcome { matched, acted: 0, ids: Some(ids) });
+            return Ok((BulkOutcome { matched, acted: 0, ids: Some(ids) }, None));
         }
         let applied = crate::transition::apply(&self.transport, &mut *tx, &transitions).await?;
         let acted = applied.iter().filter(|a| **a).count();
@@ -492,14 +523,13 @@ impl Troubleshooting {
             .execute(&mut *tx)
             .await
             .map_err(db("recording the bulk action"))?;
-        tx.commit().await.map_err(db("committing the bulk action"))?;
-        self.transport.after_transitions(&transitions, &applied);
         let ids = transitions.iter().zip(&applied).filter(|(_, a)| **a).map(|(t, _)| t.command_id);
-        Ok(BulkOutcome {
+        let outcome = BulkOutcome {
             matched,
             acted: u64::try_from(acted).unwrap_or(u64::MAX),
             ids: Some(ids.collect()),
-        })
+        };
+        Ok((outcome, Some((transitions, applied))))
     }
 
     /// Explains, in an operator's words, why an action changed nothing.

@@ -498,6 +498,18 @@ async fn a_bulk_completion_checks_the_result_for_every_type_it_matched() {
         matches!(error, Err(Error::ResultMismatch { ref command_type, .. }) if command_type == "Charge")
     );
     assert_eq!(tsq.list(&every, 100, None).await.expect("list").items.len(), 3, "nothing changed");
+    // And nothing stays locked: another session takes every item at once.
+    let mut other =
+        <sqlx::PgConnection as sqlx::Connection>::connect(&cmdbus_tests::database_url())
+            .await
+            .expect("another session");
+    let free = format!(
+        r#"SELECT count(*) FROM (SELECT 1 FROM "{}".commands FOR UPDATE SKIP LOCKED) AS free"#,
+        bus.transport().schema()
+    );
+    let free: i64 =
+        sqlx::query_scalar(AssertSqlSafe(free)).fetch_one(&mut other).await.expect("lockable");
+    assert_eq!(free, 3, "a refused bulk action left rows locked");
 
     let right = serde_json::json!({ "reference": "manual-7" });
     let done = tsq.complete_all_json(&charges, &ops(), &right, false).await.expect("complete");
