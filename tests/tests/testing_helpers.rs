@@ -5,7 +5,9 @@ use std::time::Duration;
 use cmdbus::{
     CommandStatus, HandlerContext, HandlerError, ReplyStatus, Transport, TypedReply, command,
     handler,
-    testing::{MemoryBus, assert_sent, context, run_until_idle, sent},
+    testing::{
+        MemoryBus, assert_sent, context, context_at, run_until_idle, run_until_settled, sent,
+    },
 };
 
 #[command(domain = "helpers", reply = String)]
@@ -19,6 +21,18 @@ struct Fail {}
 #[handler]
 async fn greet(cmd: Greet, ctx: &mut HandlerContext) -> Result<String, HandlerError> {
     Ok(format!("hello {} (attempt {} of {})", cmd.name, ctx.attempt(), ctx.max_attempts()))
+}
+
+/// Busy until its last attempt; an hour between attempts.
+#[command(domain = "helpers-slow", reply = u32, max_attempts = 3, backoff = ["1h"])]
+struct Patient {}
+
+#[handler]
+async fn patient(_cmd: Patient, ctx: &mut HandlerContext) -> Result<u32, HandlerError> {
+    if ctx.is_last_attempt() {
+        return Ok(ctx.attempt());
+    }
+    Err(HandlerError::transient("busy", "partner busy, try later"))
 }
 
 #[handler]
@@ -177,4 +191,41 @@ async fn dropping_the_worker_handle_stops_it() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let record = bus.command::<Greet>(id).await.expect("stored");
     assert_eq!(record.status, CommandStatus::Pending, "a dropped worker leases nothing");
+}
+
+/// A handler's behaviour at its last attempt, tested with public helpers only.
+#[tokio::test]
+async fn a_handler_is_unit_tested_at_attempt_three() {
+    let first = patient(Patient {}, &mut context_at::<Patient>(1)).await;
+    assert_eq!(first.expect_err("busy").code(), "busy");
+    let last = patient(Patient {}, &mut context_at::<Patient>(3)).await;
+    assert_eq!(last.expect("succeeds at its last attempt"), 3);
+}
+
+/// `run_until_idle` stops while a retry waits out its backoff;
+/// `run_until_settled` runs the retries too, skipping two hours of backoff.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_memory_bus_runs_until_every_retry_has_settled() {
+    let bus = MemoryBus::in_memory();
+    let id = bus.send(Patient {}).await.expect("send").command_id();
+    let later = bus
+        .send_with(Patient {}, cmdbus::SendOptions::new().delay(Duration::from_secs(86_400)))
+        .await
+        .expect("send")
+        .command_id();
+    assert!(run_until_idle(&bus, &["helpers-slow"], Duration::from_secs(5)).await.expect("runs"));
+    let waiting = bus.command::<Patient>(id).await.expect("get");
+    assert_eq!((waiting.status, waiting.attempts), (CommandStatus::Pending, 1));
+    assert!(!bus.transport().is_settled());
+
+    let started = std::time::Instant::now();
+    assert!(
+        run_until_settled(&bus, &["helpers-slow"], Duration::from_secs(10)).await.expect("runs")
+    );
+    assert!(started.elapsed() < Duration::from_secs(5), "backoff was slept through");
+    for id in [id, later] {
+        let reply = bus.wait_reply::<Patient>(id, Duration::from_secs(1)).await.expect("reply");
+        assert_eq!(reply.success(), Some(3), "settled at attempt 3");
+    }
+    assert!(bus.transport().is_settled() && bus.transport().next_due_in().is_none());
 }

@@ -270,6 +270,42 @@ impl MemoryTransport {
             .all(|c| c.status != CommandStatus::InProgress && !state.leasable(c, now))
     }
 
+    /// Whether every command has settled: none PENDING or running.
+    pub fn is_settled(&self) -> bool {
+        self.lock()
+            .commands
+            .values()
+            .all(|c| !matches!(c.status, CommandStatus::Pending | CommandStatus::InProgress))
+    }
+
+    /// How long until the next PENDING command not yet due becomes due;
+    /// `None` when there is none.
+    pub fn next_due_in(&self) -> Option<Duration> {
+        let now = Utc::now();
+        let state = self.lock();
+        let next = state
+            .commands
+            .values()
+            .filter(|c| c.status == CommandStatus::Pending && c.due_at > now)
+            .map(|c| c.due_at)
+            .min()?;
+        (next - now).to_std().ok()
+    }
+
+    /// Moves the store's clock forward by `by` for everything waiting on
+    /// it: PENDING commands (retries after their backoff, delayed sends)
+    /// become due that much sooner, and workers are woken. Tests use it to
+    /// skip backoff instead of sleeping through it.
+    pub fn advance(&self, by: Duration) {
+        let by = chrono::TimeDelta::from_std(by).unwrap_or(chrono::TimeDelta::MAX);
+        let mut state = self.lock();
+        for c in state.commands.values_mut().filter(|c| c.status == CommandStatus::Pending) {
+            c.due_at = c.due_at.checked_sub_signed(by).unwrap_or(DateTime::<Utc>::MIN_UTC);
+        }
+        drop(state);
+        self.work.wake();
+    }
+
     /// Moves a command from the troubleshooting queue back to PENDING with
     /// its attempts reset, as an operator would.
     pub async fn tsq_retry(

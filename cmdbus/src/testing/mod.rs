@@ -66,21 +66,88 @@ pub fn assert_sent<C: Command>(bus: &MemoryBus) -> Vec<C> {
 /// A context for calling a handler of `C` directly in a unit test
 /// (attempt 1 of the type's `max_attempts`, not bound to any transport).
 pub fn context<C: Command>() -> HandlerContext {
-    HandlerContext::detached(&LeasedCommand::detached::<C>(1))
+    context_at::<C>(1)
+}
+
+/// [`context`] at attempt `attempt` (1-based), e.g. the last one, where a
+/// handler may give up differently:
+///
+/// ```
+/// # #[cmdbus::command(domain = "payments", max_attempts = 3)] struct Debit {}
+/// let ctx = cmdbus::testing::context_at::<Debit>(3);
+/// assert!(ctx.is_last_attempt());
+/// ```
+pub fn context_at<C: Command>(attempt: u32) -> HandlerContext {
+    HandlerContext::detached(&LeasedCommand::detached::<C>(attempt))
+}
+
+/// Runs a worker for `domains` until every command has settled (completed,
+/// failed, canceled, or in the troubleshooting queue), retries included,
+/// without waiting out their backoff: whenever nothing is due, the clock of
+/// the store is [advanced](MemoryTransport::advance) to the next due
+/// command. Returns whether all settled before `timeout` (real time).
+///
+/// ```
+/// # use cmdbus::{HandlerError, testing::MemoryBus};
+/// #[cmdbus::command(domain = "settle-doc", max_attempts = 3, backoff = ["1h"])]
+/// struct Flaky {}
+///
+/// #[cmdbus::handler]
+/// async fn flaky(_cmd: Flaky, ctx: &mut cmdbus::HandlerContext) -> Result<(), HandlerError> {
+///     if ctx.is_last_attempt() { Ok(()) } else { Err(HandlerError::transient("busy", "try later")) }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let bus = MemoryBus::in_memory();
+/// let id = bus.send(Flaky {}).await.unwrap().command_id();
+/// let settled = cmdbus::testing::run_until_settled(&bus, &["settle-doc"], std::time::Duration::from_secs(5));
+/// assert!(settled.await.unwrap(), "two hours of backoff, skipped");
+/// assert_eq!(bus.command::<Flaky>(id).await.unwrap().attempts, 3);
+/// # }
+/// ```
+pub async fn run_until_settled(
+    bus: &MemoryBus,
+    domains: &[&str],
+    timeout: Duration,
+) -> crate::Result<bool> {
+    let worker = worker_for(bus, domains).await?;
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut settled = false;
+    while tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let transport = bus.transport();
+        if transport.is_settled() {
+            settled = true;
+            break;
+        }
+        if transport.is_idle()
+            && let Some(wait) = transport.next_due_in()
+        {
+            transport.advance(wait);
+        }
+    }
+    worker.shutdown().await;
+    Ok(settled)
+}
+
+async fn worker_for(bus: &MemoryBus, domains: &[&str]) -> crate::Result<crate::Worker> {
+    let mut builder = bus.worker().poll_interval(Duration::from_millis(10));
+    for domain in domains {
+        builder = builder.domain(*domain);
+    }
+    builder.start().await
 }
 
 /// Runs a worker for `domains` until the store is idle (nothing running,
 /// nothing due) or `timeout` passes; returns whether it became idle.
+/// Commands due later (retries after their backoff) are left PENDING: use
+/// [`run_until_settled`] to run them too.
 pub async fn run_until_idle(
     bus: &MemoryBus,
     domains: &[&str],
     timeout: Duration,
 ) -> crate::Result<bool> {
-    let mut builder = bus.worker().poll_interval(Duration::from_millis(10));
-    for domain in domains {
-        builder = builder.domain(*domain);
-    }
-    let worker = builder.start().await?;
+    let worker = worker_for(bus, domains).await?;
     let deadline = tokio::time::Instant::now() + timeout;
     let mut idle = false;
     while tokio::time::Instant::now() < deadline {
