@@ -110,32 +110,15 @@ pub async fn run_until_settled(
     domains: &[&str],
     timeout: Duration,
 ) -> crate::Result<bool> {
-    let worker = worker_for(bus, domains).await?;
-    let deadline = tokio::time::Instant::now() + timeout;
-    let mut settled = false;
-    while tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        let transport = bus.transport();
-        if transport.is_settled() {
-            settled = true;
-            break;
-        }
+    run_until(bus, domains, timeout, |transport| {
         if transport.is_idle()
             && let Some(wait) = transport.next_due_in()
         {
             transport.advance(wait);
         }
-    }
-    worker.shutdown().await;
-    Ok(settled)
-}
-
-async fn worker_for(bus: &MemoryBus, domains: &[&str]) -> crate::Result<crate::Worker> {
-    let mut builder = bus.worker().poll_interval(Duration::from_millis(10));
-    for domain in domains {
-        builder = builder.domain(*domain);
-    }
-    builder.start().await
+        transport.is_settled()
+    })
+    .await
 }
 
 /// Runs a worker for `domains` until the store is idle (nothing running,
@@ -147,16 +130,28 @@ pub async fn run_until_idle(
     domains: &[&str],
     timeout: Duration,
 ) -> crate::Result<bool> {
-    let worker = worker_for(bus, domains).await?;
+    run_until(bus, domains, timeout, MemoryTransport::is_idle).await
+}
+
+/// Runs a worker for `domains`, checking `reached` every few milliseconds,
+/// until it says so or `timeout` passes.
+async fn run_until(
+    bus: &MemoryBus,
+    domains: &[&str],
+    timeout: Duration,
+    mut reached: impl FnMut(&MemoryTransport) -> bool,
+) -> crate::Result<bool> {
+    let mut builder = bus.worker().poll_interval(Duration::from_millis(10));
+    for domain in domains {
+        builder = builder.domain(*domain);
+    }
+    let worker = builder.start().await?;
     let deadline = tokio::time::Instant::now() + timeout;
-    let mut idle = false;
-    while tokio::time::Instant::now() < deadline {
+    let mut done = false;
+    while !done && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
-        if bus.transport().is_idle() {
-            idle = true;
-            break;
-        }
+        done = reached(bus.transport());
     }
     worker.shutdown().await;
-    Ok(idle)
+    Ok(done)
 }
