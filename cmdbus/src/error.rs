@@ -77,6 +77,15 @@ pub enum Error {
         /// Type of the command.
         command_type: String,
     },
+    /// A schedule that cannot run: its cron expression or time zone does
+    /// not parse.
+    #[error("schedule {schedule:?} is invalid: {reason}")]
+    InvalidSchedule {
+        /// The schedule's name.
+        schedule: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// A domain, command type or schema name breaks the naming rules.
     #[error("invalid {kind} {value:?}: {reason}")]
     InvalidName {

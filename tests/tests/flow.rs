@@ -63,7 +63,8 @@ async fn a_rate_limit_holds_across_four_worker_processes() {
     let operator = Operator::new("ops@example.com").expect("operator");
     bus.rate_limit(&FlowTarget::of::<Slow>(), 20.0, &operator).await.expect("rate limit");
     let mut workers: Vec<Child> = (0..4).map(|_| spawn_worker(&schema)).collect();
-    let total: i64 = 140;
+    // The burst (one second's worth), then a minute at the rate.
+    let total: i64 = 20 + 20 * 60;
     bus.send_batch((0..total).map(|_| Slow { ms: 1 })).await.expect("send");
     let leased_at = format!(
         r#"SELECT extract(epoch FROM received_at)::float8 FROM "{schema}".commands
@@ -71,7 +72,7 @@ async fn a_rate_limit_holds_across_four_worker_processes() {
     );
     let completed =
         format!(r#"SELECT count(*) FROM "{schema}".commands WHERE status = 'COMPLETED'"#);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     loop {
         let done: i64 = sqlx::query_scalar(AssertSqlSafe(completed.clone()))
             .fetch_one(bus.pool())
@@ -95,4 +96,11 @@ async fn a_rate_limit_holds_across_four_worker_processes() {
     let rate = (after_burst.len() - 1) as f64 / span;
     eprintln!("rate: {} leases after the burst over {span:.2} s = {rate:.1}/s", after_burst.len());
     assert!((18.0..=22.0).contains(&rate), "{rate:.1}/s under a limit of 20/s (within 10%)");
+    // And steady: every 10 s of that minute holds 200 leases, within 10%.
+    let first = after_burst[0];
+    for window in 0..5 {
+        let (from, to) = (first + f64::from(window) * 10.0, first + f64::from(window + 1) * 10.0);
+        let leases = after_burst.iter().filter(|t| (from..to).contains(*t)).count();
+        assert!((180..=220).contains(&leases), "{leases} leases in seconds {from:.0}..{to:.0}");
+    }
 }

@@ -112,3 +112,29 @@ fn tick_now() -> u64 {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970");
     u64::try_from(since_epoch.as_millis() / PERIOD.as_millis()).expect("fits")
 }
+
+/// A cron schedule (every second, six fields) declared by three workers:
+/// each second's tick is sent once, by whichever worker came first, and
+/// every tick is the instant the expression names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_workers_send_each_cron_tick_once() {
+    let bus = pg_bus().await;
+    let start = || {
+        let schedule = Schedule::cron("beat-cron", "* * * * * *", "Europe/Berlin", |tick| Beat {
+            tick: tick.index,
+        })
+        .expect("a valid schedule");
+        bus.worker().domain("sched-it").schedule(schedule).start()
+    };
+    let (a, b, c) = tokio::join!(start(), start(), start());
+    let running: Vec<Worker> = [a, b, c].into_iter().map(|w| w.expect("worker")).collect();
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    stop(running).await;
+    let (seconds, count) = ticks(&bus).await;
+    assert_eq!(seconds.len(), count, "each tick sent once: {seconds:?}");
+    assert!(count >= 3, "{count} ticks in 3.5 s of one a second");
+    let (low, high) = (*seconds.first().expect("ticks"), *seconds.last().expect("ticks"));
+    assert_eq!(high - low + 1, count as u64, "one tick a second, none skipped: {seconds:?}");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("now");
+    assert!(high <= now.as_secs() && now.as_secs() - high < 10, "ticks are Unix seconds: {high}");
+}
