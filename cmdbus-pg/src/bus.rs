@@ -2,7 +2,7 @@
 
 use std::{ops::Deref, time::Duration};
 
-use cmdbus::{Bus, Command, CommandRecord, Result, SendOptions, SendOutcome};
+use cmdbus::{Bus, Command, CommandRecord, Result, SendOptions, Sent};
 use sqlx::{PgConnection, PgPool, postgres::PgPoolOptions};
 
 use crate::{
@@ -69,7 +69,7 @@ impl PgBus {
         &self,
         conn: &mut PgConnection,
         command: C,
-    ) -> Result<SendOutcome> {
+    ) -> Result<Sent<C, PgTransport>> {
         self.send_in_with(conn, command, SendOptions::new()).await
     }
 
@@ -79,10 +79,12 @@ impl PgBus {
         conn: &mut PgConnection,
         command: C,
         options: SendOptions,
-    ) -> Result<SendOutcome> {
+    ) -> Result<Sent<C, PgTransport>> {
         let prepared = self.bus.prepare(&command, options)?;
         let mut outcomes = self.bus.transport().send_in(conn, vec![prepared]).await?;
-        outcomes.pop().ok_or_else(|| cmdbus::Error::backend("send", "no outcome returned"))
+        let outcome =
+            outcomes.pop().ok_or_else(|| cmdbus::Error::backend("send", "no outcome returned"))?;
+        Ok(Sent::new(self.bus.clone(), outcome))
     }
 
     /// The operator API over the troubleshooting queue.

@@ -11,8 +11,8 @@ use uuid::Uuid;
 
 use crate::{
     AuditEntry, Catalog, Command, CommandRecord, CommandType, DEFAULT_REPLY_QUEUE, Error,
-    NewCommand, Registered, Result, SendOptions, SendOutcome, TraceParent, Transport, TypedReply,
-    WorkerBuilder,
+    NewCommand, Registered, Result, SendOptions, SendOutcome, Sent, TraceParent, Transport,
+    TypedReply, WorkerBuilder,
 };
 
 /// Largest serialized payload accepted by default: 1 MiB. Commands are
@@ -49,17 +49,18 @@ impl<T: Transport> Bus<T> {
     }
 
     /// Sends a command with default options.
-    pub async fn send<C: Command>(&self, command: C) -> Result<SendOutcome> {
+    pub async fn send<C: Command>(&self, command: C) -> Result<Sent<C, T>> {
         self.send_with(command, SendOptions::new()).await
     }
 
-    /// Sends a command. Sending an id that exists in the domain returns
-    /// [`SendOutcome::Duplicate`] and leaves the existing command untouched.
+    /// Sends a command. Sending an id that exists in the domain is a
+    /// [duplicate](Sent::is_duplicate) and leaves the existing command
+    /// untouched. The [`Sent`] handle waits for the reply, typed.
     pub async fn send_with<C: Command>(
         &self,
         command: C,
         options: SendOptions,
-    ) -> Result<SendOutcome> {
+    ) -> Result<Sent<C, T>> {
         let prepared = self.prepare(&command, options)?;
         let span = info_span!(
             "cmdbus.send",
@@ -76,7 +77,7 @@ impl<T: Transport> Bus<T> {
             .pop()
             .ok_or_else(|| Error::backend("send", "transport returned no outcome"))?;
         span.record("outcome", if outcome.is_duplicate() { "duplicate" } else { "accepted" });
-        Ok(outcome)
+        Ok(Sent::new(self.clone(), outcome))
     }
 
     /// Sends many commands in one round trip, all or none; outcomes in order.

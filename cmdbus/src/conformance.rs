@@ -290,8 +290,8 @@ pub async fn duplicate_send_is_idempotent<T: Transport>(transport: T) {
         .send_with(Echo { text: "second".into() }, SendOptions::new().command_id(id))
         .await
         .expect("send");
-    assert_eq!(first, crate::SendOutcome::Accepted { command_id: id });
-    assert_eq!(second, crate::SendOutcome::Duplicate { command_id: id });
+    assert_eq!(first.outcome(), crate::SendOutcome::Accepted { command_id: id });
+    assert_eq!(second.outcome(), crate::SendOutcome::Duplicate { command_id: id });
     let record = bus.command::<Echo>(id).await.expect("stored");
     let payload: serde_json::Value = serde_json::from_str(record.payload.get()).expect("json");
     assert_eq!(payload, serde_json::json!({ "text": "first" }));

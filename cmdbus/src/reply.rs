@@ -131,6 +131,47 @@ impl<R> TypedReply<R> {
             _ => None,
         }
     }
+
+    /// The success value, or why there is none as an error (`?`-friendly).
+    pub fn into_result(self) -> Result<R, NotCompleted> {
+        match self {
+            Self::Success(value) => Ok(value),
+            Self::Failed { code, message, details } => {
+                Err(NotCompleted::Failed { code, message, details })
+            }
+            Self::Canceled { reason, operator } => Err(NotCompleted::Canceled { reason, operator }),
+        }
+    }
+}
+
+impl<R> From<TypedReply<R>> for Result<R, NotCompleted> {
+    fn from(reply: TypedReply<R>) -> Self {
+        reply.into_result()
+    }
+}
+
+/// Why a command has no success value: its FAILED or CANCELED reply.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NotCompleted {
+    /// The handler refused the command.
+    #[error("the command was refused: {code}: {message}")]
+    Failed {
+        /// Machine-readable code.
+        code: String,
+        /// Message.
+        message: String,
+        /// Structured details.
+        details: Option<serde_json::Value>,
+    },
+    /// An operator canceled the command.
+    #[error("the command was canceled by {operator}: {reason}")]
+    Canceled {
+        /// Why.
+        reason: String,
+        /// Who.
+        operator: String,
+    },
 }
 
 /// Body of a FAILED reply.

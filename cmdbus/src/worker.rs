@@ -215,13 +215,15 @@ impl<T: Transport> WorkerBuilder<T> {
         let (stop, stopped) = watch::channel(false);
         let id = self.worker_id.clone();
         let health = Arc::new(Mutex::new(WorkerHealth::starting()));
-        for schedule in std::mem::take(&mut self.schedules) {
-            tokio::spawn(schedule.run(self.transport.clone(), stopped.clone()));
-        }
+        let schedules = std::mem::take(&mut self.schedules)
+            .into_iter()
+            .map(|schedule| tokio::spawn(schedule.run(self.transport.clone(), stopped.clone())))
+            .collect();
         let runtime = Runtime {
             config: self,
             registry,
             served,
+            schedules,
             wakeups,
             stopped,
             health: Arc::clone(&health),
@@ -322,6 +324,9 @@ struct Runtime<T: Transport> {
     registry: Arc<Registry>,
     /// The command types this worker serves, as the catalog records them.
     served: Vec<CommandType>,
+    /// This worker's periodic schedules, awaited at shutdown so that none
+    /// sends after `shutdown` returned.
+    schedules: Vec<tokio::task::JoinHandle<()>>,
     wakeups: crate::WakeUps,
     stopped: watch::Receiver<bool>,
     health: Arc<Mutex<WorkerHealth>>,
@@ -426,7 +431,13 @@ impl<T: Transport> Runtime<T> {
                 break;
             }
         }
-        self.drain(work, outcomes, completer).await
+        let schedules = std::mem::take(&mut self.schedules);
+        let report = self.drain(work, outcomes, completer).await;
+        for schedule in schedules {
+            // A schedule mid-send finishes that send, then sees the stop.
+            let _ = schedule.await;
+        }
+        report
     }
 
     /// Starts waiting commands on free handler slots, oldest first.

@@ -54,11 +54,10 @@ async fn main() -> Result<(), cmdbus::Error> {
         let sent = bus.send(DebitAccount { account: account.into(), amount_cents }).await?;
         println!("Sent DebitAccount {{ account: {account}, amount: {amount_cents} cents }}.");
         if account == "flaky-partner" {
-            flaky = Some(sent.command_id());
+            flaky = Some(sent.clone());
         }
-        let reply =
-            bus.wait_reply::<DebitAccount>(sent.command_id(), Duration::from_secs(5)).await?;
-        let record = bus.command::<DebitAccount>(sent.command_id()).await?;
+        let reply = sent.wait_reply(Duration::from_secs(5)).await?;
+        let record = sent.record().await?;
         let attempts = match record.attempts {
             1 => "on the first attempt".to_owned(),
             n => format!("after {n} attempts"),
@@ -94,7 +93,7 @@ async fn main() -> Result<(), cmdbus::Error> {
         println!(
             "\nThe audit trail of the flaky-partner debit (first attempt timed out, retried):"
         );
-        for entry in bus.audit_trail("payments", flaky).await? {
+        for entry in flaky.audit_trail().await? {
             println!(
                 "  {}  attempt {}  {}",
                 entry.at.format("%H:%M:%S%.3f"),

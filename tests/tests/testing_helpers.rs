@@ -229,3 +229,41 @@ async fn a_memory_bus_runs_until_every_retry_has_settled() {
     }
     assert!(bus.transport().is_settled() && bus.transport().next_due_in().is_none());
 }
+
+/// What `send` returns is typed by the command: its reply, record and
+/// trail need no turbofish; a refusal or a cancel is an error of
+/// `into_result`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sent_handle_reads_its_own_command() {
+    let bus = MemoryBus::in_memory();
+    let worker = bus.worker().domain("helpers").start().await.expect("worker");
+    let sent = bus.send(Greet { name: "ada".into() }).await.expect("send");
+    assert!(!sent.is_duplicate() && format!("{sent:?}").contains("helpers/Greet"));
+    let reply = sent.wait_reply(Duration::from_secs(5)).await.expect("reply");
+    assert_eq!(reply.into_result().as_deref(), Ok("hello ada (attempt 1 of 3)"));
+    assert_eq!(sent.record().await.expect("record").status, CommandStatus::Completed);
+    assert_eq!(sent.audit_trail().await.expect("trail").len(), 3);
+    let again = bus
+        .send_with(
+            Greet { name: "bob".into() },
+            cmdbus::SendOptions::new().command_id(sent.command_id()),
+        )
+        .await
+        .expect("send again");
+    assert!(again.is_duplicate() && again.outcome().command_id() == sent.command_id());
+    worker.shutdown().await;
+
+    let refused: TypedReply<u32> = TypedReply::Failed {
+        code: "insufficient_funds".into(),
+        message: "balance too low".into(),
+        details: None,
+    };
+    let error = refused.into_result().expect_err("refused");
+    assert_eq!(error.to_string(), "the command was refused: insufficient_funds: balance too low");
+    let canceled: Result<u32, cmdbus::NotCompleted> =
+        TypedReply::Canceled { reason: "duplicate order".into(), operator: "ada".into() }.into();
+    assert_eq!(
+        canceled.expect_err("canceled").to_string(),
+        "the command was canceled by ada: duplicate order"
+    );
+}
