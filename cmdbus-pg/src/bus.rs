@@ -27,6 +27,25 @@ pub struct PgBus {
 
 impl PgBus {
     /// Connects to `url`, applies migrations in schema `cmdbus`.
+    ///
+    /// The pool holds up to 16 connections (10 s to acquire one). Size it
+    /// yourself with [`builder`](Self::builder) when workers and senders
+    /// share a process: a worker uses a few connections at once for its
+    /// leases, completions and maintenance, plus one per running handler
+    /// that opened a [transaction](crate::PgHandlerContext::transaction)
+    /// (its LISTEN connection is its own, outside the pool); a sender holds
+    /// one for each send's round trip.
+    ///
+    /// ```no_run
+    /// # async fn run() -> cmdbus::Result<()> {
+    /// use cmdbus_pg::sqlx::postgres::PgPoolOptions;
+    /// let pool = PgPoolOptions::new()
+    ///     .max_connections(40)
+    ///     .connect_lazy("postgres://app@db/app")
+    ///     .map_err(|e| cmdbus::Error::backend("connecting", e))?;
+    /// let bus = cmdbus_pg::PgBus::builder(pool).schema("cmdbus").build().await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn connect(url: &str) -> Result<Self> {
         Self::connect_schema(url, DEFAULT_SCHEMA).await
     }

@@ -26,3 +26,9 @@ pub use roles::{Role, grants_sql};
 pub use schema::DEFAULT_SCHEMA;
 pub use transport::PgTransport;
 pub use troubleshooting::{BulkOutcome, Troubleshooting, TsqCount, TsqFilter, TypedItem};
+
+/// The `sqlx` this crate is built with (0.9, feature `postgres`): use it for
+/// the pool you pass to [`PgBus::builder`] and in handlers'
+/// [transactions](PgHandlerContext::transaction), so the types match
+/// whatever version your own `Cargo.toml` names.
+pub use sqlx;
