@@ -37,12 +37,7 @@ pub(crate) async fn register(
     let schema = transport.schema_ref();
     let sql = schema.render(&REGISTER.replace("{served_set}", served_set));
     let pool = transport.pool();
-    let mut tx = pool.begin().await.explained(pool, "recording command types").await?;
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-        .bind(format!("cmdbus catalog {}", schema.name()))
-        .execute(&mut *tx)
-        .await
-        .map_err(db("locking the command-type catalog"))?;
+    let mut tx = schema.begin_locked(pool, "catalog").await?;
     let rows = sqlx::query(AssertSqlSafe(sql))
         .bind(input)
         .bind(served)

@@ -61,13 +61,8 @@ pub(crate) async fn open(pool: &PgPool, schema: &Schema, mode: Mode) -> Result<i
 }
 
 async fn migrate(pool: &PgPool, schema: &Schema, create: bool) -> Result<i32, Error> {
-    let mut tx = pool.begin().await.explained(pool, "starting migration").await?;
     // Serializes concurrent migrators of this schema until commit.
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-        .bind(format!("cmdbus-migrate:{}", schema.name()))
-        .execute(&mut *tx)
-        .await
-        .map_err(db("taking the migration lock"))?;
+    let mut tx = schema.begin_locked(pool, "migrate").await?;
     match state(&mut tx, schema).await? {
         None if !create => {
             return Err(SchemaError::Missing { schema: schema.name().to_owned() }.into());

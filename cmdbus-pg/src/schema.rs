@@ -55,6 +55,24 @@ impl Schema {
     pub(crate) fn replies_channel(&self) -> String {
         format!("cmdbus_{}_replies", self.0)
     }
+
+    /// Begins a transaction that holds this schema's advisory lock for
+    /// `purpose` (`migrate`, `catalog`) until it ends: whoever else takes
+    /// the same lock waits, in any process.
+    pub(crate) async fn begin_locked(
+        &self,
+        pool: &sqlx::PgPool,
+        purpose: &'static str,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, Error> {
+        use crate::pool_timeout::Explain;
+        let mut tx = pool.begin().await.explained(pool, "starting a locked transaction").await?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(format!("cmdbus-{purpose}:{}", self.0))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| Error::backend(format!("taking the {purpose} lock"), e))?;
+        Ok(tx)
+    }
 }
 
 /// Every statement of the hot path, rendered for one schema.
