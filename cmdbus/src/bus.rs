@@ -132,8 +132,8 @@ impl<T: Transport> Bus<T> {
 
     /// On the first send of `C` through this bus, records it in the catalog
     /// in the background: a send never waits for, nor fails with, the
-    /// catalog (and never holds a second connection while the caller's
-    /// transaction holds one).
+    /// catalog, and a send inside the caller's transaction never waits for a
+    /// second connection.
     fn introduce<C: Command>(&self) {
         let first = self
             .introduced
