@@ -70,29 +70,41 @@ pub(crate) async fn resume(
     target: &FlowTarget,
     operator: &Operator,
 ) -> Result<bool> {
-    let sql = transport.schema_ref().render(
-        "WITH resumed AS (
-             DELETE FROM {schema}.pauses WHERE domain = $1 AND command_type = $2
+    let resumed = remove(transport, "pauses", "resume", target, operator).await?;
+    if resumed {
+        transport.wake_domain(&target.domain);
+    }
+    Ok(resumed)
+}
+
+/// Deletes `target`'s row of `table` (`pauses`, `limits`) and records
+/// `action` with the operator in the same statement; `false` if there was none.
+async fn remove(
+    transport: &PgTransport,
+    table: &'static str,
+    action: &'static str,
+    target: &FlowTarget,
+    operator: &Operator,
+) -> Result<bool> {
+    let sql = transport.schema_ref().render(&format!(
+        "WITH removed AS (
+             DELETE FROM {{schema}}.{table} WHERE domain = $1 AND command_type = $2
              RETURNING 1),
          recorded AS (
-             INSERT INTO {schema}.operator_actions (operator, action, filter, affected)
-             SELECT $3, 'resume', $4::jsonb, 1 FROM resumed)
-         SELECT count(*) > 0 FROM resumed",
-    );
+             INSERT INTO {{schema}}.operator_actions (operator, action, filter, affected)
+             SELECT $3, '{action}', $4::jsonb, 1 FROM removed)
+         SELECT count(*) > 0 FROM removed"
+    ));
     let pool = transport.pool();
-    let resumed: bool = sqlx::query_scalar(AssertSqlSafe(sql))
+    sqlx::query_scalar(AssertSqlSafe(sql))
         .bind(&target.domain)
         .bind(stored_type(target))
         .bind(operator.as_str())
         .bind(described(target, None))
         .fetch_one(pool)
         .await
-        .explained(pool, "resuming")
-        .await?;
-    if resumed {
-        transport.wake_domain(&target.domain);
-    }
-    Ok(resumed)
+        .explained(pool, "removing a pause or limit")
+        .await
 }
 
 /// Every row of a flow-control table, by target.
@@ -174,23 +186,7 @@ pub(crate) async fn limit(
             .explained(pool, "setting a limit")
             .await?
     } else {
-        let sql = schema.render(
-            "WITH removed AS (
-                 DELETE FROM {schema}.limits WHERE domain = $1 AND command_type = $2 RETURNING 1),
-             recorded AS (
-                 INSERT INTO {schema}.operator_actions (operator, action, filter, affected)
-                 SELECT $3, 'unlimit', $4::jsonb, 1 FROM removed)
-             SELECT count(*) > 0 FROM removed",
-        );
-        sqlx::query_scalar(AssertSqlSafe(sql))
-            .bind(&target.domain)
-            .bind(stored_type(target))
-            .bind(operator.as_str())
-            .bind(described(target, None))
-            .fetch_one(pool)
-            .await
-            .explained(pool, "removing a limit")
-            .await?
+        remove(transport, "limits", "unlimit", target, operator).await?
     };
     // A raised or lifted limit may let waiting work run.
     transport.wake_domain(&target.domain);
