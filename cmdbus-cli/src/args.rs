@@ -254,7 +254,7 @@ pub(crate) struct PageArgs {
     pub(crate) limit: u16,
     /// Continue after this cursor (printed with the previous page).
     #[arg(long)]
-    pub(crate) after: Option<cmdbus_pg::Cursor>,
+    pub(crate) after: Option<cmdbus::Cursor>,
 }
 
 #[derive(Debug, Args)]

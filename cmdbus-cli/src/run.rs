@@ -2,8 +2,8 @@
 
 use std::{io::Write, time::Duration};
 
-use cmdbus::{CommandRecord, CommandStatus, FlowTarget, Operator};
-use cmdbus_pg::{CommandKey, CommandQuery, PgBus, TsqFilter};
+use cmdbus::{CommandKey, CommandRecord, CommandStatus, FlowTarget, Operator, TsqFilter};
+use cmdbus_pg::{CommandQuery, PgBus};
 use sqlx::{
     ConnectOptions,
     postgres::{PgConnectOptions, PgPoolOptions},
@@ -474,11 +474,7 @@ fn query(args: &QueryArgs) -> Result<CommandQuery> {
     Ok(query)
 }
 
-fn print_page(
-    cli: &Cli,
-    out: &mut impl Write,
-    page: &cmdbus_pg::Page<CommandRecord>,
-) -> Result<()> {
+fn print_page(cli: &Cli, out: &mut impl Write, page: &cmdbus::Page<CommandRecord>) -> Result<()> {
     if cli.json {
         let next = page.next.map(|c| c.to_string());
         output::json(out, &serde_json::json!({ "items": page.items, "next": next }))?;
@@ -729,7 +725,7 @@ fn cancel_preview(
 }
 
 /// The JSON every bulk action and `prune` prints.
-fn bulk_json(action: &str, dry_run: bool, outcome: &cmdbus_pg::BulkOutcome) -> serde_json::Value {
+fn bulk_json(action: &str, dry_run: bool, outcome: &cmdbus::BulkOutcome) -> serde_json::Value {
     serde_json::json!({
         "action": action, "dry_run": dry_run, "matched": outcome.matched,
         "acted": outcome.acted, "ids": outcome.ids,
@@ -744,7 +740,7 @@ fn bulk(
     out: &mut impl Write,
     action: &str,
     target: &Target,
-    outcome: cmdbus_pg::BulkOutcome,
+    outcome: cmdbus::BulkOutcome,
 ) -> Result<()> {
     if cli.json {
         output::json(out, &bulk_json(action, target.dry_run, &outcome))?;

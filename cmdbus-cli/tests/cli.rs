@@ -2,8 +2,9 @@
 
 use std::{process::Output, time::Duration};
 
+use cmdbus::TsqFilter;
 use cmdbus::{HandlerError, command, handler};
-use cmdbus_pg::{PgBus, TsqFilter};
+use cmdbus_pg::PgBus;
 use uuid::Uuid;
 
 #[command(domain = "cli-it")]

@@ -2,11 +2,11 @@
 
 use std::{ops::Deref, time::Duration};
 
-use cmdbus::{Bus, Command, CommandRecord, Result, SendOptions, Sent};
+use cmdbus::{Bus, Command, CommandRecord, Page, Result, SendOptions, Sent, TsqFilter};
 use sqlx::{PgConnection, PgPool, postgres::PgPoolOptions};
 
 use crate::{
-    CommandQuery, Page, StatusCount, Troubleshooting,
+    CommandQuery, StatusCount,
     migrate::Mode,
     schema::{DEFAULT_SCHEMA, Schema},
     transport::PgTransport,
@@ -106,9 +106,14 @@ impl PgBus {
         Ok(Sent::new(self.bus.clone(), outcome))
     }
 
-    /// The operator API over the troubleshooting queue.
-    pub fn troubleshooting(&self) -> Troubleshooting {
-        Troubleshooting::new(self.bus.transport().clone())
+    /// PostgreSQL's plan for listing the troubleshooting-queue items
+    /// `filter` selects (`EXPLAIN`), to check it uses an index.
+    pub async fn explain_tsq(&self, filter: &TsqFilter) -> Result<String> {
+        filter.validate()?;
+        let transport = self.bus.transport();
+        crate::troubleshooting::selection(filter)
+            .explain(transport.pool(), transport.schema_ref(), 50)
+            .await
     }
 
     /// Commands matching `query`, newest first, one page.
@@ -138,14 +143,8 @@ impl PgBus {
         before: chrono::DateTime<chrono::Utc>,
         operator: &cmdbus::Operator,
         dry_run: bool,
-    ) -> Result<crate::BulkOutcome> {
+    ) -> Result<cmdbus::BulkOutcome> {
         crate::retention::prune(self.bus.transport(), before, operator, dry_run).await
-    }
-
-    /// Finds a command by id alone, whatever its domain.
-    pub async fn find(&self, command_id: uuid::Uuid) -> Result<Vec<CommandRecord>> {
-        let transport = self.bus.transport();
-        crate::query::by_id(transport.pool(), transport.schema_ref(), command_id).await
     }
 
     /// The pool.

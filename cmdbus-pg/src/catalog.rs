@@ -1,5 +1,4 @@
-//! The command-type catalog on PostgreSQL (`command_types`), and the check
-//! of an operator's JSON result against the reply schema it holds.
+//! The command-type catalog on PostgreSQL (`command_types`).
 
 use std::collections::HashMap;
 
@@ -142,38 +141,4 @@ fn entry(row: &PgRow) -> Result<CatalogEntry> {
 
 fn version(n: i32) -> u32 {
     u32::try_from(n).unwrap_or(0)
-}
-
-/// Checks an operator's JSON `result` for a command of `domain`/`command_type`
-/// against the reply schema of the type's latest version in `catalog`.
-pub(crate) fn check_result(
-    catalog: &Catalog,
-    domain: &str,
-    command_type: &str,
-    result: &serde_json::Value,
-) -> Result<()> {
-    let unknown = || Error::UnknownReplySchema {
-        domain: domain.to_owned(),
-        command_type: command_type.to_owned(),
-    };
-    let entry = catalog.latest(domain, command_type).ok_or_else(unknown)?;
-    let validator = jsonschema::validator_for(&entry.definition.reply_schema)
-        .map_err(|e| Error::backend("reading the reply schema in the catalog", e.to_string()))?;
-    let problems: Vec<String> = validator
-        .iter_errors(result)
-        .map(|error| {
-            let at = error.instance_path().as_str();
-            let at = if at.is_empty() { "the result" } else { at };
-            format!("{at}: {error}")
-        })
-        .collect();
-    if problems.is_empty() {
-        return Ok(());
-    }
-    Err(Error::ResultMismatch {
-        domain: domain.to_owned(),
-        command_type: command_type.to_owned(),
-        version: entry.version,
-        problems,
-    })
 }

@@ -2,7 +2,6 @@
 
 mod bus;
 mod catalog;
-mod command_key;
 mod context;
 mod flow;
 mod migrate;
@@ -18,14 +17,12 @@ mod transport;
 mod troubleshooting;
 
 pub use bus::{PgBus, PgBusBuilder};
-pub use command_key::CommandKey;
 pub use context::PgHandlerContext;
 pub use migrate::{SCHEMA_VERSION, migrations_sql};
-pub use query::{CommandQuery, Cursor, MAX_PAGE, Page, StatusCount};
+pub use query::{CommandQuery, StatusCount};
 pub use roles::{Role, grants_sql};
 pub use schema::DEFAULT_SCHEMA;
 pub use transport::PgTransport;
-pub use troubleshooting::{BulkOutcome, Troubleshooting, TsqCount, TsqFilter, TypedItem};
 
 /// The `sqlx` this crate is built with (0.9, feature `postgres`): use it for
 /// the pool you pass to [`PgBus::builder`] and in handlers'

@@ -2,10 +2,8 @@
 //! newest first, with keyset pagination. Every filter is served by an index
 //! (checked by `tests/tests/query_plans.rs` with `EXPLAIN` on 100k rows).
 
-use std::{fmt, str::FromStr};
-
 use chrono::{DateTime, Utc};
-use cmdbus::{Command, CommandRecord, CommandStatus, Error, Result};
+use cmdbus::{Command, CommandRecord, CommandStatus, Cursor, MAX_PAGE, Page, Result};
 use sqlx::{Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
@@ -14,56 +12,6 @@ use crate::{
     rows::{RECORD_COLUMNS, db},
     schema::Schema,
 };
-
-/// Most rows one page returns.
-pub const MAX_PAGE: usize = 1000;
-
-/// Where the next page starts: the last row's sort time and id.
-///
-/// Printed and parsed as `<RFC 3339 time>~<uuid>`, so scripts can pass it on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Cursor {
-    at: DateTime<Utc>,
-    command_id: Uuid,
-}
-
-impl fmt::Display for Cursor {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}~{}",
-            self.at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-            self.command_id
-        )
-    }
-}
-
-impl FromStr for Cursor {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self> {
-        let invalid = || Error::InvalidName {
-            kind: "cursor",
-            value: s.to_owned(),
-            reason: "expected <time>~<uuid>",
-        };
-        let (at, id) = s.split_once('~').ok_or_else(invalid)?;
-        Ok(Self {
-            at: DateTime::parse_from_rfc3339(at).map_err(|_| invalid())?.with_timezone(&Utc),
-            command_id: id.parse().map_err(|_| invalid())?,
-        })
-    }
-}
-
-/// One page of results.
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub struct Page<T> {
-    /// The rows, newest first.
-    pub items: Vec<T>,
-    /// Pass to `.after(...)` for the next page; `None` on the last page.
-    pub next: Option<Cursor>,
-}
 
 /// What to select; shared by [`CommandQuery`] and the troubleshooting queue.
 #[derive(Clone, Debug, Default)]
@@ -158,9 +106,9 @@ impl Selection {
             sql.push("(")
                 .push(self.sort_column())
                 .push(", command_id) < (")
-                .push_bind(cursor.at)
+                .push_bind(cursor.at())
                 .push(", ")
-                .push_bind(cursor.command_id)
+                .push_bind(cursor.command_id())
                 .push(")");
         }
     }
@@ -211,17 +159,10 @@ impl Selection {
         let limit = limit.clamp(1, MAX_PAGE);
         let mut sql = self.page_sql(schema, limit, after, false);
         let rows = sql.build().fetch_all(pool).await.explained(pool, "querying commands").await?;
-        let mut items = rows.iter().map(crate::rows::record).collect::<Result<Vec<_>>>()?;
-        let next = if items.len() > limit {
-            items.truncate(limit);
-            items.last().map(|last| Cursor {
-                at: if self.by_updated { last.updated_at } else { last.created_at },
-                command_id: last.command_id,
-            })
-        } else {
-            None
-        };
-        Ok(Page { items, next })
+        let items = rows.iter().map(crate::rows::record).collect::<Result<Vec<_>>>()?;
+        Ok(Page::from_rows(items, limit, |last| {
+            (if self.by_updated { last.updated_at } else { last.created_at }, last.command_id)
+        }))
     }
 }
 
@@ -401,17 +342,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cursors_round_trip_and_refuse_garbage() {
-        let cursor = Cursor { at: Utc::now(), command_id: Uuid::now_v7() };
-        let parsed: Cursor = cursor.to_string().parse().unwrap();
-        assert_eq!(parsed.command_id, cursor.command_id);
-        assert_eq!(parsed.at.timestamp_micros(), cursor.at.timestamp_micros());
-        for bad in ["", "x~y", "2026-01-01T00:00:00Z", "2026-01-01T00:00:00Z~nope"] {
-            assert!(bad.parse::<Cursor>().is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
     fn filters_become_bind_parameters() {
         let selection = Selection {
             statuses: vec![CommandStatus::Failed, CommandStatus::Canceled],
@@ -425,7 +355,7 @@ mod tests {
             scheduled: true,
         };
         let mut sql = QueryBuilder::<Postgres>::new("SELECT 1 FROM t");
-        selection.push_where(&mut sql, Some(Cursor { at: Utc::now(), command_id: Uuid::nil() }));
+        selection.push_where(&mut sql, Some(Cursor::new(Utc::now(), Uuid::nil())));
         let text = sql.sql().as_str().to_owned();
         assert!(!text.contains("drop table"), "{text}");
         assert_eq!(text.matches('$').count(), 10, "{text}");

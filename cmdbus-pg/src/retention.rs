@@ -6,7 +6,9 @@ use chrono::{DateTime, Utc};
 use cmdbus::{Operator, Result};
 use sqlx::AssertSqlSafe;
 
-use crate::{BulkOutcome, pool_timeout::Explain, transport::PgTransport};
+use cmdbus::BulkOutcome;
+
+use crate::{pool_timeout::Explain, transport::PgTransport};
 
 /// Rows deleted per statement, so a large prune never holds long locks.
 const CHUNK: i64 = 5_000;
@@ -33,7 +35,7 @@ pub(crate) async fn prune(
         .await?;
     let matched = u64::try_from(matched).unwrap_or(0);
     if dry_run || matched == 0 {
-        return Ok(BulkOutcome { matched, acted: 0, ids: None });
+        return Ok(BulkOutcome::counted(matched, 0));
     }
     let delete_sql = schema.render(&format!(
         "WITH doomed AS (
@@ -72,5 +74,5 @@ pub(crate) async fn prune(
         .await
         .explained(pool, "recording the prune")
         .await?;
-    Ok(BulkOutcome { matched, acted, ids: None })
+    Ok(BulkOutcome::counted(matched, acted))
 }

@@ -11,10 +11,11 @@ use std::{
 
 use chrono::{DateTime, Utc};
 use cmdbus::{
-    AuditEntry, AuditEvent, Catalog, CommandRecord, CommandType, CommandsLease, Due, Error,
-    ExpiredLease, FlowTarget, LeaseExtend, LeaseRef, LeasedCommand, Limit, LimitChange, NewCommand,
-    Operator, Pause, Polled, QueueStats, Registered, Reply, ReplyStatus, Result, SendOutcome,
-    Transition, Transport, WakeSender, WakeUps,
+    AuditEntry, AuditEvent, BulkAction, BulkOutcome, BulkPlan, Catalog, CommandRecord, CommandType,
+    CommandsLease, Cursor, Due, Error, ExpiredLease, FlowTarget, LeaseExtend, LeaseRef,
+    LeasedCommand, Limit, LimitChange, NewCommand, Operator, Page, Pause, Polled, QueueStats,
+    Registered, Reply, ReplyStatus, Result, SendOutcome, Transition, Transport, TsqCount,
+    TsqFilter, WakeSender, WakeUps,
 };
 use sqlx::{PgConnection, PgPool, Postgres, Row, Transaction, postgres::PgRow};
 use uuid::Uuid;
@@ -518,6 +519,32 @@ impl Transport for PgTransport {
             .explained(&self.inner.pool, "reading a command")
             .await?;
         row.as_ref().map(crate::rows::record).transpose()
+    }
+
+    async fn commands_find(&self, command_id: Uuid) -> Result<Vec<CommandRecord>> {
+        crate::query::by_id(self.pool(), self.schema_ref(), command_id).await
+    }
+
+    async fn tsq_page(
+        &self,
+        filter: &TsqFilter,
+        limit: usize,
+        after: Option<Cursor>,
+    ) -> Result<Page<CommandRecord>> {
+        crate::troubleshooting::page(self, filter, limit, after).await
+    }
+
+    async fn tsq_counts(&self, filter: &TsqFilter) -> Result<Vec<TsqCount>> {
+        crate::troubleshooting::counts(self, filter).await
+    }
+
+    async fn tsq_act(
+        &self,
+        filter: &TsqFilter,
+        action: BulkAction<'_>,
+        plan: BulkPlan<'_>,
+    ) -> Result<BulkOutcome> {
+        crate::troubleshooting::act(self, filter, action, plan).await
     }
 
     async fn audit_list(&self, domain: &str, command_id: Uuid) -> Result<Vec<AuditEntry>> {

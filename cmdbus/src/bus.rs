@@ -43,6 +43,18 @@ impl<T: Transport> Bus<T> {
         self
     }
 
+    /// The operator API: list the troubleshooting queue, retry, cancel or
+    /// complete what is in it, cancel commands before they start.
+    pub fn troubleshooting(&self) -> crate::Troubleshooting<T> {
+        crate::Troubleshooting::new(self.transport.clone())
+    }
+
+    /// Every command with `command_id`, whatever its domain (ids are unique
+    /// per domain only), for tools that have an id alone.
+    pub async fn find(&self, command_id: Uuid) -> Result<Vec<CommandRecord>> {
+        self.transport.commands_find(command_id).await
+    }
+
     /// The transport underneath.
     pub fn transport(&self) -> &T {
         &self.transport

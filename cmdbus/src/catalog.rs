@@ -13,7 +13,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::Command;
+use crate::{Command, Error, Result};
 
 /// How often a running worker records that it still serves its types.
 pub const SERVED_EVERY: Duration = Duration::from_secs(30);
@@ -270,4 +270,44 @@ pub struct Served {
     pub live: bool,
     /// When a worker last recorded it; `None` if none ever did.
     pub last_served_at: Option<DateTime<Utc>>,
+}
+
+/// Checks an operator's JSON `result` for commands of `types` (domain,
+/// command type) against the reply schema of each type's latest version in
+/// `catalog`; all must fit.
+pub(crate) fn check_result<'a>(
+    catalog: &Catalog,
+    types: impl IntoIterator<Item = (&'a str, &'a str)>,
+    result: &serde_json::Value,
+) -> Result<()> {
+    let mut types: Vec<(&str, &str)> = types.into_iter().collect();
+    types.sort_unstable();
+    types.dedup();
+    types.into_iter().try_for_each(|(domain, command_type)| {
+        let unknown = || Error::UnknownReplySchema {
+            domain: domain.to_owned(),
+            command_type: command_type.to_owned(),
+        };
+        let entry = catalog.latest(domain, command_type).ok_or_else(unknown)?;
+        let validator = jsonschema::validator_for(&entry.definition.reply_schema).map_err(|e| {
+            Error::backend("reading the reply schema in the catalog", e.to_string())
+        })?;
+        let problems: Vec<String> = validator
+            .iter_errors(result)
+            .map(|error| {
+                let at = error.instance_path().as_str();
+                let at = if at.is_empty() { "the result" } else { at };
+                format!("{at}: {error}")
+            })
+            .collect();
+        if problems.is_empty() {
+            return Ok(());
+        }
+        Err(Error::ResultMismatch {
+            domain: domain.to_owned(),
+            command_type: command_type.to_owned(),
+            version: entry.version,
+            problems,
+        })
+    })
 }

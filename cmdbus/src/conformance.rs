@@ -160,6 +160,7 @@ macro_rules! conformance_suite {
             a_rate_limit_spreads_leases_over_time,
             a_batch_with_an_invalid_command_stores_nothing,
             the_catalog_keeps_each_version_and_who_serves_it,
+            the_operator_api_lists_and_acts_on_the_tsq,
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {
@@ -1114,4 +1115,103 @@ pub async fn the_catalog_keeps_each_version_and_who_serves_it<T: Transport>(tran
     let later = bus.register::<Echo>().await.expect("register after a worker");
     assert!(later.domain_served_at.is_some());
     running.shutdown().await;
+}
+
+/// The operator API ([`Bus::troubleshooting`]) on this transport: lists and
+/// counts the TSQ by filter and page, acts on one item or on a filter,
+/// checks JSON results against the catalog, refuses in an operator's words,
+/// and its dry run changes nothing.
+pub async fn the_operator_api_lists_and_acts_on_the_tsq<T: Transport>(transport: T) {
+    use crate::{CommandKey, Error, Operator, TsqFilter};
+
+    let bus = Bus::new(transport.clone());
+    bus.register::<Broken>().await.expect("catalog");
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(bus.send(Broken {}).await.expect("send").command_id());
+    }
+    let worker = worker(&bus).await;
+    for id in &ids {
+        wait_for(&transport, *id, CommandStatus::InTroubleshootingQueue).await;
+    }
+    worker.shutdown().await;
+    let tsq = bus.troubleshooting();
+    let all = TsqFilter::new().domain(DOMAIN);
+
+    // Pages of two cover every item once, most recently failed first.
+    let (mut listed, mut after) = (Vec::new(), None);
+    loop {
+        let page = tsq.list(&all, 2, after).await.expect("list");
+        assert!(page.items.len() <= 2);
+        listed.extend(page.items.into_iter().map(|r| (r.updated_at, r.command_id)));
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    let mut newest_first = listed.clone();
+    newest_first.sort_by(|a, b| b.cmp(a));
+    assert_eq!(listed, newest_first);
+    let listed: HashSet<Uuid> = listed.into_iter().map(|(_, id)| id).collect();
+    assert_eq!(listed, ids.iter().copied().collect());
+    let counts = tsq.counts(&all).await.expect("counts");
+    assert_eq!(counts.len(), 1);
+    assert_eq!(
+        (counts[0].command_type.as_str(), counts[0].error_code.as_deref(), counts[0].count),
+        ("Broken", Some("bad_account"), 5)
+    );
+    let other_code = all.clone().error_code("partner_timeout");
+    assert!(tsq.list(&other_code, 10, None).await.expect("list").items.is_empty());
+    let invalid = tsq.list(&TsqFilter::new().domain("no spaces allowed"), 10, None).await;
+    assert!(matches!(invalid, Err(Error::InvalidName { .. })), "{invalid:?}");
+
+    // A dry run lists what it would touch and changes nothing.
+    let ops = Operator::new("ops@example.com").expect("operator");
+    let dry = tsq.retry_all(&all, &ops, true).await.expect("dry run");
+    assert_eq!((dry.matched, dry.acted), (5, 0));
+    assert_eq!(dry.ids.map(|ids| ids.len()), Some(5));
+    assert_eq!(tsq.counts(&all).await.expect("counts")[0].count, 5);
+
+    // One at a time, by id alone or with its domain.
+    tsq.retry(ids[0], &ops).await.expect("retry");
+    let again = tsq.retry(ids[0], &ops).await;
+    assert!(
+        matches!(
+            again,
+            Err(Error::NotInTroubleshootingQueue { status: CommandStatus::Pending, .. })
+        ),
+        "{again:?}"
+    );
+    tsq.cancel(CommandKey::of::<Broken>(ids[1]), &ops, "duplicate order").await.expect("cancel");
+    let trail = transport.audit_list(DOMAIN, ids[1]).await.expect("audit");
+    let canceled = trail.last().expect("audited");
+    assert_eq!(canceled.event, AuditEvent::OperatorCancel);
+    assert_eq!(canceled.details["operator"], "ops@example.com");
+
+    // A JSON result must fit the type's reply schema; a typed one always does.
+    let wrong = tsq.complete_json(ids[2], &ops, &serde_json::json!({"x": 1})).await;
+    assert!(matches!(wrong, Err(Error::ResultMismatch { .. })), "{wrong:?}");
+    tsq.complete_json(ids[2], &ops, &serde_json::Value::Null).await.expect("complete");
+    tsq.complete::<Broken>(ids[3], &ops, ()).await.expect("complete typed");
+    for (id, status) in [
+        (ids[0], CommandStatus::Pending),
+        (ids[1], CommandStatus::Canceled),
+        (ids[2], CommandStatus::Completed),
+        (ids[3], CommandStatus::Completed),
+    ] {
+        wait_for(&transport, id, status).await;
+    }
+
+    // What is left, by filter; then nothing is.
+    let done = tsq.cancel_all(&all, &ops, "closing the incident", false).await.expect("bulk");
+    assert_eq!((done.matched, done.acted, done.ids), (1, 1, Some(vec![ids[4]])));
+    wait_for(&transport, ids[4], CommandStatus::Canceled).await;
+    assert!(tsq.list(&all, 10, None).await.expect("list").items.is_empty());
+    assert!(tsq.counts(&all).await.expect("counts").is_empty());
+
+    // Refusals name what is wrong.
+    let unknown = tsq.cancel(Uuid::now_v7(), &ops, "x").await;
+    assert!(matches!(unknown, Err(Error::UnknownCommandId { .. })), "{unknown:?}");
+    let elsewhere = tsq.retry(CommandKey::new("elsewhere", ids[4]), &ops).await;
+    assert!(matches!(elsewhere, Err(Error::NotFound { .. })), "{elsewhere:?}");
 }

@@ -9,6 +9,7 @@ mod bus;
 mod catalog;
 mod classify;
 mod command;
+mod command_key;
 mod context;
 mod envelope;
 mod error;
@@ -17,6 +18,7 @@ mod flow;
 mod handler_error;
 mod name;
 mod operator;
+mod page;
 mod registry;
 mod reply;
 mod report;
@@ -28,6 +30,7 @@ mod telemetry;
 mod trace;
 mod transition;
 mod transport;
+mod troubleshooting;
 mod wake;
 mod worker;
 
@@ -43,6 +46,7 @@ pub use catalog::{
 pub use classify::{Classifier, Classify};
 pub use cmdbus_macros::{Command, Payload, command, handler, reply};
 pub use command::Command;
+pub use command_key::CommandKey;
 pub use context::HandlerContext;
 pub use envelope::{CommandRecord, Due, LeasedCommand, NewCommand, SendOptions, SendOutcome};
 pub use error::{Error, Result, SchemaError};
@@ -50,6 +54,7 @@ pub use flow::{FlowTarget, Limit, LimitChange, Pause};
 pub use handler_error::{ErrorKind, Failure, HandlerError};
 pub use name::{validate_command_type, validate_domain};
 pub use operator::Operator;
+pub use page::{Cursor, MAX_PAGE, Page};
 pub use registry::{HandlerRegistration, Registry};
 pub use reply::{DEFAULT_REPLY_QUEUE, NotCompleted, Reply, ReplyStatus, TypedReply};
 pub use report::Report;
@@ -64,6 +69,9 @@ pub use transition::{
 pub use transport::{
     CommandsLease, LeaseExtend, LeaseRef, Outcome, OutcomeKind, Polled, QueueStats, RecordResult,
     Transport, TsqReason,
+};
+pub use troubleshooting::{
+    BulkAction, BulkOutcome, BulkPlan, Troubleshooting, TsqCount, TsqFilter, TsqItem, TypedItem,
 };
 pub use wake::{WakeSender, WakeUps};
 pub use worker::{ShutdownReport, Worker, WorkerBuilder, WorkerHealth};

@@ -15,9 +15,9 @@ use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::{
-    AuditEntry, Catalog, CommandRecord, CommandType, ExpiredLease, Failure, FlowTarget,
-    LeasedCommand, Limit, LimitChange, NewCommand, Operator, Pause, Registered, Reply, Result,
-    SendOutcome, Transition, WakeUps,
+    AuditEntry, BulkAction, BulkOutcome, BulkPlan, Catalog, CommandRecord, CommandType, Cursor,
+    ExpiredLease, Failure, FlowTarget, LeasedCommand, Limit, LimitChange, NewCommand, Operator,
+    Page, Pause, Registered, Reply, Result, SendOutcome, Transition, TsqCount, TsqFilter, WakeUps,
 };
 
 /// Expired leases taken back per rescue round.
@@ -162,6 +162,40 @@ pub trait Transport: Clone + Send + Sync + 'static {
         domain: &str,
         command_id: Uuid,
     ) -> impl Future<Output = Result<Option<CommandRecord>>> + Send;
+
+    /// Every command with this id, whichever domain holds it (ids are unique
+    /// per domain only).
+    fn commands_find(
+        &self,
+        command_id: Uuid,
+    ) -> impl Future<Output = Result<Vec<CommandRecord>>> + Send;
+
+    /// Troubleshooting-queue items `filter` selects (see
+    /// [`TsqFilter::matches`]), most recently failed first (`updated_at`,
+    /// then id, descending), at most `limit` (already within 1–1000) after
+    /// `after`, with the cursor of the next page.
+    fn tsq_page(
+        &self,
+        filter: &TsqFilter,
+        limit: usize,
+        after: Option<Cursor>,
+    ) -> impl Future<Output = Result<Page<CommandRecord>>> + Send;
+
+    /// Items `filter` selects per domain, type and error code, ordered by those.
+    fn tsq_counts(&self, filter: &TsqFilter) -> impl Future<Output = Result<Vec<TsqCount>>> + Send;
+
+    /// One bulk operator action, atomically: selects the items `filter`
+    /// selects (locking them and skipping any another operator holds,
+    /// unless `action.dry_run`), asks `plan` for their transitions (it may
+    /// refuse them all), applies those unless `action.dry_run`, and records
+    /// the action with its operator and filter. Reports it with
+    /// [`BulkOutcome::of`].
+    fn tsq_act(
+        &self,
+        filter: &TsqFilter,
+        action: BulkAction<'_>,
+        plan: BulkPlan<'_>,
+    ) -> impl Future<Output = Result<BulkOutcome>> + Send;
 
     /// A command's audit trail, oldest first.
     fn audit_list(

@@ -92,8 +92,7 @@ async fn a_version_1_schema_keeps_its_history_and_is_served_after_migrating() {
     assert_eq!(events(&bus, IN_TSQ).await, [Sent, Received, Failed, MovedToTsq]);
     let reply = bus.wait_reply::<Note>(id(COMPLETED), Duration::from_secs(1)).await.expect("reply");
     assert_eq!(reply, TypedReply::Success("done".to_owned()));
-    let tsq =
-        bus.troubleshooting().list(&cmdbus_pg::TsqFilter::new(), 10, None).await.expect("tsq");
+    let tsq = bus.troubleshooting().list(&cmdbus::TsqFilter::new(), 10, None).await.expect("tsq");
     assert_eq!(tsq.items.len(), 1);
     assert_eq!(tsq.items[0].last_error.as_ref().map(|e| e.code.as_str()), Some("bad"));
 

@@ -6,7 +6,8 @@ use std::collections::HashSet;
 
 use chrono::{Duration, Utc};
 use cmdbus::CommandStatus;
-use cmdbus_pg::{CommandQuery, PgBus, TsqFilter};
+use cmdbus::TsqFilter;
+use cmdbus_pg::{CommandQuery, PgBus};
 use cmdbus_tests::pg_bus;
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
@@ -72,14 +73,13 @@ async fn every_supported_filter_uses_an_index() {
         let plan = bus.explain(&query).await.expect("explain");
         assert!(!plan.contains("Seq Scan"), "{name} plans a sequential scan:\n{plan}");
     }
-    let tsq = bus.troubleshooting();
     for (name, filter) in [
         ("tsq", TsqFilter::new()),
         ("tsq code", TsqFilter::new().error_code("code1")),
         ("tsq type", TsqFilter::new().command_type("d0", "T1")),
         ("tsq since", TsqFilter::new().since(now - Duration::days(1))),
     ] {
-        let plan = tsq.explain(&filter).await.expect("explain");
+        let plan = bus.explain_tsq(&filter).await.expect("explain");
         assert!(!plan.contains("Seq Scan"), "{name} plans a sequential scan:\n{plan}");
     }
 }

@@ -6,10 +6,11 @@ use std::{
     time::Duration,
 };
 
+use cmdbus::TsqFilter;
 use cmdbus::{
     AuditEvent, CommandStatus, Error, HandlerError, Operator, SendOptions, command, handler,
 };
-use cmdbus_pg::{PgBus, TsqFilter};
+use cmdbus_pg::PgBus;
 use cmdbus_tests::pg_bus;
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;

@@ -5,8 +5,9 @@
 use std::time::Duration;
 
 use cmdbus::{
-    CommandStatus, CommandsLease, ErrorKind, Failure, LeaseRef, LeasedCommand, NewCommand,
-    Operator, Outcome, OutcomeKind, RecordResult, Transport, TsqReason, testing::MemoryTransport,
+    CommandKey, CommandStatus, CommandsLease, ErrorKind, Failure, LeaseRef, LeasedCommand,
+    NewCommand, Operator, Outcome, OutcomeKind, RecordResult, Transport, TsqReason,
+    testing::MemoryTransport,
 };
 use proptest::prelude::*;
 use uuid::Uuid;
@@ -72,12 +73,8 @@ fn operator() -> Operator {
     Operator::new("model").expect("operator")
 }
 
-async fn run<T: Transport>(
-    transport: &T,
-    retry: impl Fn(Uuid) -> futures_like::Fut,
-    cancel: impl Fn(Uuid) -> futures_like::Fut,
-    ops: &[Op],
-) {
+async fn run<T: Transport>(transport: &T, ops: &[Op]) {
+    let tsq = cmdbus::Bus::new(transport.clone()).troubleshooting();
     let ids: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
     let mut models: Vec<Option<Model>> = vec![None, None, None];
     let failure = |kind| Failure::new(kind, "Model", "model", "model failure", None);
@@ -210,7 +207,12 @@ async fn run<T: Transport>(
             Op::Retry(i) | Op::Cancel(i) => {
                 let Some(model) = models[i].as_mut() else { continue };
                 let is_retry = matches!(op, Op::Retry(_));
-                let result = if is_retry { retry(ids[i]).await } else { cancel(ids[i]).await };
+                let (id, operator) = (CommandKey::new(DOMAIN, ids[i]), operator());
+                let result = if is_retry {
+                    tsq.retry(id, &operator).await
+                } else {
+                    tsq.cancel(id, &operator, "model").await
+                };
                 let next = if is_retry { CommandStatus::Pending } else { CommandStatus::Canceled };
                 // Operators act only on the troubleshooting queue.
                 let legal = (model.status == CommandStatus::InTroubleshootingQueue)
@@ -245,12 +247,6 @@ async fn run<T: Transport>(
     }
 }
 
-/// Boxed futures for the operator callbacks.
-mod futures_like {
-    pub(crate) type Fut =
-        std::pin::Pin<Box<dyn std::future::Future<Output = cmdbus::Result<()>> + Send>>;
-}
-
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -265,28 +261,14 @@ proptest! {
     #[test]
     fn memory_transport_follows_the_model(ops in prop::collection::vec(op(), 1..40)) {
         runtime().block_on(async {
-            let memory = MemoryTransport::new();
-            let (a, b) = (memory.clone(), memory.clone());
-            run(
-                &memory,
-                move |id| { let t = a.clone(); Box::pin(async move { t.tsq_retry(DOMAIN, id, &operator()).await }) },
-                move |id| { let t = b.clone(); Box::pin(async move { t.tsq_cancel(DOMAIN, id, &operator(), "model").await }) },
-                &ops,
-            ).await;
+            run(&MemoryTransport::new(), &ops).await;
         });
     }
 
     #[test]
     fn postgres_transport_follows_the_model(ops in prop::collection::vec(op(), 1..40)) {
         runtime().block_on(async {
-            let bus = cmdbus_tests::pg_bus().await;
-            let (a, b) = (bus.troubleshooting(), bus.troubleshooting());
-            run(
-                bus.transport(),
-                move |id| { let t = a.clone(); Box::pin(async move { t.retry(id, &operator()).await }) },
-                move |id| { let t = b.clone(); Box::pin(async move { t.cancel(id, &operator(), "model").await }) },
-                &ops,
-            ).await;
+            run(cmdbus_tests::pg_bus().await.transport(), &ops).await;
         });
     }
 }

@@ -85,17 +85,18 @@ async fn assert_sent_fails_when_nothing_was_sent() {
 async fn operators_can_retry_and_cancel_in_memory() {
     let bus = MemoryBus::in_memory();
     let memory = bus.transport().clone();
+    let tsq = bus.troubleshooting();
     let a = bus.send(Fail {}).await.expect("send").command_id();
     let b = bus.send(Fail {}).await.expect("send").command_id();
     assert!(run_until_idle(&bus, &["helpers"], Duration::from_secs(5)).await.expect("runs"));
 
     let ops = cmdbus::Operator::new("ops@example.com").expect("valid");
-    memory.tsq_retry("helpers", a, &ops).await.expect("retry");
+    tsq.retry(a, &ops).await.expect("retry");
     let record = bus.command::<Fail>(a).await.expect("record");
     assert_eq!((record.status, record.attempts), (CommandStatus::Pending, 0));
-    assert!(memory.tsq_retry("helpers", a, &ops).await.is_err(), "not in the TSQ any more");
+    assert!(tsq.retry(a, &ops).await.is_err(), "not in the TSQ any more");
 
-    memory.tsq_cancel("helpers", b, &ops, "duplicate order").await.expect("cancel");
+    tsq.cancel(b, &ops, "duplicate order").await.expect("cancel");
     let reply = bus.wait_reply::<Fail>(b, Duration::from_secs(1)).await.expect("reply");
     assert_eq!(
         reply,
@@ -106,13 +107,13 @@ async fn operators_can_retry_and_cancel_in_memory() {
     );
     let taken = memory.replies_take(cmdbus::DEFAULT_REPLY_QUEUE, 10).await.expect("take");
     assert_eq!(taken[0].status, ReplyStatus::Canceled);
-    assert!(memory.tsq_cancel("helpers", uuid::Uuid::nil(), &ops, "x").await.is_err());
+    assert!(tsq.cancel(uuid::Uuid::nil(), &ops, "x").await.is_err());
 
     let c = bus.send(Fail {}).await.expect("send").command_id();
     assert!(run_until_idle(&bus, &["helpers"], Duration::from_secs(5)).await.expect("runs"));
-    memory.tsq_complete("helpers", c, &ops, &serde_json::json!(null)).await.expect("complete");
+    tsq.complete::<Fail>(c, &ops, ()).await.expect("complete");
     assert_eq!(bus.command::<Fail>(c).await.expect("record").status, CommandStatus::Completed);
-    let refused = memory.tsq_complete("helpers", c, &ops, &serde_json::json!(null)).await;
+    let refused = tsq.complete::<Fail>(c, &ops, ()).await;
     assert!(
         matches!(
             refused,

@@ -9,7 +9,8 @@ use std::{
 use cmdbus::{
     AuditEvent, CommandStatus, Error, HandlerError, Operator, TypedReply, command, handler,
 };
-use cmdbus_pg::{CommandKey, PgBus, TsqFilter};
+use cmdbus::{CommandKey, TsqFilter};
+use cmdbus_pg::PgBus;
 use cmdbus_tests::pg_bus;
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;

@@ -14,10 +14,11 @@ use serde_json::{json, value::RawValue};
 use uuid::Uuid;
 
 use crate::{
-    AttemptsChange, AuditEntry, AuditEvent, Catalog, CatalogEntry, CommandRecord, CommandStatus,
-    CommandType, CommandsLease, Due, ExpiredLease, Failure, FlowTarget, Guard, LeaseExtend,
-    LeaseRef, LeasedCommand, Limit, LimitChange, NewCommand, Operator, OperatorAction, Pause,
-    Polled, QueueStats, Registered, Reply, ReplyStatus, Result, SendOutcome, Transition, Transport,
+    AttemptsChange, AuditEntry, AuditEvent, BulkAction, BulkOutcome, BulkPlan, Catalog,
+    CatalogEntry, CommandRecord, CommandStatus, CommandType, CommandsLease, Cursor, Due,
+    ExpiredLease, Failure, FlowTarget, Guard, LeaseExtend, LeaseRef, LeasedCommand, Limit,
+    LimitChange, NewCommand, Operator, Page, Pause, Polled, QueueStats, Registered, Reply,
+    ReplyStatus, Result, SendOutcome, Transition, Transport, TsqCount, TsqFilter, TsqItem,
     WakeSender, WakeUps,
 };
 
@@ -306,91 +307,39 @@ impl MemoryTransport {
         self.work.wake();
     }
 
-    /// Moves a command from the troubleshooting queue back to PENDING with
-    /// its attempts reset, as an operator would.
-    pub async fn tsq_retry(
+    /// Applies `transitions` under `state`'s lock, then wakes workers (some
+    /// became due) and reply waiters (some replied) once it is released.
+    fn apply_locked(
         &self,
-        domain: &str,
-        command_id: Uuid,
-        operator: &Operator,
-    ) -> Result<()> {
-        self.operator_act(domain, command_id, &OperatorAction::Retry, operator).await
-    }
-
-    /// Cancels a command in the troubleshooting queue with a CANCELED reply.
-    pub async fn tsq_cancel(
-        &self,
-        domain: &str,
-        command_id: Uuid,
-        operator: &Operator,
-        reason: &str,
-    ) -> Result<()> {
-        let action = OperatorAction::Cancel { reason: reason.to_owned() };
-        self.operator_act(domain, command_id, &action, operator).await
-    }
-
-    /// Completes a command in the troubleshooting queue with `result` as its
-    /// SUCCESS reply.
-    pub async fn tsq_complete(
-        &self,
-        domain: &str,
-        command_id: Uuid,
-        operator: &Operator,
-        result: &serde_json::Value,
-    ) -> Result<()> {
-        self.operator_act(domain, command_id, &OperatorAction::complete_json(result), operator)
-            .await
-    }
-
-    /// Cancels a PENDING command (due or scheduled) before it starts, with a
-    /// CANCELED reply.
-    pub async fn cancel_pending(
-        &self,
-        domain: &str,
-        command_id: Uuid,
-        operator: &Operator,
-        reason: &str,
-    ) -> Result<()> {
-        let transition =
-            Transition::cancel_before_start(domain.to_owned(), command_id, operator, reason);
-        self.act(transition, |domain, command_id, status| crate::Error::NotPending {
-            domain,
-            command_id,
-            status,
-        })
-        .await
-    }
-
-    async fn operator_act(
-        &self,
-        domain: &str,
-        command_id: Uuid,
-        action: &OperatorAction,
-        operator: &Operator,
-    ) -> Result<()> {
-        let transition = Transition::operator(domain.to_owned(), command_id, action, operator);
-        self.act(transition, |domain, command_id, status| crate::Error::NotInTroubleshootingQueue {
-            domain,
-            command_id,
-            status,
-        })
-        .await
-    }
-
-    /// Applies an operator's transition; when its guard refuses, says why.
-    async fn act(
-        &self,
-        transition: Transition,
-        refused: impl FnOnce(String, Uuid, CommandStatus) -> crate::Error,
-    ) -> Result<()> {
-        let (domain, command_id) = (transition.domain.clone(), transition.command_id);
-        if self.transitions_apply(vec![transition]).await?.first() == Some(&true) {
-            return Ok(());
+        mut state: MutexGuard<'_, State>,
+        transitions: &[Transition],
+    ) -> Vec<bool> {
+        let (mut due_now, mut replied) = (false, false);
+        let applied: Vec<bool> = transitions
+            .iter()
+            .map(|transition| {
+                let done = state.apply(transition);
+                due_now |= done && transition.makes_due_now();
+                replied |= done && transition.reply.is_some();
+                done
+            })
+            .collect();
+        drop(state);
+        if due_now {
+            self.work.wake();
         }
-        Err(match self.command_get(&domain, command_id).await? {
-            None => crate::Error::NotFound { domain, command_id },
-            Some(record) => refused(domain, command_id, record.status),
-        })
+        if replied {
+            self.replies.wake();
+        }
+        applied
+    }
+
+    /// TSQ items `filter` selects, most recently failed first.
+    fn tsq_items(state: &State, filter: &TsqFilter) -> Vec<CommandRecord> {
+        let mut items: Vec<CommandRecord> =
+            state.commands.values().map(Stored::record).filter(|r| filter.matches(r)).collect();
+        items.sort_by_key(|r| std::cmp::Reverse((r.updated_at, r.command_id)));
+        items
     }
 }
 
@@ -503,24 +452,7 @@ impl Transport for MemoryTransport {
     }
 
     async fn transitions_apply(&self, transitions: Vec<Transition>) -> Result<Vec<bool>> {
-        let mut applied = Vec::with_capacity(transitions.len());
-        let (mut due_now, mut replied) = (false, false);
-        {
-            let mut state = self.lock();
-            for transition in &transitions {
-                let done = state.apply(transition);
-                due_now |= done && transition.makes_due_now();
-                replied |= done && transition.reply.is_some();
-                applied.push(done);
-            }
-        }
-        if due_now {
-            self.work.wake();
-        }
-        if replied {
-            self.replies.wake();
-        }
-        Ok(applied)
+        Ok(self.apply_locked(self.lock(), &transitions))
     }
 
     async fn leases_expired(&self, limit: usize) -> Result<Vec<ExpiredLease>> {
@@ -578,6 +510,54 @@ impl Transport for MemoryTransport {
         let state = self.lock();
         let seq = state.by_id.get(&(domain.to_owned(), command_id));
         Ok(seq.and_then(|seq| state.commands.get(seq)).map(Stored::record))
+    }
+
+    async fn commands_find(&self, command_id: Uuid) -> Result<Vec<CommandRecord>> {
+        let state = self.lock();
+        let found = state.commands.values().filter(|c| c.command.command_id == command_id);
+        Ok(found.map(Stored::record).collect())
+    }
+
+    async fn tsq_page(
+        &self,
+        filter: &TsqFilter,
+        limit: usize,
+        after: Option<Cursor>,
+    ) -> Result<Page<CommandRecord>> {
+        let items = Self::tsq_items(&self.lock(), filter);
+        let after =
+            |r: &CommandRecord| after.is_none_or(|c| c.precedes(r.updated_at, r.command_id));
+        let rows = items.into_iter().filter(after).take(limit + 1).collect();
+        Ok(Page::from_rows(rows, limit, |r| (r.updated_at, r.command_id)))
+    }
+
+    async fn tsq_counts(&self, filter: &TsqFilter) -> Result<Vec<TsqCount>> {
+        let mut counts: BTreeMap<(String, String, Option<String>), i64> = BTreeMap::new();
+        for r in Self::tsq_items(&self.lock(), filter) {
+            let code = r.last_error.map(|e| e.code);
+            *counts.entry((r.domain, r.command_type, code)).or_default() += 1;
+        }
+        Ok(counts.into_iter().map(|((d, t, c), n)| TsqCount::new(d, t, c, n)).collect())
+    }
+
+    async fn tsq_act(
+        &self,
+        filter: &TsqFilter,
+        action: BulkAction<'_>,
+        plan: BulkPlan<'_>,
+    ) -> Result<BulkOutcome> {
+        // One lock from selection to change: the action is atomic.
+        let state = self.lock();
+        let items: Vec<TsqItem> = Self::tsq_items(&state, filter)
+            .into_iter()
+            .map(|r| TsqItem::new(r.domain, r.command_id, r.command_type))
+            .collect();
+        let transitions = plan(&items)?;
+        if action.dry_run {
+            return Ok(BulkOutcome::of(&transitions, None));
+        }
+        let applied = self.apply_locked(state, &transitions);
+        Ok(BulkOutcome::of(&transitions, Some(&applied)))
     }
 
     async fn audit_list(&self, domain: &str, command_id: Uuid) -> Result<Vec<AuditEntry>> {

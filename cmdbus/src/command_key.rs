@@ -1,6 +1,6 @@
 //! Which command an operator action targets.
 
-use cmdbus::Command;
+use crate::Command;
 use uuid::Uuid;
 
 /// A command id with its domain, or an id alone.
@@ -8,12 +8,12 @@ use uuid::Uuid;
 /// Command ids are unique per domain, so one id may exist in several (an
 /// order id used as the command id in `payments` and in `shipping`). An id
 /// alone is acted on only when exactly one domain holds it; otherwise the
-/// action is refused with [`AmbiguousCommandId`](cmdbus::Error::AmbiguousCommandId)
+/// action is refused with [`AmbiguousCommandId`](crate::Error::AmbiguousCommandId)
 /// and the domain must be named. Typed calls name it themselves.
 ///
 /// ```
 /// # use uuid::Uuid;
-/// use cmdbus_pg::CommandKey;
+/// use cmdbus::CommandKey;
 /// let id = Uuid::now_v7();
 /// let in_payments = CommandKey::new("payments", id);
 /// let anywhere: CommandKey = id.into();
