@@ -3,17 +3,15 @@
 
 use std::future::Future;
 
-use cmdbus::{Error, HandlerContext, Result};
+use cmdbus::{Error, HandlerContext, Result, Transport};
 use sqlx::PgConnection;
 
-use crate::{
-    pool_timeout::Explain,
-    transport::{PgTransport, PgUnitOfWork},
-};
+use crate::transport::{PgTransport, PgUnitOfWork};
 
 /// Gives a handler a transaction that commits together with its completion.
 ///
-/// The first call begins a transaction on the bus's pool; the worker then
+/// The first call begins a transaction on the bus's pool (the same one
+/// [`HandlerContext::send`] joins); the worker then
 /// records COMPLETED and the reply inside it and commits. If the handler
 /// fails (or the completion cannot be recorded) the transaction rolls back.
 /// Handlers that never call it pay nothing: their completions are batched.
@@ -45,10 +43,8 @@ impl PgHandlerContext for HandlerContext {
     async fn transaction(&mut self) -> Result<&mut PgConnection> {
         if self.unit_of_work_mut::<PgUnitOfWork>().is_none() {
             let transport = self.backend::<PgTransport>().ok_or(Error::UnitOfWorkUnsupported)?;
-            let pool = transport.pool();
-            let tx =
-                pool.begin().await.explained(pool, "beginning the handler transaction").await?;
-            self.set_unit_of_work(Box::new(tx));
+            let tx = transport.unit_of_work_begin().await?;
+            self.set_unit_of_work(tx);
         }
         match self.unit_of_work_mut::<PgUnitOfWork>() {
             Some(tx) => Ok(&mut **tx),

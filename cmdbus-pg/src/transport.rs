@@ -432,6 +432,22 @@ impl Transport for PgTransport {
         Ok(applied)
     }
 
+    async fn unit_of_work_begin(&self) -> Result<Box<dyn Any + Send>> {
+        let pool = self.pool();
+        let tx: PgUnitOfWork =
+            pool.begin().await.explained(pool, "beginning the handler transaction").await?;
+        Ok(Box::new(tx))
+    }
+
+    async fn commands_send_in(
+        &self,
+        unit_of_work: &mut (dyn Any + Send),
+        commands: Vec<NewCommand>,
+    ) -> Result<Vec<SendOutcome>> {
+        let tx = unit_of_work.downcast_mut::<PgUnitOfWork>().ok_or(Error::UnitOfWorkUnsupported)?;
+        self.send_in(tx, commands).await
+    }
+
     async fn transition_apply_in(
         &self,
         unit_of_work: Box<dyn Any + Send>,

@@ -298,7 +298,7 @@ impl<T: Transport> Bus<T> {
 
     /// Configures a worker over this bus's transport.
     pub fn worker(&self) -> WorkerBuilder<T> {
-        WorkerBuilder::new(self.transport.clone())
+        WorkerBuilder::new(self.transport.clone()).max_payload_bytes(self.max_payload_bytes)
     }
 }
 

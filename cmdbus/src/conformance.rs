@@ -71,6 +71,27 @@ pub struct Long {
 #[command(domain = "cmdbus-conformance", timeout = "100ms", max_attempts = 2, backoff = ["10ms"])]
 pub struct Hang {}
 
+/// Sends an [`Echo`] with id `next` from its handler, twice (the second
+/// is a duplicate, its reply says so), then fails permanently if `fail`.
+#[command(domain = "cmdbus-conformance", reply = bool, max_attempts = 1)]
+pub struct Chain {
+    /// The id of the Echo it sends.
+    pub next: Uuid,
+    /// Fail after sending.
+    pub fail: bool,
+}
+
+#[handler]
+async fn chain(cmd: Chain, ctx: &mut HandlerContext) -> Result<bool, HandlerError> {
+    let echo = || Echo { text: "chained".into() };
+    ctx.send_with(echo(), SendOptions::new().command_id(cmd.next)).await?;
+    let again = ctx.send_with(echo(), SendOptions::new().command_id(cmd.next)).await?;
+    if cmd.fail {
+        return Err(HandlerError::permanent("chain_failed", "failed after sending"));
+    }
+    Ok(again.is_duplicate())
+}
+
 /// Runs of [`Long`] in this process (each case runs in its own process
 /// under nextest; the count is compared before and after).
 static LONG_RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
@@ -161,6 +182,7 @@ macro_rules! conformance_suite {
             a_batch_with_an_invalid_command_stores_nothing,
             the_catalog_keeps_each_version_and_who_serves_it,
             the_operator_api_lists_and_acts_on_the_tsq,
+            a_handler_sends_with_its_completion_or_not_at_all,
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {
@@ -1214,4 +1236,23 @@ pub async fn the_operator_api_lists_and_acts_on_the_tsq<T: Transport>(transport:
     assert!(matches!(unknown, Err(Error::UnknownCommandId { .. })), "{unknown:?}");
     let elsewhere = tsq.retry(CommandKey::new("elsewhere", ids[4]), &ops).await;
     assert!(matches!(elsewhere, Err(Error::NotFound { .. })), "{elsewhere:?}");
+}
+
+/// Commands a handler sends ([`HandlerContext::send`]) are stored with its
+/// completion, in the same unit of work, or not at all when it fails; they
+/// share its correlation id, and an id sent twice is a duplicate.
+pub async fn a_handler_sends_with_its_completion_or_not_at_all<T: Transport>(transport: T) {
+    let bus = Bus::new(transport.clone());
+    let (sent_next, rolled_back_next) = (Uuid::now_v7(), Uuid::now_v7());
+    let ok = bus.send(Chain { next: sent_next, fail: false }).await.expect("send");
+    let failed = bus.send(Chain { next: rolled_back_next, fail: true }).await.expect("send");
+    let worker = worker(&bus).await;
+    let reply = ok.wait_reply(WAIT).await.expect("reply");
+    assert_eq!(reply, TypedReply::Success(true), "the second send was a duplicate");
+    let echoed = wait_for(&transport, sent_next, CommandStatus::Completed).await;
+    assert_eq!(echoed.correlation_id, ok.command_id(), "it shares the sender's correlation");
+    wait_for(&transport, failed.command_id(), CommandStatus::InTroubleshootingQueue).await;
+    worker.shutdown().await;
+    let kept = transport.command_get(DOMAIN, rolled_back_next).await.expect("get");
+    assert!(kept.is_none(), "a failed handler's sends are rolled back: {kept:?}");
 }

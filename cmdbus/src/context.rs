@@ -6,16 +6,38 @@ use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 use uuid::Uuid;
 
-use crate::{Error, LeaseExtend, LeaseRef, LeasedCommand, Result, TraceParent, Transport};
+use crate::{
+    Command, Error, LeaseExtend, LeaseRef, LeasedCommand, NewCommand, Result, SendOptions,
+    SendOutcome, TraceParent, Transport,
+};
 
-/// Extends leases; the object-safe slice of a transport a handler may use.
-pub(crate) trait LeaseControl: Send + Sync {
+/// The object-safe slice of a transport a handler may use: its lease and
+/// its unit of work.
+pub(crate) trait HandlerBackend: Send + Sync {
     fn extend(&self, params: LeaseExtend) -> BoxFuture<'_, Result<Option<DateTime<Utc>>>>;
+    fn begin(&self) -> BoxFuture<'_, Result<Box<dyn Any + Send>>>;
+    fn send_in<'a>(
+        &'a self,
+        unit_of_work: &'a mut (dyn Any + Send),
+        commands: Vec<NewCommand>,
+    ) -> BoxFuture<'a, Result<Vec<SendOutcome>>>;
 }
 
-impl<T: Transport> LeaseControl for T {
+impl<T: Transport> HandlerBackend for T {
     fn extend(&self, params: LeaseExtend) -> BoxFuture<'_, Result<Option<DateTime<Utc>>>> {
         Box::pin(self.lease_extend(params))
+    }
+
+    fn begin(&self) -> BoxFuture<'_, Result<Box<dyn Any + Send>>> {
+        Box::pin(self.unit_of_work_begin())
+    }
+
+    fn send_in<'a>(
+        &'a self,
+        unit_of_work: &'a mut (dyn Any + Send),
+        commands: Vec<NewCommand>,
+    ) -> BoxFuture<'a, Result<Vec<SendOutcome>>> {
+        Box::pin(self.commands_send_in(unit_of_work, commands))
     }
 }
 
@@ -41,23 +63,32 @@ pub struct HandlerContext {
     max_attempts: u32,
     lease_expires_at: DateTime<Utc>,
     traceparent: TraceParent,
-    control: Option<Arc<dyn LeaseControl>>,
+    control: Option<Arc<dyn HandlerBackend>>,
     backend: Option<Arc<dyn Any + Send + Sync>>,
     unit_of_work: Option<Box<dyn Any + Send>>,
+    /// Commands sent through [`send`](HandlerContext::send), in order.
+    sent: Vec<NewCommand>,
+    max_payload_bytes: usize,
 }
 
 impl HandlerContext {
-    pub(crate) fn for_lease<T: Transport>(command: &LeasedCommand, transport: &T) -> Self {
+    pub(crate) fn for_lease<T: Transport>(
+        command: &LeasedCommand,
+        transport: &T,
+        max_payload_bytes: usize,
+    ) -> Self {
         let shared = Arc::new(transport.clone());
         Self {
-            control: Some(Arc::clone(&shared) as Arc<dyn LeaseControl>),
+            control: Some(Arc::clone(&shared) as Arc<dyn HandlerBackend>),
             backend: Some(shared),
+            max_payload_bytes,
             ..Self::detached(command)
         }
     }
 
     /// A context bound to no transport, for calling a handler directly in a
-    /// unit test: `extend_lease` succeeds without effect, no unit of work.
+    /// unit test: `extend_lease` succeeds without effect, and commands the
+    /// handler [sends](Self::send) are only recorded ([`sent`](Self::sent)).
     pub fn detached(command: &LeasedCommand) -> Self {
         Self {
             lease: LeaseRef::of(command),
@@ -72,6 +103,8 @@ impl HandlerContext {
             control: None,
             backend: None,
             unit_of_work: None,
+            sent: Vec::new(),
+            max_payload_bytes: crate::DEFAULT_MAX_PAYLOAD_BYTES,
         }
     }
 
@@ -139,6 +172,88 @@ impl HandlerContext {
         }
     }
 
+    /// Sends a follow-up command as part of this handler's unit of work: it
+    /// is stored only when the handler succeeds and its completion is
+    /// recorded, in one transaction — never when it fails, so a retried
+    /// handler does not send twice. It shares this command's correlation
+    /// id and continues its trace. On PostgreSQL it joins the handler
+    /// transaction (`cmdbus_pg::PgHandlerContext::transaction`); in memory
+    /// it is kept aside until the completion. An id already used in its
+    /// domain is a [duplicate](SendOutcome::Duplicate), as with
+    /// [`Bus::send`](crate::Bus::send).
+    ///
+    /// ```
+    /// use cmdbus::{Command, HandlerContext, HandlerError, handler};
+    ///
+    /// #[derive(Command)]
+    /// #[command(domain = "orders")]
+    /// struct PlaceOrder { order: String }
+    ///
+    /// #[derive(Command)]
+    /// #[command(domain = "shipping")]
+    /// struct Ship { order: String }
+    ///
+    /// #[handler]
+    /// async fn place(cmd: PlaceOrder, ctx: &mut HandlerContext) -> Result<(), HandlerError> {
+    ///     ctx.send(Ship { order: cmd.order }).await?;
+    ///     Ok(())
+    /// }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Bus::send`](crate::Bus::send), and [`Error::UnitOfWorkUnsupported`]
+    /// when the transport has no units of work.
+    pub async fn send<C: Command>(&mut self, command: C) -> Result<SendOutcome> {
+        self.send_with(command, SendOptions::new()).await
+    }
+
+    /// [`send`](Self::send) with options (its own id, correlation, delay, …).
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send).
+    pub async fn send_with<C: Command>(
+        &mut self,
+        command: C,
+        mut options: SendOptions,
+    ) -> Result<SendOutcome> {
+        options.correlation_id.get_or_insert(self.correlation_id);
+        options.traceparent.get_or_insert(self.traceparent);
+        let prepared = crate::bus::prepare(&command, options, self.max_payload_bytes)?;
+        let outcome = match self.control.clone() {
+            Some(control) => {
+                let unit_of_work = match &mut self.unit_of_work {
+                    Some(unit_of_work) => unit_of_work,
+                    empty => empty.insert(control.begin().await?),
+                };
+                let mut outcomes =
+                    control.send_in(&mut **unit_of_work, vec![prepared.clone()]).await?;
+                outcomes
+                    .pop()
+                    .ok_or_else(|| Error::backend("send", "transport returned no outcome"))?
+            }
+            None if self.sent.iter().any(|c| c.same_command(&prepared)) => {
+                SendOutcome::Duplicate { command_id: prepared.command_id }
+            }
+            None => SendOutcome::Accepted { command_id: prepared.command_id },
+        };
+        if !outcome.is_duplicate() {
+            self.sent.push(prepared);
+        }
+        Ok(outcome)
+    }
+
+    /// The commands of type `C` this handler has [sent](Self::send) so far,
+    /// for assertions in unit tests.
+    pub fn sent<C: Command>(&self) -> Vec<C> {
+        self.sent
+            .iter()
+            .filter(|c| c.domain == C::DOMAIN && c.command_type == C::NAME)
+            .filter_map(|c| serde_json::from_str(c.payload.get()).ok())
+            .collect()
+    }
+
     /// The lease this handler runs under.
     pub fn lease(&self) -> &LeaseRef {
         &self.lease
@@ -174,6 +289,7 @@ impl fmt::Debug for HandlerContext {
             .field("attempt", &self.attempt)
             .field("max_attempts", &self.max_attempts)
             .field("unit_of_work", &self.unit_of_work.is_some())
+            .field("sent", &self.sent.len())
             .finish_non_exhaustive()
     }
 }

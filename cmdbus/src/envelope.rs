@@ -156,6 +156,11 @@ pub struct NewCommand {
 }
 
 impl NewCommand {
+    /// Whether both name the same command (ids are unique per domain).
+    pub(crate) fn same_command(&self, other: &NewCommand) -> bool {
+        self.command_id == other.command_id && self.domain == other.domain
+    }
+
     /// Builds a command from already-validated parts. Prefer
     /// [`Bus::prepare`](crate::Bus::prepare), which validates and encodes.
     pub fn new(

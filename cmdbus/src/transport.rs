@@ -70,9 +70,28 @@ pub trait Transport: Clone + Send + Sync + 'static {
         transitions: Vec<Transition>,
     ) -> impl Future<Output = Result<Vec<bool>>> + Send;
 
-    /// Applies one transition inside the unit of work (database transaction)
-    /// the handler opened through its context, and commits it if applied.
+    /// Begins a unit of work for a handler: what it writes and sends inside
+    /// it is stored only when [`transition_apply_in`](Self::transition_apply_in)
+    /// commits it with the handler's completion; dropped, it rolls back.
     /// Backends without handler transactions keep the default, which refuses.
+    fn unit_of_work_begin(&self) -> impl Future<Output = Result<Box<dyn Any + Send>>> + Send {
+        async { Err(crate::Error::UnitOfWorkUnsupported) }
+    }
+
+    /// Sends commands inside a unit of work from
+    /// [`unit_of_work_begin`](Self::unit_of_work_begin): stored (and workers
+    /// woken) only if it commits. Outcomes as [`commands_send`](Self::commands_send).
+    fn commands_send_in(
+        &self,
+        unit_of_work: &mut (dyn Any + Send),
+        commands: Vec<NewCommand>,
+    ) -> impl Future<Output = Result<Vec<SendOutcome>>> + Send {
+        let _ = (unit_of_work, commands);
+        async { Err(crate::Error::UnitOfWorkUnsupported) }
+    }
+
+    /// Applies one transition inside the unit of work the handler opened
+    /// through its context, and commits it if applied.
     fn transition_apply_in(
         &self,
         unit_of_work: Box<dyn Any + Send>,

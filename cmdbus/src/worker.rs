@@ -59,6 +59,8 @@ pub struct WorkerBuilder<T: Transport> {
     worker_id: String,
     lag_threshold: Duration,
     handler_timeout: Option<Duration>,
+    /// The bus's payload limit, for commands handlers send.
+    max_payload_bytes: usize,
     schedules: Vec<crate::Schedule>,
 }
 
@@ -78,6 +80,7 @@ impl<T: Transport> WorkerBuilder<T> {
             classifier: Classifier::new(),
             lag_threshold: Duration::from_secs(30),
             handler_timeout: None,
+            max_payload_bytes: crate::DEFAULT_MAX_PAYLOAD_BYTES,
             schedules: Vec::new(),
             worker_id: format!(
                 "{}-{}",
@@ -85,6 +88,12 @@ impl<T: Transport> WorkerBuilder<T> {
                 &uuid::Uuid::new_v4().simple().to_string()[..8]
             ),
         }
+    }
+
+    /// Commands handlers send ([`HandlerContext::send`]) obey the bus's payload limit.
+    pub(crate) fn max_payload_bytes(mut self, limit: usize) -> Self {
+        self.max_payload_bytes = limit;
+        self
     }
 
     /// Serves `domain` (call again for several).
@@ -558,7 +567,8 @@ impl<T: Transport> Runtime<T> {
         let classifier = self.config.classifier.clone();
         let default_timeout = self.config.handler_timeout;
         let leased_at = Instant::now();
-        let mut ctx = HandlerContext::for_lease(&command, &transport);
+        let mut ctx =
+            HandlerContext::for_lease(&command, &transport, self.config.max_payload_bytes);
         let span = info_span!(
             "cmdbus.handle",
             domain = %command.domain,

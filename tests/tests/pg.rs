@@ -18,8 +18,12 @@ const WAIT: Duration = Duration::from_secs(20);
 /// Set when a handler whose lease was stolen learns it from `extend_lease`.
 static LEASE_LOST_SEEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// Writes a ledger row in the handler's transaction, then succeeds, refuses,
-/// or has its lease stolen before completion.
+/// Sent by [`deposit`] with the deposit's id; nothing handles it here.
+#[command(domain = "pg-it-receipts")]
+struct Receipt {}
+
+/// Writes a ledger row and sends a receipt in the handler's transaction,
+/// then succeeds, refuses, or has its lease stolen before completion.
 #[command(domain = "pg-it", reply = u32)]
 struct Deposit {
     mode: Mode,
@@ -40,6 +44,8 @@ async fn deposit(cmd: Deposit, ctx: &mut HandlerContext) -> Result<u32, HandlerE
     let insert = format!("INSERT INTO \"{}\".ledger (command_id) VALUES ($1)", transport.schema());
     let tx = ctx.transaction().await?;
     sqlx::query(AssertSqlSafe(insert)).bind(command_id).execute(&mut *tx).await?;
+    // The same transaction: the receipt is sent exactly when the row commits.
+    ctx.send_with(Receipt {}, SendOptions::new().command_id(command_id)).await?;
     match cmd.mode {
         Mode::Succeed => Ok(ctx.attempt()),
         Mode::Refuse => Err(HandlerError::business_rule("refused", "after writing")),
@@ -68,6 +74,8 @@ async fn with_ledger(bus: &PgBus) {
     sqlx::query(AssertSqlSafe(ddl)).execute(bus.pool()).await.expect("ledger table");
 }
 
+/// Whether the deposit's effects committed: its ledger row and its receipt,
+/// which commit or roll back together.
 async fn ledger_has(bus: &PgBus, command_id: Uuid) -> bool {
     let select = format!(
         "SELECT count(*) FROM \"{}\".ledger WHERE command_id = $1",
@@ -78,6 +86,9 @@ async fn ledger_has(bus: &PgBus, command_id: Uuid) -> bool {
         .fetch_one(bus.pool())
         .await
         .expect("count");
+    let receipt =
+        bus.find(command_id).await.expect("find").iter().any(|r| r.domain == "pg-it-receipts");
+    assert_eq!(n > 0, receipt, "the ledger row and the receipt commit together");
     n == 1
 }
 
@@ -220,7 +231,7 @@ async fn two_workers_complete_2000_commands_exactly_once() {
     b.shutdown().await;
     let per_event = format!(
         "SELECT event, count(*) AS n, count(DISTINCT command_id) AS distinct_commands
-         FROM \"{schema}\".audit_trail GROUP BY event ORDER BY event"
+         FROM \"{schema}\".audit_trail WHERE domain = 'pg-it' GROUP BY event ORDER BY event"
     );
     let rows = sqlx::query(AssertSqlSafe(per_event)).fetch_all(bus.pool()).await.expect("audit");
     for row in rows {
@@ -234,7 +245,15 @@ async fn two_workers_complete_2000_commands_exactly_once() {
     let replies = format!("SELECT count(*) FROM \"{schema}\".replies WHERE status = 'SUCCESS'");
     let replies: i64 =
         sqlx::query_scalar(AssertSqlSafe(replies)).fetch_one(bus.pool()).await.expect("replies");
-    assert_eq!((writes, replies), (2000, 2000));
+    let receipts = format!(
+        "SELECT count(*) FROM \"{schema}\".commands WHERE domain = 'pg-it-receipts' AND command_id = ANY($1)"
+    );
+    let receipts: i64 = sqlx::query_scalar(AssertSqlSafe(receipts))
+        .bind(ids.into_iter().collect::<Vec<Uuid>>())
+        .fetch_one(bus.pool())
+        .await
+        .expect("receipts");
+    assert_eq!((writes, replies, receipts), (2000, 2000, 2000));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -268,3 +268,56 @@ async fn a_sent_handle_reads_its_own_command() {
         "the command was canceled by ada: duplicate order"
     );
 }
+
+#[command(domain = "helpers", reply = ())]
+struct PlaceOrder {
+    order: String,
+}
+
+#[command(domain = "helpers-shipping")]
+struct Ship {
+    order: String,
+}
+
+#[handler]
+async fn place_order(cmd: PlaceOrder, ctx: &mut HandlerContext) -> Result<(), HandlerError> {
+    ctx.send(Ship { order: cmd.order }).await?;
+    Ok(())
+}
+
+#[handler]
+async fn ship(_cmd: Ship) -> Result<(), HandlerError> {
+    Ok(())
+}
+
+/// A handler that sends is unit-tested by calling it: what it sent is
+/// recorded on the context; an id sent twice is a duplicate there too.
+#[tokio::test]
+async fn what_a_handler_sends_is_seen_on_its_context() {
+    let mut ctx = context::<PlaceOrder>();
+    place_order(PlaceOrder { order: "o-1".into() }, &mut ctx).await.expect("placed");
+    let shipped: Vec<String> = ctx.sent::<Ship>().into_iter().map(|s| s.order).collect();
+    assert_eq!(shipped, ["o-1"]);
+    assert!(ctx.sent::<Greet>().is_empty());
+    let id = uuid::Uuid::now_v7();
+    let options = || cmdbus::SendOptions::new().command_id(id);
+    let first = ctx.send_with(Ship { order: "o-2".into() }, options()).await.expect("send");
+    let again = ctx.send_with(Ship { order: "o-2".into() }, options()).await.expect("send");
+    assert!(!first.is_duplicate() && again.is_duplicate());
+    assert_eq!(ctx.sent::<Ship>().len(), 2);
+}
+
+/// On a memory bus, the follow-up is stored with the completion and runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follow_up_sent_by_a_handler_runs_on_a_memory_bus() {
+    let bus = MemoryBus::in_memory();
+    let placed = bus.send(PlaceOrder { order: "o-3".into() }).await.expect("send");
+    let domains = ["helpers", "helpers-shipping"];
+    assert!(run_until_settled(&bus, &domains, Duration::from_secs(5)).await.expect("runs"));
+    let shipped = sent::<Ship>(&bus);
+    assert_eq!(shipped.len(), 1);
+    assert_eq!(shipped[0].order, "o-3");
+    let records = bus.transport().commands();
+    let ship = records.iter().find(|r| r.command_type == "Ship").expect("stored");
+    assert_eq!(ship.correlation_id, placed.command_id());
+}

@@ -4,6 +4,7 @@
 //! the process.
 
 use std::{
+    any::Any,
     collections::{BTreeMap, HashMap},
     sync::{Arc, Mutex, MutexGuard},
     time::Duration,
@@ -84,7 +85,53 @@ impl Stored {
     }
 }
 
+/// A handler's unit of work in memory: the commands it sent, stored only
+/// when its completion is.
+#[derive(Default)]
+struct MemoryUnitOfWork {
+    staged: Vec<NewCommand>,
+}
+
+/// Refuses commands whose names break the naming rules.
+fn validate(commands: &[NewCommand]) -> Result<()> {
+    commands.iter().try_for_each(|command| {
+        crate::validate_domain(&command.domain)?;
+        crate::validate_command_type(&command.command_type)
+    })
+}
+
 impl State {
+    /// Stores a command as PENDING with its SENT audit row, unless its id
+    /// is taken in its domain.
+    fn insert(&mut self, command: NewCommand, now: DateTime<Utc>) -> SendOutcome {
+        let command_id = command.command_id;
+        let key = (command.domain.clone(), command_id);
+        if self.by_id.contains_key(&key) {
+            return SendOutcome::Duplicate { command_id };
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.audit(&command, AuditEvent::Sent, 0, json!({}));
+        self.by_id.insert(key, seq);
+        let due_at = match command.due {
+            Due::After(delay) => now + delay,
+            Due::At(at) => at,
+            _ => now,
+        };
+        let stored = Stored {
+            command,
+            status: CommandStatus::Pending,
+            attempts: 0,
+            due_at,
+            lease: None,
+            last_error: None,
+            created_at: now,
+            updated_at: now,
+        };
+        self.commands.insert(seq, stored);
+        SendOutcome::Accepted { command_id }
+    }
+
     fn paused(&self, command: &NewCommand) -> bool {
         self.pauses.iter().any(|p| p.target.covers(&command.domain, &command.command_type))
     }
@@ -351,47 +398,71 @@ impl std::fmt::Debug for MemoryTransport {
 
 impl Transport for MemoryTransport {
     async fn commands_send(&self, commands: Vec<NewCommand>) -> Result<Vec<SendOutcome>> {
-        let mut outcomes = Vec::with_capacity(commands.len());
-        {
-            // All or none: refuse the batch before storing any of it.
-            for command in &commands {
-                crate::validate_domain(&command.domain)?;
-                crate::validate_command_type(&command.command_type)?;
-            }
+        // All or none: refuse the batch before storing any of it.
+        validate(&commands)?;
+        let outcomes = {
             let mut state = self.lock();
-            for command in commands {
-                let key = (command.domain.clone(), command.command_id);
-                if state.by_id.contains_key(&key) {
-                    outcomes.push(SendOutcome::Duplicate { command_id: command.command_id });
-                    continue;
-                }
-                let now = Utc::now();
-                let seq = state.next_seq;
-                state.next_seq += 1;
-                state.audit(&command, AuditEvent::Sent, 0, json!({}));
-                outcomes.push(SendOutcome::Accepted { command_id: command.command_id });
-                state.by_id.insert(key, seq);
-                let due_at = match command.due {
-                    Due::After(delay) => now + delay,
-                    Due::At(at) => at,
-                    _ => now,
-                };
-                let stored = Stored {
-                    command,
-                    status: CommandStatus::Pending,
-                    attempts: 0,
-                    due_at,
-                    lease: None,
-                    last_error: None,
-                    created_at: now,
-                    updated_at: now,
-                };
-                state.commands.insert(seq, stored);
-            }
-        }
+            let now = Utc::now();
+            commands.into_iter().map(|command| state.insert(command, now)).collect()
+        };
         // Woken after the "commit", never before.
         self.work.wake();
         Ok(outcomes)
+    }
+
+    async fn unit_of_work_begin(&self) -> Result<Box<dyn Any + Send>> {
+        Ok(Box::new(MemoryUnitOfWork::default()))
+    }
+
+    async fn commands_send_in(
+        &self,
+        unit_of_work: &mut (dyn Any + Send),
+        commands: Vec<NewCommand>,
+    ) -> Result<Vec<SendOutcome>> {
+        let unit_of_work = unit_of_work
+            .downcast_mut::<MemoryUnitOfWork>()
+            .ok_or(crate::Error::UnitOfWorkUnsupported)?;
+        validate(&commands)?;
+        let state = self.lock();
+        Ok(commands
+            .into_iter()
+            .map(|command| {
+                let command_id = command.command_id;
+                let stored = state.by_id.contains_key(&(command.domain.clone(), command_id));
+                if stored || unit_of_work.staged.iter().any(|c| c.same_command(&command)) {
+                    return SendOutcome::Duplicate { command_id };
+                }
+                unit_of_work.staged.push(command);
+                SendOutcome::Accepted { command_id }
+            })
+            .collect())
+    }
+
+    async fn transition_apply_in(
+        &self,
+        unit_of_work: Box<dyn Any + Send>,
+        transition: Transition,
+    ) -> Result<bool> {
+        let unit_of_work = unit_of_work
+            .downcast::<MemoryUnitOfWork>()
+            .map_err(|_| crate::Error::UnitOfWorkUnsupported)?;
+        let mut state = self.lock();
+        let applied = state.apply(&transition);
+        if applied {
+            // The commit: what the handler sent is stored with its completion.
+            let now = Utc::now();
+            for command in unit_of_work.staged {
+                state.insert(command, now);
+            }
+        }
+        drop(state);
+        if applied {
+            self.work.wake();
+            if transition.reply.is_some() {
+                self.replies.wake();
+            }
+        }
+        Ok(applied)
     }
 
     async fn commands_poll(&self, params: CommandsLease) -> Result<Polled> {
