@@ -3,7 +3,7 @@
 
 use std::future::Future;
 
-use cmdbus::{Error, HandlerContext, Result, Transport};
+use cmdbus::{Error, HandlerContext, Result, Transport, backend::BackendContext};
 use sqlx::PgConnection;
 
 use crate::transport::{PgTransport, PgUnitOfWork};

@@ -11,7 +11,7 @@
 use std::{collections::BTreeSet, time::Duration};
 
 use crate::pool_timeout::{Explain, explain};
-use cmdbus::{WakeSender, WakeUps};
+use cmdbus::backend::{WakeSender, WakeUps};
 use sqlx::{PgPool, postgres::PgListener};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};

@@ -1,6 +1,7 @@
 //! Decoding rows into cmdbus types; every failure is a clear backend error.
 
-use cmdbus::{CommandRecord, Error, NewCommand, Result};
+use cmdbus::backend::NewCommand;
+use cmdbus::{CommandRecord, Error, Result};
 use serde_json::value::RawValue;
 use sqlx::{Row, postgres::PgRow};
 

@@ -3,7 +3,8 @@
 //! out as the parallel arrays `transitions_apply.sql` unnests, and marks the
 //! events the command row itself holds.
 
-use cmdbus::{AttemptsChange, AuditEvent, CommandStatus, Guard, Result, Transition};
+use cmdbus::backend::{AttemptsChange, Guard, Transition};
+use cmdbus::{AuditEvent, CommandStatus, Result};
 use sqlx::{Postgres, Row};
 use uuid::Uuid;
 

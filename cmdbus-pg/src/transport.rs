@@ -10,12 +10,14 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
+use cmdbus::backend::{
+    BulkAction, BulkPlan, CommandsLease, Due, ExpiredLease, LeaseExtend, LeaseRef, LeasedCommand,
+    NewCommand, Polled, QueueStats, Transition, WakeSender, WakeUps,
+};
 use cmdbus::{
-    AuditEntry, AuditEvent, BulkAction, BulkOutcome, BulkPlan, Catalog, CommandRecord, CommandType,
-    CommandsLease, Cursor, Due, Error, ExpiredLease, FlowTarget, LeaseExtend, LeaseRef,
-    LeasedCommand, Limit, LimitChange, NewCommand, Operator, Page, Pause, Polled, QueueStats,
-    Registered, Reply, ReplyStatus, Result, SendOutcome, Transition, Transport, TsqCount,
-    TsqFilter, WakeSender, WakeUps,
+    AuditEntry, AuditEvent, BulkOutcome, Catalog, CommandRecord, CommandType, Cursor, Error,
+    FlowTarget, Limit, LimitChange, Operator, Page, Pause, Registered, Reply, ReplyStatus, Result,
+    SendOutcome, Transport, TsqCount, TsqFilter,
 };
 use sqlx::{PgConnection, PgPool, Postgres, Row, Transaction, postgres::PgRow};
 use uuid::Uuid;

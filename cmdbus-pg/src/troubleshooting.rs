@@ -2,9 +2,9 @@
 //! ([`cmdbus::Troubleshooting`]) reads, and its bulk actions as one
 //! transaction that locks what it changes.
 
+use cmdbus::backend::{BulkAction, BulkPlan, Transition, TsqItem};
 use cmdbus::{
-    BulkAction, BulkOutcome, BulkPlan, CommandRecord, CommandStatus, Cursor, Page, Result,
-    Transition, TsqCount, TsqFilter, TsqItem,
+    BulkOutcome, CommandRecord, CommandStatus, Cursor, Page, Result, TsqCount, TsqFilter,
 };
 use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
 use uuid::Uuid;

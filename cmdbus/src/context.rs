@@ -89,7 +89,7 @@ impl HandlerContext {
     /// A context bound to no transport, for calling a handler directly in a
     /// unit test: `extend_lease` succeeds without effect, and commands the
     /// handler [sends](Self::send) are only recorded ([`sent`](Self::sent)).
-    pub fn detached(command: &LeasedCommand) -> Self {
+    pub(crate) fn detached(command: &LeasedCommand) -> Self {
         Self {
             lease: LeaseRef::of(command),
             command_type: command.command_type.clone(),
@@ -254,25 +254,19 @@ impl HandlerContext {
             .collect()
     }
 
-    /// The lease this handler runs under.
-    pub fn lease(&self) -> &LeaseRef {
+    pub(crate) fn lease_ref(&self) -> &LeaseRef {
         &self.lease
     }
 
-    /// The transport running this handler, if it is a `T`. For backend
-    /// extension traits (e.g. `cmdbus-pg`'s handler transaction).
-    pub fn backend<T: Any>(&self) -> Option<&T> {
-        self.backend.as_deref()?.downcast_ref()
+    pub(crate) fn backend_any(&self) -> Option<&(dyn Any + Send + Sync)> {
+        self.backend.as_deref()
     }
 
-    /// The unit of work a backend extension opened, if it is a `U`.
-    pub fn unit_of_work_mut<U: Any>(&mut self) -> Option<&mut U> {
-        self.unit_of_work.as_deref_mut()?.downcast_mut()
+    pub(crate) fn unit_of_work_any(&mut self) -> Option<&mut (dyn Any + Send)> {
+        self.unit_of_work.as_deref_mut()
     }
 
-    /// Installs a unit of work; the worker records the outcome inside it.
-    /// For backend extension traits.
-    pub fn set_unit_of_work(&mut self, unit_of_work: Box<dyn Any + Send>) {
+    pub(crate) fn install_unit_of_work(&mut self, unit_of_work: Box<dyn Any + Send>) {
         self.unit_of_work = Some(unit_of_work);
     }
 

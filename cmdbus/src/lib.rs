@@ -5,6 +5,7 @@
 #[allow(unused_extern_crates)]
 extern crate self as cmdbus;
 
+pub mod backend;
 mod bus;
 mod catalog;
 mod classify;
@@ -48,7 +49,7 @@ pub use cmdbus_macros::{Command, Payload, command, handler, reply};
 pub use command::Command;
 pub use command_key::CommandKey;
 pub use context::HandlerContext;
-pub use envelope::{CommandRecord, Due, LeasedCommand, NewCommand, SendOptions, SendOutcome};
+pub use envelope::{CommandRecord, SendOptions, SendOutcome};
 pub use error::{Error, Result, SchemaError};
 pub use flow::{FlowTarget, Limit, LimitChange, Pause};
 pub use handler_error::{ErrorKind, Failure, HandlerError};
@@ -63,17 +64,14 @@ pub use schedule::{MissedTicks, Schedule, Tick};
 pub use sent::Sent;
 pub use status::{AuditEntry, AuditEvent, CommandStatus};
 pub use trace::TraceParent;
-pub use transition::{
-    AttemptsChange, ExpiredLease, Guard, OperatorAction, PlannedEvent, PlannedReply, Transition,
+pub use transport::Transport;
+pub use troubleshooting::{BulkOutcome, Troubleshooting, TsqCount, TsqFilter, TypedItem};
+// Backend-author items, public in `backend`, by their short names inside the crate.
+pub(crate) use backend::{
+    AttemptsChange, BulkAction, BulkPlan, CommandsLease, Due, ExpiredLease, Guard, LeaseExtend,
+    LeaseRef, LeasedCommand, NewCommand, OperatorAction, Outcome, OutcomeKind, Polled, QueueStats,
+    RecordResult, Transition, TsqItem, TsqReason, WakeSender, WakeUps,
 };
-pub use transport::{
-    CommandsLease, LeaseExtend, LeaseRef, Outcome, OutcomeKind, Polled, QueueStats, RecordResult,
-    Transport, TsqReason,
-};
-pub use troubleshooting::{
-    BulkAction, BulkOutcome, BulkPlan, Troubleshooting, TsqCount, TsqFilter, TsqItem, TypedItem,
-};
-pub use wake::{WakeSender, WakeUps};
 pub use worker::{ShutdownReport, Worker, WorkerBuilder, WorkerHealth};
 
 /// What the macros' generated code needs. Not a public API: it changes without notice.

@@ -4,9 +4,10 @@
 
 use std::time::Duration;
 
+use cmdbus::backend::NewCommand;
 use cmdbus::{
-    CommandStatus, Error, HandlerError, NewCommand, Operator, SendOptions, Transport, TypedReply,
-    command, handler,
+    CommandStatus, Error, HandlerError, Operator, SendOptions, Transport, TypedReply, command,
+    handler,
 };
 use cmdbus_pg::{CommandQuery, PgBus};
 use cmdbus_tests::pg_bus;

@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use cmdbus::{AuditEvent, CommandStatus, TsqReason};
+use cmdbus::backend::TsqReason;
+use cmdbus::{AuditEvent, CommandStatus};
 use cmdbus_pg::PgBus;
 use cmdbus_tests::{
     crash::{Hang, Slow},

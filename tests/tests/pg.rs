@@ -3,6 +3,7 @@
 
 use std::{collections::HashSet, time::Duration};
 
+use cmdbus::backend::BackendContext;
 use cmdbus::{
     CommandStatus, HandlerContext, HandlerError, SendOptions, Transport, TypedReply, command,
     handler,

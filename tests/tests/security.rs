@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use cmdbus::TsqFilter;
-use cmdbus::{CommandsLease, Error, HandlerError, Operator, Transport, command, handler};
+use cmdbus::backend::CommandsLease;
+use cmdbus::{Error, HandlerError, Operator, Transport, command, handler};
 use cmdbus_pg::{PgBus, Role, grants_sql};
 use cmdbus_tests::{database_url, fresh_name, fresh_schema, pool};
 use sqlx::{AssertSqlSafe, PgPool};

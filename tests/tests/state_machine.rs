@@ -4,10 +4,12 @@
 
 use std::time::Duration;
 
+use cmdbus::backend::{
+    CommandsLease, LeaseRef, LeasedCommand, NewCommand, Outcome, OutcomeKind, RecordResult,
+    TsqReason,
+};
 use cmdbus::{
-    CommandKey, CommandStatus, CommandsLease, ErrorKind, Failure, LeaseRef, LeasedCommand,
-    NewCommand, Operator, Outcome, OutcomeKind, RecordResult, Transport, TsqReason,
-    testing::MemoryTransport,
+    CommandKey, CommandStatus, ErrorKind, Failure, Operator, Transport, testing::MemoryTransport,
 };
 use proptest::prelude::*;
 use uuid::Uuid;

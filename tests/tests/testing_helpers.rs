@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use cmdbus::backend::BackendContext;
 use cmdbus::{
     CommandStatus, HandlerContext, HandlerError, ReplyStatus, Transport, TypedReply, command,
     handler,
