@@ -10,9 +10,10 @@
 //! copy. The user's crate needs no serde or schemars dependency.
 
 use proc_macro2::TokenStream;
-use quote::{format_ident, quote};
+use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::{
     Attribute, Data, DeriveInput, Fields, LitStr, Meta, Token, Visibility, punctuated::Punctuated,
+    spanned::Spanned,
 };
 
 /// `Serialize`, `Deserialize` and `JsonSchema` impls for `item`.
@@ -24,7 +25,10 @@ pub(crate) fn impls(item: &DeriveInput) -> TokenStream {
     // serde names the type in messages and non-JSON formats after the copy
     // unless told otherwise; a rename the user wrote wins.
     let rename = (!renames(&item.attrs)).then(|| quote!(#[serde(rename = #remote)]));
+    let field_checks = field_checks(item);
     quote! {
+        #field_checks
+
         #[derive(
             ::cmdbus::__private::serde::Serialize,
             ::cmdbus::__private::serde::Deserialize,
@@ -74,6 +78,43 @@ pub(crate) fn impls(item: &DeriveInput) -> TokenStream {
             }
         }
     }
+}
+
+/// A check per field that its type is a payload, spanned at the type so a
+/// missing `#[derive(Payload)]` is reported there with the fix (serde's own
+/// errors follow, but this one says what to do). Fields that serde or
+/// schemars are told to skip or to handle `with` something are not checked.
+fn field_checks(item: &DeriveInput) -> TokenStream {
+    let fields: Vec<&syn::Field> = match &item.data {
+        Data::Struct(data) => data.fields.iter().collect(),
+        Data::Enum(data) => data.variants.iter().flat_map(|v| v.fields.iter()).collect(),
+        Data::Union(_) => Vec::new(),
+    };
+    let checks = fields.into_iter().filter(|f| !handled_elsewhere(&f.attrs)).map(|field| {
+        let ty = &field.ty;
+        quote_spanned! {ty.span()=>
+            (&::cmdbus::__private::field_check::Field::<#ty>::new()).payload_field();
+        }
+    });
+    quote! {
+        const _: () = {
+            #[allow(unused_imports)]
+            use ::cmdbus::__private::field_check::{IsPayload as _, NotPayload as _};
+            #[allow(dead_code)]
+            fn __cmdbus_fields_are_payloads() {
+                #(#checks)*
+            }
+        };
+    }
+}
+
+/// Whether serde or schemars skip the field or (de)serialize it `with`
+/// something else, so its type need not be a payload.
+fn handled_elsewhere(attrs: &[Attribute]) -> bool {
+    attrs.iter().filter(|a| a.path().is_ident("serde") || a.path().is_ident("schemars")).any(|a| {
+        let tokens = a.meta.to_token_stream().to_string();
+        tokens.contains("with") || tokens.contains("skip")
+    })
 }
 
 /// The private copy: the item with only the attributes serde and schemars

@@ -488,3 +488,20 @@ fn timeout_becomes_a_constant_and_must_be_a_positive_duration() {
         assert!(errors(&out).iter().any(|e| e.contains("malformed timeout")), "{}", render(&out));
     }
 }
+
+#[test]
+fn every_field_type_is_checked_unless_serde_handles_it() {
+    let out = crate::command::derive(quote!(
+        #[command(domain = "orders")]
+        enum Order {
+            Place { lines: Vec<Line> },
+            Note(#[serde(skip)] Cache, #[serde(with = "my_format")] Stamp),
+            Cancel,
+        }
+    ));
+    let text = render(&out);
+    assert!(errors(&out).is_empty(), "{text}");
+    let checked = |ty: &str| text.contains(&format!("Field :: < {ty} > :: new ()"));
+    assert!(checked("Vec < Line >"), "{text}");
+    assert!(!checked("Cache") && !checked("Stamp"), "{text}");
+}

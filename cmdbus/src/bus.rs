@@ -6,6 +6,7 @@ use std::{
     time::Duration,
 };
 
+use futures_util::future::BoxFuture;
 use tracing::{Instrument, field::Empty, info_span};
 use uuid::Uuid;
 
@@ -61,18 +62,26 @@ impl<T: Transport> Bus<T> {
     }
 
     /// Sends a command with default options.
-    pub async fn send<C: Command>(&self, command: C) -> Result<Sent<C, T>> {
-        self.send_with(command, SendOptions::new()).await
+    ///
+    /// (`send` and [`send_with`](Self::send_with) return a boxed future
+    /// rather than being `async fn`s so that sending something that is not
+    /// a [`Command`] is one compile error, at the argument, instead of three.)
+    pub fn send<C: Command>(&self, command: C) -> BoxFuture<'_, Result<Sent<C, T>>> {
+        self.send_with(command, SendOptions::new())
     }
 
     /// Sends a command. Sending an id that exists in the domain is a
     /// [duplicate](Sent::is_duplicate) and leaves the existing command
     /// untouched. The [`Sent`] handle waits for the reply, typed.
-    pub async fn send_with<C: Command>(
+    pub fn send_with<C: Command>(
         &self,
         command: C,
         options: SendOptions,
-    ) -> Result<Sent<C, T>> {
+    ) -> BoxFuture<'_, Result<Sent<C, T>>> {
+        Box::pin(self.send_one(command, options))
+    }
+
+    async fn send_one<C: Command>(&self, command: C, options: SendOptions) -> Result<Sent<C, T>> {
         let prepared = self.prepare(&command, options)?;
         let span = info_span!(
             "cmdbus.send",

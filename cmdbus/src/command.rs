@@ -52,7 +52,9 @@ use crate::RetryPolicy;
 /// serde or schemars dependency. `#[serde(...)]` and `#[schemars(...)]`
 /// attributes on the type, its fields and variants are honoured as serde's
 /// own derive would. Types used in fields need those traits too: derive
-/// [`Payload`](derive@crate::Payload) on your own ones.
+/// [`Payload`](derive@crate::Payload) on your own ones (a field whose type
+/// lacks them is reported at the field, naming this fix; fields serde is
+/// told to `skip`, or to handle `with` a module, are not checked).
 ///
 /// An existing type that already derives serde's traits (a DTO shared with
 /// an HTTP API) becomes a command with `manual_serde`:

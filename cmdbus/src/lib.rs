@@ -15,6 +15,7 @@ mod context;
 mod envelope;
 mod error;
 mod executor;
+mod field_check;
 mod flow;
 mod handler_error;
 mod name;
@@ -84,4 +85,9 @@ pub mod __private {
     pub use serde_json::value::RawValue;
 
     pub use crate::registry::{ErasedResult, HandlerOutput, HandlerRegistration, decode};
+
+    /// The derives' field-type check.
+    pub mod field_check {
+        pub use crate::field_check::{Field, IsPayload, NotPayload};
+    }
 }
