@@ -106,9 +106,39 @@ impl<T: Transport> Bus<T> {
         &self,
         commands: impl IntoIterator<Item = C>,
     ) -> Result<Vec<SendOutcome>> {
+        self.send_batch_with(commands.into_iter().map(|command| (command, SendOptions::new())))
+            .await
+    }
+
+    /// [`send_batch`](Self::send_batch) with options per command: its own
+    /// id (so a batch sent again stores nothing twice, and an id twice in
+    /// one batch is stored once: the second is a duplicate), correlation
+    /// id, reply queue, delay or priority.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> cmdbus::Result<()> {
+    /// use cmdbus::{Command, SendOptions, testing::MemoryBus};
+    ///
+    /// #[derive(Command)]
+    /// #[command(domain = "docs-batch")]
+    /// struct Invoice { order: u32 }
+    ///
+    /// let bus = MemoryBus::in_memory();
+    /// let batch = || (1..=3).map(|order| {
+    ///     let id = uuid::Uuid::from_u128(u128::from(order));
+    ///     (Invoice { order }, SendOptions::new().command_id(id).reply_to("billing"))
+    /// });
+    /// assert!(bus.send_batch_with(batch()).await?.iter().all(|o| !o.is_duplicate()));
+    /// assert!(bus.send_batch_with(batch()).await?.iter().all(|o| o.is_duplicate()));
+    /// # Ok(()) }
+    /// ```
+    pub async fn send_batch_with<C: Command>(
+        &self,
+        commands: impl IntoIterator<Item = (C, SendOptions)>,
+    ) -> Result<Vec<SendOutcome>> {
         let prepared = commands
             .into_iter()
-            .map(|command| self.prepare(&command, SendOptions::new()))
+            .map(|(command, options)| self.prepare(&command, options))
             .collect::<Result<Vec<_>>>()?;
         if prepared.is_empty() {
             return Ok(Vec::new());

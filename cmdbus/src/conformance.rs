@@ -183,6 +183,7 @@ macro_rules! conformance_suite {
             the_catalog_keeps_each_version_and_who_serves_it,
             the_operator_api_lists_and_acts_on_the_tsq,
             a_handler_sends_with_its_completion_or_not_at_all,
+            a_batch_carries_options_per_command_and_is_idempotent,
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {
@@ -1255,4 +1256,34 @@ pub async fn a_handler_sends_with_its_completion_or_not_at_all<T: Transport>(tra
     worker.shutdown().await;
     let kept = transport.command_get(DOMAIN, rolled_back_next).await.expect("get");
     assert!(kept.is_none(), "a failed handler's sends are rolled back: {kept:?}");
+}
+
+/// A batch sent with options per command keeps each command's id,
+/// correlation id and reply queue; sent again it stores nothing twice, and
+/// an id twice in one batch is stored once.
+pub async fn a_batch_carries_options_per_command_and_is_idempotent<T: Transport>(transport: T) {
+    let bus = Bus::new(transport.clone());
+    let correlation = Uuid::now_v7();
+    let ids: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
+    let batch = || {
+        ids.iter().map(|id| {
+            let options =
+                SendOptions::new().command_id(*id).correlation_id(correlation).reply_to("billing");
+            (Echo { text: id.to_string() }, options)
+        })
+    };
+    let first = bus.send_batch_with(batch()).await.expect("send");
+    assert!(first.iter().all(|o| !o.is_duplicate()), "{first:?}");
+    assert_eq!(first.iter().map(crate::SendOutcome::command_id).collect::<Vec<_>>(), ids);
+    let again = bus.send_batch_with(batch()).await.expect("send again");
+    assert!(again.iter().all(crate::SendOutcome::is_duplicate), "{again:?}");
+    for id in &ids {
+        let record = transport.command_get(DOMAIN, *id).await.expect("get").expect("stored");
+        assert_eq!((record.correlation_id, record.reply_to.as_str()), (correlation, "billing"));
+    }
+    let twice = Uuid::now_v7();
+    let same = || (Echo { text: "twice".into() }, SendOptions::new().command_id(twice));
+    let outcomes = bus.send_batch_with([same(), same()]).await.expect("send");
+    let duplicates: Vec<bool> = outcomes.iter().map(crate::SendOutcome::is_duplicate).collect();
+    assert_eq!(duplicates, [false, true], "the second of one id in a batch is a duplicate");
 }

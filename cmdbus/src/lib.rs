@@ -46,7 +46,88 @@ pub use catalog::{
     Catalog, CatalogEntry, CommandType, LIVE_WITHIN, Registered, SERVED_EVERY, Served,
 };
 pub use classify::{Classifier, Classify};
-pub use cmdbus_macros::{Command, Payload, command, handler, reply};
+/// Declares a struct or enum as a command: `#[derive(Command)]` with its
+/// keys in `#[command(...)]`. The keys, their defaults, what is generated
+/// and runnable examples are on the [`Command`](trait@Command) trait.
+#[doc(inline)]
+pub use cmdbus_macros::Command;
+/// Serialization and a JSON schema for a type carried inside commands or
+/// replies (a nested field type, a reply type), with no serde or schemars
+/// dependency in your crate. Structs and enums, not unions or generics;
+/// `#[serde]` and `#[schemars]` attributes are honoured.
+///
+/// ```
+/// use cmdbus::{Command, Payload};
+///
+/// #[derive(Payload)]
+/// struct Address { city: String }
+///
+/// #[derive(Command)]
+/// #[command(domain = "shipping")]
+/// struct Ship { to: Address }
+/// ```
+#[doc(inline)]
+pub use cmdbus_macros::Payload;
+/// The attribute form of [`#[derive(Command)]`](derive@Command), kept for
+/// existing code: `#[command(domain = "...", ...)]` alone on the type, same
+/// keys (see the [`Command`](trait@Command) trait).
+#[doc(inline)]
+pub use cmdbus_macros::command;
+/// Registers an async function as the handler of one command type.
+///
+/// # Signature
+///
+/// `async fn name(cmd: C) -> Result<R, E>`, or with the context as a
+/// second argument, `async fn name(cmd: C, ctx: &mut HandlerContext) -> Result<R, E>`:
+///
+/// - `C` is a [`Command`]; `R` is its `Reply` (another type is a compile
+///   error at the return type);
+/// - `E` is [`HandlerError`] or any error `?` converts (every
+///   `std::error::Error`): the worker's [`Classifier`] decides whether
+///   it is transient (retried) or permanent (troubleshooting queue);
+/// - the [`HandlerContext`] is optional: take it for the attempt number, the
+///   lease, follow-up commands ([`HandlerContext::send`]) or a backend's
+///   transaction.
+///
+/// The attribute takes no arguments; a sync function, a method, generics or
+/// a missing return type are compile errors at the mistake.
+///
+/// # What it generates
+///
+/// The function stays as written, so a unit test calls it directly (with
+/// `cmdbus::testing::context`). Beside it, a registration collected at
+/// link time (`inventory`): a worker serving `C`'s domain finds it with no
+/// list to maintain. Two handlers for one command type are refused when a
+/// worker starts, naming both.
+///
+/// ```
+/// use cmdbus::{Command, HandlerContext, HandlerError, handler};
+///
+/// #[derive(Command)]
+/// #[command(domain = "docs-handler", reply = u32)]
+/// struct Count { items: Vec<String> }
+///
+/// #[handler]
+/// async fn count(cmd: Count) -> Result<u32, HandlerError> {
+///     u32::try_from(cmd.items.len()).map_err(|e| HandlerError::permanent("too_many", e.to_string()))
+/// }
+///
+/// #[derive(Command)]
+/// #[command(domain = "docs-handler")]
+/// struct Audit {}
+///
+/// #[handler]
+/// async fn audit(_cmd: Audit, ctx: &mut HandlerContext) -> Result<(), HandlerError> {
+///     tracing::info!(attempt = ctx.attempt(), "auditing");
+///     Ok(())
+/// }
+/// ```
+#[doc(inline)]
+pub use cmdbus_macros::handler;
+/// The attribute form of [`#[derive(Payload)]`](derive@Payload) for reply
+/// and nested types, kept for existing code.
+#[doc(inline)]
+pub use cmdbus_macros::reply;
 pub use command::Command;
 pub use command_key::CommandKey;
 pub use context::HandlerContext;
