@@ -168,7 +168,7 @@ pub(crate) async fn run(cli: Cli, connect_timeout: Duration) -> Result<()> {
         Command::Audit { id } => {
             let mut entries = Vec::new();
             for record in find(&bus, *id).await? {
-                entries.extend(bus.audit_trail(&record.domain, *id).await?);
+                entries.extend(bus.audit_trail_in(&record.domain, *id).await?);
             }
             if cli.json {
                 output::json(&mut out, &entries)?;

@@ -354,7 +354,7 @@ async fn bad_input_gets_clear_errors_and_exit_codes() {
         .output()
         .expect("runs");
     assert_exit(&unnamed, 0);
-    let trail = f.bus.audit_trail("cli-it", f.ids[0]).await.expect("audit");
+    let trail = f.bus.audit_trail_in("cli-it", f.ids[0]).await.expect("audit");
     let retry = trail.iter().find(|e| e.event == cmdbus::AuditEvent::OperatorRetry).expect("retry");
     assert_eq!(retry.details["operator"], account.as_str(), "{trail:?}");
 }

@@ -329,8 +329,16 @@ impl<T: Transport> Bus<T> {
         self.transport.flow_pauses().await
     }
 
-    /// A command's audit trail, oldest first.
-    pub async fn audit_trail(&self, domain: &str, command_id: Uuid) -> Result<Vec<AuditEntry>> {
+    /// The audit trail of command `command_id` of type `C`, oldest first
+    /// (empty for an id never sent). After a send, [`Sent::audit_trail`]
+    /// needs no id at all.
+    pub async fn audit_trail<C: Command>(&self, command_id: Uuid) -> Result<Vec<AuditEntry>> {
+        self.transport.audit_list(C::DOMAIN, command_id).await
+    }
+
+    /// The audit trail of command `command_id` in `domain`, for tools
+    /// without the command types compiled in.
+    pub async fn audit_trail_in(&self, domain: &str, command_id: Uuid) -> Result<Vec<AuditEntry>> {
         crate::validate_domain(domain)?;
         self.transport.audit_list(domain, command_id).await
     }

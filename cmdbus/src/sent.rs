@@ -69,7 +69,7 @@ impl<C: Command, T: Transport> Sent<C, T> {
 
     /// The command's audit trail, oldest first.
     pub async fn audit_trail(&self) -> Result<Vec<AuditEntry>> {
-        self.bus.audit_trail(C::DOMAIN, self.command_id()).await
+        self.bus.audit_trail::<C>(self.command_id()).await
     }
 }
 

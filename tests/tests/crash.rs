@@ -58,7 +58,7 @@ async fn a_command_that_kills_its_worker_every_time_ends_in_the_tsq() {
 
     assert_eq!(record.attempts, 3);
     assert_eq!(record.last_error.map(|e| e.code), Some("lease_expired".to_owned()));
-    let trail = bus.audit_trail("crash", id).await.expect("audit");
+    let trail = bus.audit_trail_in("crash", id).await.expect("audit");
     let events: Vec<AuditEvent> = trail.iter().map(|e| e.event).collect();
     assert_eq!(events.iter().filter(|e| **e == AuditEvent::Received).count(), 3);
     assert_eq!(events.iter().filter(|e| **e == AuditEvent::LeaseExpired).count(), 3);

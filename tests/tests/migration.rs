@@ -66,7 +66,7 @@ fn id(n: u128) -> Uuid {
 }
 
 async fn events(bus: &PgBus, n: u128) -> Vec<AuditEvent> {
-    let trail = bus.audit_trail("migrate-it", id(n)).await.expect("audit");
+    let trail = bus.audit_trail_in("migrate-it", id(n)).await.expect("audit");
     trail.into_iter().map(|e| e.event).collect()
 }
 

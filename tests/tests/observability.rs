@@ -79,7 +79,7 @@ async fn audit_trail_tells_the_whole_story_in_order() {
     worker.shutdown().await;
     assert_eq!(reply.success().as_deref(), Some("done on attempt 1"));
 
-    let trail = bus.audit_trail(DOMAIN, id).await.expect("audit");
+    let trail = bus.audit_trail_in(DOMAIN, id).await.expect("audit");
     let events: Vec<(AuditEvent, u32)> = trail.iter().map(|e| (e.event, e.attempt)).collect();
     use AuditEvent::*;
     assert_eq!(

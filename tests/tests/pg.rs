@@ -133,7 +133,7 @@ async fn duplicate_send_from_16_tasks_creates_one_command() {
         accepted += usize::from(!outcome.is_duplicate());
     }
     assert_eq!(accepted, 1);
-    let sent = bus.audit_trail(DOMAIN, id).await.expect("audit");
+    let sent = bus.audit_trail_in(DOMAIN, id).await.expect("audit");
     assert_eq!(sent.len(), 1);
 }
 
@@ -144,7 +144,7 @@ async fn send_in_follows_the_callers_transaction() {
     let rolled_back = bus.send_in(&mut tx, Deposit { mode: Mode::Succeed }).await.expect("send");
     tx.rollback().await.expect("rollback");
     assert!(bus.command::<Deposit>(rolled_back.command_id()).await.is_err());
-    assert!(bus.audit_trail(DOMAIN, rolled_back.command_id()).await.expect("audit").is_empty());
+    assert!(bus.audit_trail_in(DOMAIN, rolled_back.command_id()).await.expect("audit").is_empty());
 
     let mut tx = bus.pool().begin().await.expect("begin");
     let committed = bus.send_in(&mut tx, Deposit { mode: Mode::Succeed }).await.expect("send");
@@ -185,7 +185,7 @@ async fn handler_write_rolls_back_when_completion_cannot_be_recorded() {
     let worker = start_worker(&bus).await;
     let id = bus.send(Deposit { mode: Mode::LoseLease }).await.expect("send").command_id();
     let deadline = tokio::time::Instant::now() + WAIT;
-    while bus.audit_trail(DOMAIN, id).await.expect("audit").len() < 2 {
+    while bus.audit_trail::<Deposit>(id).await.expect("audit").len() < 2 {
         assert!(tokio::time::Instant::now() < deadline, "never received");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

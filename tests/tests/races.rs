@@ -240,7 +240,7 @@ async fn shutdown_racing_completion_loses_nothing_and_doubles_nothing() {
                     released += usize::from(
                         record.attempts == 0
                             && bus
-                                .audit_trail(DOMAIN, *id)
+                                .audit_trail_in(DOMAIN, *id)
                                 .await
                                 .expect("audit")
                                 .iter()

@@ -140,7 +140,7 @@ async fn bus_errors_are_clear() {
         .await
         .expect_err("timeout");
     assert!(timeout.to_string().contains("no reply to command"), "{timeout}");
-    assert!(bus.audit_trail("Bad Domain", uuid::Uuid::nil()).await.is_err());
+    assert!(bus.audit_trail_in("Bad Domain", uuid::Uuid::nil()).await.is_err());
     let no_domain = bus.worker().start().await.err().expect("no domain");
     assert_eq!(no_domain.to_string(), "worker has no domain to serve; call .domain(\"...\")");
     let unknown = bus.worker().domain("nobody-home").start().await.err().expect("no handlers");

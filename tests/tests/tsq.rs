@@ -202,7 +202,7 @@ async fn retry_reruns_the_command_to_completion() {
     let reply = bus.wait_reply::<Charge>(id, WAIT).await.expect("reply");
     worker.shutdown().await;
     assert_eq!(reply, TypedReply::Success(Receipt { reference: format!("charged-{key}") }));
-    let trail = bus.audit_trail(DOMAIN, id).await.expect("audit");
+    let trail = bus.audit_trail_in(DOMAIN, id).await.expect("audit");
     let retry = trail.iter().find(|e| e.event == AuditEvent::OperatorRetry).expect("audited");
     assert_eq!(retry.details["operator"], "ops@example.com");
     assert_eq!(trail.last().map(|e| e.event), Some(AuditEvent::Completed));
@@ -222,7 +222,7 @@ async fn cancel_sends_one_canceled_reply() {
             operator: "ops@example.com".into()
         }
     );
-    let trail = bus.audit_trail(DOMAIN, id).await.expect("audit");
+    let trail = bus.audit_trail_in(DOMAIN, id).await.expect("audit");
     let cancel = trail.last().expect("audited");
     assert_eq!(cancel.event, AuditEvent::OperatorCancel);
     assert_eq!(
@@ -245,7 +245,7 @@ async fn complete_hands_a_typed_result_to_a_waiting_caller() {
     let reply = waiter.await.expect("join").expect("reply");
     assert_eq!(reply, TypedReply::Success(Receipt { reference: "manual-42".into() }));
     assert_eq!(status(&bus, id).await, CommandStatus::Completed);
-    let trail = bus.audit_trail(DOMAIN, id).await.expect("audit");
+    let trail = bus.audit_trail_in(DOMAIN, id).await.expect("audit");
     let complete = trail.last().expect("audited");
     assert_eq!(complete.event, AuditEvent::OperatorComplete);
     assert_eq!(complete.details["result"]["reference"], "manual-42");
@@ -289,7 +289,11 @@ async fn actions_outside_the_tsq_fail_cleanly() {
             "command {pending} in domain \"tsq-it\" is PENDING, not in the troubleshooting queue"
         )
     );
-    assert_eq!(bus.audit_trail(DOMAIN, pending).await.expect("audit").len(), 1, "nothing audited");
+    assert_eq!(
+        bus.audit_trail_in(DOMAIN, pending).await.expect("audit").len(),
+        1,
+        "nothing audited"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -314,7 +318,7 @@ async fn fifty_concurrent_retries_make_one_retry_and_one_rerun() {
     let worker = bus.worker().domain(DOMAIN).start().await.expect("worker");
     bus.wait_reply::<Charge>(id, WAIT).await.expect("reply");
     worker.shutdown().await;
-    let trail = bus.audit_trail(DOMAIN, id).await.expect("audit");
+    let trail = bus.audit_trail_in(DOMAIN, id).await.expect("audit");
     assert_eq!(trail.iter().filter(|e| e.event == AuditEvent::OperatorRetry).count(), 1);
     assert_eq!(
         trail.iter().filter(|e| e.event == AuditEvent::Received).count(),
@@ -465,7 +469,7 @@ async fn a_scheduled_command_is_canceled_before_it_starts() {
 
     // The due one is still pending and can be canceled too; audited with the operator.
     api.cancel_pending(now, &ops(), "duplicate").await.expect("cancel");
-    let trail = bus.audit_trail(DOMAIN, now).await.expect("audit");
+    let trail = bus.audit_trail_in(DOMAIN, now).await.expect("audit");
     let events: Vec<AuditEvent> = trail.iter().map(|e| e.event).collect();
     assert_eq!(events, [AuditEvent::Sent, AuditEvent::OperatorCancel]);
     assert_eq!(trail[1].details["operator"], "ops@example.com");
