@@ -17,9 +17,11 @@ const TRANSITION_COLUMNS: &str = "status, attempts, due_at, lease_id, lease_expi
 pub enum Role {
     /// Sends commands and reads their status and replies.
     Sender,
-    /// Leases, records outcomes, extends and rescues leases.
+    /// Leases, records outcomes, extends and rescues leases; stores the
+    /// commands handlers send and the completions of batches it ends.
     Worker,
-    /// Reads everything; retries, cancels and completes troubleshooting-queue items.
+    /// Reads everything; retries, cancels and completes troubleshooting-queue
+    /// items (storing the completion of a batch such an action ends).
     Operator,
 }
 
@@ -46,11 +48,16 @@ pub fn grants_sql(schema: &str, role: Role, role_name: &str) -> Result<String, E
     );
     // Workers and operators both change commands only through transitions
     // (`transitions_apply.sql`), which write these columns.
-    let transitions =
-        format!("GRANT SELECT, UPDATE ({TRANSITION_COLUMNS}) ON {{schema}}.commands TO {g};");
+    // The transition that ends a batch's last member stores its completion.
+    let transitions = format!(
+        "GRANT SELECT, UPDATE ({TRANSITION_COLUMNS}) ON {{schema}}.commands TO {g};
+         GRANT INSERT ON {{schema}}.commands TO {g};
+         GRANT SELECT, UPDATE (remaining, completed, failed, canceled, finished_at) ON {{schema}}.batches TO {g};"
+    );
     let specific = match role {
         Role::Sender => format!(
             "GRANT SELECT, INSERT ON {{schema}}.commands TO {g};
+             GRANT SELECT, INSERT ON {{schema}}.batches TO {g};
              GRANT SELECT ON {{schema}}.audit TO {g};
              GRANT SELECT ON {{schema}}.audit_trail TO {g};
              GRANT SELECT, UPDATE (consumed_at) ON {{schema}}.replies TO {g};

@@ -56,3 +56,26 @@ pub(crate) fn record(row: &PgRow) -> Result<CommandRecord> {
     )
     .with_due_at(row.try_get("due_at").map_err(get())?))
 }
+
+/// A row of `batch_get.sql`.
+pub(crate) fn batch_status(row: &PgRow) -> Result<cmdbus::BatchStatus> {
+    let get = || db("decoding a batch");
+    let total: i32 = row.try_get("total").map_err(get())?;
+    let mut status = cmdbus::BatchStatus::new(
+        row.try_get("batch_id").map_err(get())?,
+        u64::try_from(total).unwrap_or(0),
+        row.try_get("created_at").map_err(get())?,
+    );
+    status.finished_at = row.try_get("finished_at").map_err(get())?;
+    let domain: Option<String> = row.try_get("completion_domain").map_err(get())?;
+    let id: Option<uuid::Uuid> = row.try_get("completion_id").map_err(get())?;
+    status.completion = domain.zip(id);
+    let members: serde_json::Value = row.try_get("members").map_err(get())?;
+    for (name, n) in members.as_object().into_iter().flatten() {
+        let parsed = name
+            .parse()
+            .map_err(|_| Error::backend("decoding a batch", format!("unknown status {name:?}")))?;
+        status.count(parsed, n.as_u64().unwrap_or(0));
+    }
+    Ok(status)
+}

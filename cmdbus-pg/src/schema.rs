@@ -80,6 +80,7 @@ impl Schema {
 pub(crate) struct Statements {
     pub(crate) command_send: Arc<str>,
     pub(crate) commands_send: Arc<str>,
+    pub(crate) batch_get: Arc<str>,
     pub(crate) commands_lease: Arc<str>,
     pub(crate) commands_lease_full: Arc<str>,
     pub(crate) transitions_apply: Arc<str>,
@@ -99,6 +100,7 @@ impl Statements {
         Self {
             command_send: r(include_str!("sql/command_send.sql")),
             commands_send: r(include_str!("sql/commands_send.sql")),
+            batch_get: r(include_str!("sql/batch_get.sql")),
             commands_lease: r(&lease(include_str!("sql/commands_lease.sql"), "")),
             commands_lease_full: r(&lease(
                 include_str!("sql/commands_lease_full.sql"),

@@ -41,6 +41,7 @@ where
         .bind(&columns.event_due_at)
         .bind(&columns.event_on_row)
         .bind(AuditEvent::Received.as_str())
+        .bind(transport.channel())
         .fetch_all(executor)
         .await
         .explained(transport.pool(), "recording transitions")

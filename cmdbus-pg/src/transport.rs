@@ -12,12 +12,12 @@ use std::{
 use chrono::{DateTime, Utc};
 use cmdbus::backend::{
     BulkAction, BulkPlan, CommandsLease, Due, ExpiredLease, LeaseExtend, LeaseRef, LeasedCommand,
-    NewCommand, Polled, QueueStats, Transition, WakeSender, WakeUps,
+    NewBatch, NewCommand, Polled, QueueStats, Transition, WakeSender, WakeUps,
 };
 use cmdbus::{
-    AuditEntry, AuditEvent, BulkOutcome, Catalog, CommandRecord, CommandType, Cursor, Error,
-    FlowTarget, Limit, LimitChange, Operator, Page, Pause, Registered, Reply, ReplyStatus, Result,
-    SendOutcome, Transport, TsqCount, TsqFilter,
+    AuditEntry, AuditEvent, BatchStatus, BulkOutcome, Catalog, CommandRecord, CommandType, Cursor,
+    Error, FlowTarget, Limit, LimitChange, Operator, Page, Pause, Registered, Reply, ReplyStatus,
+    Result, SendOutcome, Transport, TsqCount, TsqFilter,
 };
 use sqlx::{PgConnection, PgPool, Postgres, Row, Transaction, postgres::PgRow};
 use uuid::Uuid;
@@ -179,6 +179,11 @@ impl PgTransport {
 
     /// Wakes, after the commit, the workers of commands the applied
     /// transitions made due now and the callers waiting for their replies.
+    /// The channel that wakes workers.
+    pub(crate) fn channel(&self) -> &str {
+        &self.inner.channel
+    }
+
     pub(crate) fn after_transitions(&self, transitions: &[Transition], applied: &[bool]) {
         let done = || transitions.iter().zip(applied).filter(|(_, a)| **a).map(|(t, _)| t);
         let due: std::collections::BTreeSet<&str> =
@@ -261,10 +266,27 @@ impl PgTransport {
                 SendOutcome::Duplicate { command_id }
             }]);
         }
+        Ok(self.insert_many(executor, commands, channel, None).await?.0)
+    }
+
+    /// The unnest form of [`insert`](Self::insert); with a batch (its id
+    /// and completion command as JSON), the commands stored become its
+    /// members. Also says whether the batch existed (then nothing was stored).
+    async fn insert_many<'c, E>(
+        &self,
+        executor: E,
+        commands: Vec<NewCommand>,
+        channel: Option<&str>,
+        batch: Option<(Uuid, Option<serde_json::Value>)>,
+    ) -> Result<(Vec<SendOutcome>, bool)>
+    where
+        E: sqlx::Executor<'c, Database = Postgres>,
+    {
         let mut columns = SendColumns::with_capacity(commands.len());
         for command in commands {
             columns.push(command);
         }
+        let (batch_id, completion) = batch.map_or((None, None), |(id, c)| (Some(id), c));
         let rows = sqlx::query(sql(&self.inner.statements.commands_send))
             .bind(&columns.domains)
             .bind(&columns.ids)
@@ -278,22 +300,30 @@ impl PgTransport {
             .bind(&columns.due_ats)
             .bind(&columns.delays_ms)
             .bind(&columns.priorities)
+            .bind(batch_id)
+            .bind(completion)
             .fetch_all(executor)
             .await
             .explained(&self.inner.pool, "sending commands")
             .await?;
-        rows.iter()
+        let read = || db("reading send result");
+        let existed = match rows.first() {
+            Some(row) => row.try_get("batch_existed").map_err(read())?,
+            None => false,
+        };
+        let outcomes = rows
+            .iter()
             .map(|row| {
-                let command_id: Uuid =
-                    row.try_get("command_id").map_err(db("reading send result"))?;
-                let inserted: bool = row.try_get("inserted").map_err(db("reading send result"))?;
+                let command_id: Uuid = row.try_get("command_id").map_err(read())?;
+                let inserted: bool = row.try_get("inserted").map_err(read())?;
                 Ok(if inserted {
                     SendOutcome::Accepted { command_id }
                 } else {
                     SendOutcome::Duplicate { command_id }
                 })
             })
-            .collect()
+            .collect::<Result<_>>()?;
+        Ok((outcomes, existed))
     }
 
     async fn reply_get(&self, domain: &str, command_id: Uuid) -> Result<Option<Reply>> {
@@ -537,6 +567,49 @@ impl Transport for PgTransport {
             .explained(&self.inner.pool, "reading a command")
             .await?;
         row.as_ref().map(crate::rows::record).transpose()
+    }
+
+    async fn batch_open(&self, batch: NewBatch) -> Result<Vec<SendOutcome>> {
+        let batch_id = batch.batch_id;
+        for command in batch.members.iter().chain(&batch.completion) {
+            cmdbus::validate_domain(&command.domain)?;
+            cmdbus::validate_command_type(&command.command_type)?;
+        }
+        let completion = batch.completion.as_ref().map(|c| {
+            serde_json::json!({
+                "domain": c.domain,
+                "command_id": c.command_id,
+                "command_type": c.command_type,
+                "correlation_id": c.correlation_id,
+                "reply_to": c.reply_to,
+                "max_attempts": c.max_attempts,
+                "priority": c.priority,
+                "traceparent": c.traceparent,
+                "payload": c.payload,
+            })
+        });
+        let domains: std::collections::BTreeSet<String> =
+            batch.members.iter().map(|c| c.domain.clone()).collect();
+        let (outcomes, existed) = self
+            .insert_many(&self.inner.pool, batch.members, None, Some((batch_id, completion)))
+            .await?;
+        if !existed && outcomes.iter().all(SendOutcome::is_duplicate) {
+            return Err(Error::InvalidBatch { batch_id, reason: "every member exists already" });
+        }
+        for domain in &domains {
+            self.inner.notifier.poke(domain);
+        }
+        Ok(outcomes)
+    }
+
+    async fn batch_get(&self, batch_id: Uuid) -> Result<Option<BatchStatus>> {
+        let row = sqlx::query(sql(&self.inner.statements.batch_get))
+            .bind(batch_id)
+            .fetch_optional(&self.inner.pool)
+            .await
+            .explained(&self.inner.pool, "reading a batch")
+            .await?;
+        row.as_ref().map(crate::rows::batch_status).transpose()
     }
 
     async fn commands_find(&self, command_id: Uuid) -> Result<Vec<CommandRecord>> {

@@ -14,6 +14,7 @@
 
 use std::any::Any;
 
+pub use crate::batch::NewBatch;
 pub use crate::envelope::{Due, LeasedCommand, NewCommand};
 pub use crate::transition::{
     AttemptsChange, ExpiredLease, Guard, OperatorAction, PlannedEvent, PlannedReply, Transition,

@@ -154,6 +154,31 @@ impl<T: Transport> Bus<T> {
         record_sent::<C>(&span, sent)
     }
 
+    /// Opens a tracked batch: stores its members in one round trip, all or
+    /// none, and its completion command to send when every member has
+    /// ended. Opening the same batch again changes nothing and reports
+    /// every member as a duplicate.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidBatch`] for a batch with no members or whose members
+    /// all exist already, [`Error::PayloadTooLarge`], [`Error::Backend`].
+    pub async fn open_batch(&self, batch: crate::Batch) -> Result<crate::OpenedBatch> {
+        let batch = batch.into_new(self.max_payload_bytes)?;
+        let batch_id = batch.batch_id;
+        let outcomes = self.transport.batch_open(batch).await?;
+        Ok(crate::OpenedBatch { batch_id, outcomes })
+    }
+
+    /// Where a tracked batch stands: members by status, ended or not.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownBatch`], [`Error::Backend`].
+    pub async fn batch(&self, batch_id: Uuid) -> Result<crate::BatchStatus> {
+        self.transport.batch_get(batch_id).await?.ok_or(Error::UnknownBatch { batch_id })
+    }
+
     /// Records `C` in the command-type catalog (done for you on its first
     /// send), and warns when no worker has ever served its domain: such a
     /// command would stay PENDING until one starts.
@@ -382,14 +407,6 @@ pub(crate) fn prepare<C: Command>(
         command_type: C::NAME,
         source,
     })?;
-    if payload.get().len() > max_payload_bytes {
-        return Err(Error::PayloadTooLarge {
-            domain: C::DOMAIN.to_owned(),
-            command_type: C::NAME.to_owned(),
-            size: payload.get().len(),
-            limit: max_payload_bytes,
-        });
-    }
     let reply_to = options.reply_to.unwrap_or_else(|| DEFAULT_REPLY_QUEUE.to_owned());
     if reply_to.trim().is_empty() || reply_to.len() > 200 || reply_to.chars().any(char::is_control)
     {
@@ -401,7 +418,7 @@ pub(crate) fn prepare<C: Command>(
     }
     let command_id = options.command_id.unwrap_or_else(Uuid::now_v7);
     let trace = options.traceparent.map_or_else(TraceParent::root, |parent| parent.child());
-    Ok(NewCommand::new(
+    let command = NewCommand::new(
         C::DOMAIN.to_owned(),
         C::NAME.to_owned(),
         command_id,
@@ -412,5 +429,21 @@ pub(crate) fn prepare<C: Command>(
     )
     .with_traceparent(Some(trace.to_string()))
     .with_due(options.due)
-    .with_priority(options.priority.unwrap_or(C::PRIORITY)))
+    .with_priority(options.priority.unwrap_or(C::PRIORITY));
+    check_size(&command, max_payload_bytes)?;
+    Ok(command)
+}
+
+/// Refuses a payload larger than `max_payload_bytes`.
+pub(crate) fn check_size(command: &NewCommand, max_payload_bytes: usize) -> Result<()> {
+    let size = command.payload.get().len();
+    if size > max_payload_bytes {
+        return Err(Error::PayloadTooLarge {
+            domain: command.domain.clone(),
+            command_type: command.command_type.clone(),
+            size,
+            limit: max_payload_bytes,
+        });
+    }
+    Ok(())
 }

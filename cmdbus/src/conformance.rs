@@ -92,6 +92,32 @@ async fn chain(cmd: Chain, ctx: &mut HandlerContext) -> Result<bool, HandlerErro
     Ok(again.is_duplicate())
 }
 
+/// A batch's completion command: how the batch ended.
+#[command(domain = "cmdbus-conformance")]
+pub struct BatchDone {
+    /// The counts, filled in when it is sent.
+    pub batch: crate::BatchOutcome,
+}
+
+#[handler]
+async fn batch_done(_cmd: BatchDone) -> Result<(), HandlerError> {
+    Ok(())
+}
+
+/// Fails permanently the first time it runs in this process, then succeeds.
+#[command(domain = "cmdbus-conformance")]
+pub struct FailsOnce {}
+
+static FAILED_ONCE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+#[handler]
+async fn fails_once(_cmd: FailsOnce) -> Result<(), HandlerError> {
+    if !FAILED_ONCE.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        return Err(HandlerError::permanent("first_run", "fails the first time"));
+    }
+    Ok(())
+}
+
 /// Runs of [`Long`] in this process (each case runs in its own process
 /// under nextest; the count is compared before and after).
 static LONG_RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
@@ -184,6 +210,8 @@ macro_rules! conformance_suite {
             the_operator_api_lists_and_acts_on_the_tsq,
             a_handler_sends_with_its_completion_or_not_at_all,
             a_batch_carries_options_per_command_and_is_idempotent,
+            a_batch_completion_is_sent_once_when_every_member_has_ended,
+            a_member_in_the_tsq_holds_its_batch_open_until_an_operator_acts,
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {
@@ -1286,4 +1314,105 @@ pub async fn a_batch_carries_options_per_command_and_is_idempotent<T: Transport>
     let outcomes = bus.send_batch_with([same(), same()]).await.expect("send");
     let duplicates: Vec<bool> = outcomes.iter().map(crate::SendOutcome::is_duplicate).collect();
     assert_eq!(duplicates, [false, true], "the second of one id in a batch is a duplicate");
+}
+
+/// The completion command of a tracked batch, with `BatchDone`'s payload.
+fn completion_of(record: &crate::CommandRecord) -> crate::BatchOutcome {
+    let done: BatchDone = serde_json::from_str(record.payload.get()).expect("a BatchDone");
+    done.batch
+}
+
+/// Waits for a batch to end and returns it with its completion command.
+async fn batch_ended<T: Transport>(
+    bus: &Bus<T>,
+    batch_id: Uuid,
+) -> (crate::BatchStatus, crate::CommandRecord) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let status = bus.batch(batch_id).await.expect("batch");
+        if let (true, Some((_, id))) = (status.is_finished(), &status.completion) {
+            let completion = wait_for(bus.transport(), *id, CommandStatus::Completed).await;
+            return (status, completion);
+        }
+        assert!(tokio::time::Instant::now() < deadline, "batch never ended: {status:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A tracked batch of different command types counts its members as they
+/// end; the last to end sends the completion command, once, carrying the
+/// counts. Opening it again changes nothing.
+pub async fn a_batch_completion_is_sent_once_when_every_member_has_ended<T: Transport>(
+    transport: T,
+) {
+    let bus = Bus::new(transport.clone());
+    let batch_id = Uuid::now_v7();
+    let existing = bus.send(Echo { text: "sent before".into() }).await.expect("send").command_id();
+    let open = || {
+        crate::Batch::with_id(batch_id)
+            .member(Echo { text: "a".into() })
+            .and_then(|b| b.member(Echo { text: "b".into() }))
+            .and_then(|b| b.member(Refuse {}))
+            .and_then(|b| {
+                b.member_with(
+                    Echo { text: "again".into() },
+                    SendOptions::new().command_id(existing),
+                )
+            })
+            .and_then(|b| b.on_done(|batch| BatchDone { batch }))
+            .expect("batch")
+    };
+    let opened = bus.open_batch(open()).await.expect("open");
+    let duplicates: Vec<bool> =
+        opened.outcomes.iter().map(crate::SendOutcome::is_duplicate).collect();
+    assert_eq!(duplicates, [false, false, false, true], "an existing command is not a member");
+    let status = bus.batch(batch_id).await.expect("batch");
+    assert_eq!((status.total, status.pending, status.is_finished()), (3, 3, false));
+    let worker = worker(&bus).await;
+    let (status, completion) = batch_ended(&bus, batch_id).await;
+    worker.shutdown().await;
+    assert_eq!((status.completed, status.failed, status.pending), (2, 1, 0));
+    let outcome = completion_of(&completion);
+    assert_eq!(
+        (outcome.batch_id, outcome.total, outcome.completed, outcome.failed),
+        (batch_id, 3, 2, 1)
+    );
+    let again = bus.open_batch(open()).await.expect("open again");
+    assert!(again.outcomes.iter().all(crate::SendOutcome::is_duplicate), "{again:?}");
+    let completions = transport.commands_find(completion.command_id).await.expect("find");
+    assert_eq!(completions.len(), 1, "the completion is sent once");
+    let unknown = bus.batch(Uuid::now_v7()).await;
+    assert!(matches!(unknown, Err(crate::Error::UnknownBatch { .. })), "{unknown:?}");
+    let empty = bus.open_batch(crate::Batch::new()).await;
+    assert!(matches!(empty, Err(crate::Error::InvalidBatch { .. })), "{empty:?}");
+}
+
+/// A member in the troubleshooting queue holds its batch open; once an
+/// operator retries it and it completes, the batch ends and its completion
+/// command is sent.
+pub async fn a_member_in_the_tsq_holds_its_batch_open_until_an_operator_acts<T: Transport>(
+    transport: T,
+) {
+    let bus = Bus::new(transport.clone());
+    let batch = crate::Batch::new()
+        .member(Echo { text: "fine".into() })
+        .and_then(|b| b.member(FailsOnce {}))
+        .and_then(|b| b.on_done(|batch| BatchDone { batch }))
+        .expect("batch");
+    let batch_id = batch.id();
+    let opened = bus.open_batch(batch).await.expect("open");
+    let held = opened.outcomes[1].command_id();
+    let worker = worker(&bus).await;
+    wait_for(&transport, held, CommandStatus::InTroubleshootingQueue).await;
+    wait_for(&transport, opened.outcomes[0].command_id(), CommandStatus::Completed).await;
+    let status = bus.batch(batch_id).await.expect("batch");
+    assert_eq!((status.completed, status.in_troubleshooting_queue), (1, 1));
+    assert!(!status.is_finished(), "a member in the TSQ holds the batch open");
+    let operator = crate::Operator::new("ops@example.com").expect("operator");
+    bus.troubleshooting().retry(held, &operator).await.expect("retry");
+    let (status, completion) = batch_ended(&bus, batch_id).await;
+    worker.shutdown().await;
+    assert_eq!((status.completed, status.in_troubleshooting_queue), (2, 0));
+    let outcome = completion_of(&completion);
+    assert_eq!((outcome.total, outcome.completed, outcome.failed, outcome.canceled), (2, 2, 0, 0));
 }

@@ -153,6 +153,8 @@ pub struct NewCommand {
     pub due: Due,
     /// Its priority within the domain (higher first).
     pub priority: i16,
+    /// The tracked batch it belongs to, if any.
+    pub batch_id: Option<Uuid>,
 }
 
 impl NewCommand {
@@ -183,6 +185,7 @@ impl NewCommand {
             traceparent: None,
             due: Due::Now,
             priority: 0,
+            batch_id: None,
         }
     }
 

@@ -86,6 +86,20 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A tracked batch that cannot be opened as given.
+    #[error("batch {batch_id} cannot be opened: {reason}")]
+    InvalidBatch {
+        /// The batch.
+        batch_id: Uuid,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// No tracked batch has this id.
+    #[error("no batch {batch_id}")]
+    UnknownBatch {
+        /// The batch looked for.
+        batch_id: Uuid,
+    },
     /// A domain, command type or schema name breaks the naming rules.
     #[error("invalid {kind} {value:?}: {reason}")]
     InvalidName {

@@ -6,6 +6,7 @@
 extern crate self as cmdbus;
 
 pub mod backend;
+mod batch;
 mod bus;
 mod catalog;
 mod classify;
@@ -41,6 +42,7 @@ pub mod conformance;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use batch::{Batch, BatchOutcome, BatchStatus, OpenedBatch};
 pub use bus::{Bus, DEFAULT_MAX_PAYLOAD_BYTES};
 pub use catalog::{
     Catalog, CatalogEntry, CommandType, LIVE_WITHIN, Registered, SERVED_EVERY, Served,
@@ -151,8 +153,8 @@ pub use troubleshooting::{BulkOutcome, Troubleshooting, TsqCount, TsqFilter, Typ
 // Backend-author items, public in `backend`, by their short names inside the crate.
 pub(crate) use backend::{
     AttemptsChange, BulkAction, BulkPlan, CommandsLease, Due, ExpiredLease, Guard, LeaseExtend,
-    LeaseRef, LeasedCommand, NewCommand, OperatorAction, Outcome, OutcomeKind, Polled, QueueStats,
-    RecordResult, Transition, TsqItem, TsqReason, WakeSender, WakeUps,
+    LeaseRef, LeasedCommand, NewBatch, NewCommand, OperatorAction, Outcome, OutcomeKind, Polled,
+    QueueStats, RecordResult, Transition, TsqItem, TsqReason, WakeSender, WakeUps,
 };
 pub use worker::{ShutdownReport, Worker, WorkerBuilder, WorkerHealth};
 

@@ -15,9 +15,10 @@ use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::{
-    AuditEntry, BulkAction, BulkOutcome, BulkPlan, Catalog, CommandRecord, CommandType, Cursor,
-    ExpiredLease, Failure, FlowTarget, LeasedCommand, Limit, LimitChange, NewCommand, Operator,
-    Page, Pause, Registered, Reply, Result, SendOutcome, Transition, TsqCount, TsqFilter, WakeUps,
+    AuditEntry, BatchStatus, BulkAction, BulkOutcome, BulkPlan, Catalog, CommandRecord,
+    CommandType, Cursor, ExpiredLease, Failure, FlowTarget, LeasedCommand, Limit, LimitChange,
+    NewBatch, NewCommand, Operator, Page, Pause, Registered, Reply, Result, SendOutcome,
+    Transition, TsqCount, TsqFilter, WakeUps,
 };
 
 /// Expired leases taken back per rescue round.
@@ -181,6 +182,23 @@ pub trait Transport: Clone + Send + Sync + 'static {
         domain: &str,
         command_id: Uuid,
     ) -> impl Future<Output = Result<Option<CommandRecord>>> + Send;
+
+    /// Opens a tracked batch in one round trip, all or none: its members
+    /// (each with `batch_id` set; an id that exists already is a duplicate
+    /// and not a member) and the batch with its member count and completion
+    /// command. A batch whose id exists changes nothing: every member is
+    /// reported a duplicate. A batch none of whose members is new is
+    /// refused ([`Error::InvalidBatch`](crate::Error::InvalidBatch)).
+    ///
+    /// Applying a transition that ends a member (COMPLETED, FAILED,
+    /// CANCELED) must count it down in the same transaction; the one that
+    /// ends the last member stores the completion command, its payload from
+    /// [`NewBatch::completion_payload`](crate::backend::NewBatch::completion_payload).
+    fn batch_open(&self, batch: NewBatch) -> impl Future<Output = Result<Vec<SendOutcome>>> + Send;
+
+    /// A batch's members by status, or `None` for an unknown batch.
+    fn batch_get(&self, batch_id: Uuid)
+    -> impl Future<Output = Result<Option<BatchStatus>>> + Send;
 
     /// Every command with this id, whichever domain holds it (ids are unique
     /// per domain only).

@@ -5,6 +5,9 @@
 -- $9: the channel to NOTIFY (once per domain) inside this transaction, or
 -- NULL to leave waking to the caller. $10 / $11: each command due at this
 -- instant / after these milliseconds (both NULL: now); $12: priorities.
+-- $13 / $14: a tracked batch's id and completion command (both NULL for a
+-- plain send): the commands stored become its members, counted in its row,
+-- unless the batch exists already (then nothing is stored).
 WITH input AS (
     SELECT t.*, ord = min(ord) OVER (PARTITION BY domain, command_id) AS first
     FROM unnest($1::text[], $2::uuid[], $3::text[], $4::uuid[], $5::text[], $6::int[], $7::text[], $8::text[],
@@ -12,22 +15,34 @@ WITH input AS (
         WITH ORDINALITY AS t(domain, command_id, command_type, correlation_id, reply_to, max_attempts, payload,
                              traceparent, due_at, delay_ms, priority, ord)
 ),
+existing_batch AS (
+    SELECT 1 FROM {schema}.batches WHERE batch_id = $13::uuid
+),
 inserted AS (
     INSERT INTO {schema}.commands
-        (domain, command_id, command_type, correlation_id, reply_to, status, max_attempts, payload, traceparent, due_at, priority)
+        (domain, command_id, command_type, correlation_id, reply_to, status, max_attempts, payload, traceparent, due_at, priority,
+         batch_id)
     SELECT domain, command_id, command_type, correlation_id, reply_to, 'PENDING', max_attempts, payload::jsonb, traceparent,
-           COALESCE(due_at, now() + COALESCE(delay_ms, 0) * interval '1 millisecond'), priority
+           COALESCE(due_at, now() + COALESCE(delay_ms, 0) * interval '1 millisecond'), priority, $13::uuid
     FROM input
-    WHERE first
+    WHERE first AND NOT EXISTS (SELECT 1 FROM existing_batch)
     ORDER BY ord
     ON CONFLICT (domain, command_id) DO NOTHING
     RETURNING domain, command_id
+),
+opened AS (
+    INSERT INTO {schema}.batches (batch_id, total, remaining, completion)
+    SELECT $13::uuid, count(*), count(*), $14::jsonb
+    FROM inserted
+    WHERE $13::uuid IS NOT NULL
+    HAVING count(*) > 0
 ),
 notified AS (
     SELECT pg_notify($9::text, domain) FROM (SELECT DISTINCT domain FROM inserted) d
     WHERE $9::text IS NOT NULL
 )
-SELECT i.command_id, (n.command_id IS NOT NULL AND i.first) AS inserted, (SELECT count(*) FROM notified) AS notified
+SELECT i.command_id, (n.command_id IS NOT NULL AND i.first) AS inserted, (SELECT count(*) FROM notified) AS notified,
+       EXISTS (SELECT 1 FROM existing_batch) AS batch_existed
 FROM input i
 LEFT JOIN inserted n ON n.domain = i.domain AND n.command_id = i.command_id
 ORDER BY i.ord

@@ -8,7 +8,8 @@
 -- the ending attempt's RECEIVED leaves the row for an audit row.
 -- Per event ($14-$18): its transition's position, event, details, add
 -- due_at, held on the row (not written when the row holds its attempt).
--- $19: the RECEIVED event's name.
+-- $19: the RECEIVED event's name. $20: the channel that wakes workers for
+-- a batch completion command stored here (delivered at commit).
 -- See audit_trail in 0002_storage_v2.sql for the events a row holds.
 WITH input AS (
     SELECT *
@@ -37,7 +38,8 @@ updated AS (
               (i.lease_id IS NOT NULL) AS ended_lease,
               c.received_at, c.leased_by,
               CASE i.attempts WHEN 'give_back' THEN c.attempts + 1 ELSE c.attempts END AS leased_attempt,
-              i.received_leaves_row, i.reply_status, i.reply_body, i.ord
+              i.received_leaves_row, i.reply_status, i.reply_body, i.ord,
+              c.batch_id, c.status, i.finished
 ),
 events AS (
     SELECT * FROM unnest($14::bigint[], $15::text[], $16::text[], $17::bool[], $18::bool[])
@@ -84,13 +86,62 @@ freed AS (
     FROM ended_locked n
     WHERE l.domain = n.domain AND l.command_type = n.command_type
 ),
+-- A member that ends counts down its batch; the transition that ends the
+-- last one stores the batch's completion command. Batch rows are locked in
+-- id order, and updated in place, so two statements ending the last two
+-- members serialize and exactly one sees zero.
+batch_ended AS (
+    SELECT batch_id, count(*) AS n,
+           count(*) FILTER (WHERE status = 'COMPLETED') AS completed,
+           count(*) FILTER (WHERE status = 'FAILED') AS failed,
+           count(*) FILTER (WHERE status = 'CANCELED') AS canceled
+    FROM updated
+    WHERE batch_id IS NOT NULL AND finished
+    GROUP BY batch_id
+),
+batch_locked AS (
+    SELECT b.batch_id, e.n, e.completed, e.failed, e.canceled
+    FROM {schema}.batches b
+    JOIN batch_ended e ON e.batch_id = b.batch_id
+    ORDER BY b.batch_id
+    FOR UPDATE OF b
+),
+counted AS (
+    UPDATE {schema}.batches b
+    SET remaining = b.remaining - l.n,
+        completed = b.completed + l.completed,
+        failed = b.failed + l.failed,
+        canceled = b.canceled + l.canceled,
+        finished_at = CASE WHEN b.remaining = l.n THEN now() END
+    FROM batch_locked l
+    WHERE b.batch_id = l.batch_id
+    RETURNING b.batch_id, b.total, b.remaining, b.completed, b.failed, b.canceled, b.completion
+),
+fired AS (
+    INSERT INTO {schema}.commands
+        (domain, command_id, command_type, correlation_id, reply_to, status, max_attempts, payload, traceparent, due_at, priority)
+    SELECT c.completion ->> 'domain', (c.completion ->> 'command_id')::uuid, c.completion ->> 'command_type',
+           (c.completion ->> 'correlation_id')::uuid, c.completion ->> 'reply_to', 'PENDING',
+           (c.completion ->> 'max_attempts')::integer,
+           (c.completion -> 'payload') || jsonb_build_object('batch', jsonb_build_object(
+               'batch_id', c.batch_id, 'total', c.total, 'completed', c.completed,
+               'failed', c.failed, 'canceled', c.canceled)),
+           c.completion ->> 'traceparent', now(), (c.completion ->> 'priority')::smallint
+    FROM counted c
+    WHERE c.remaining = 0 AND c.completion IS NOT NULL
+    ON CONFLICT (domain, command_id) DO NOTHING
+    RETURNING domain
+),
+fired_woken AS (
+    SELECT pg_notify($20::text, domain) FROM (SELECT DISTINCT domain FROM fired) d
+),
 replied AS (
     INSERT INTO {schema}.replies (domain, command_id, correlation_id, reply_to, status, body)
     SELECT domain, command_id, correlation_id, reply_to, reply_status, reply_body::jsonb
     FROM updated
     WHERE reply_status IS NOT NULL
 )
-SELECT i.ord, (u.command_id IS NOT NULL) AS applied
+SELECT i.ord, (u.command_id IS NOT NULL) AS applied, (SELECT count(*) FROM fired_woken) AS completions
 FROM input i
 LEFT JOIN updated u ON u.ord = i.ord
 ORDER BY i.ord

@@ -15,12 +15,12 @@ use serde_json::{json, value::RawValue};
 use uuid::Uuid;
 
 use crate::{
-    AttemptsChange, AuditEntry, AuditEvent, BulkAction, BulkOutcome, BulkPlan, Catalog,
-    CatalogEntry, CommandRecord, CommandStatus, CommandType, CommandsLease, Cursor, Due,
-    ExpiredLease, Failure, FlowTarget, Guard, LeaseExtend, LeaseRef, LeasedCommand, Limit,
-    LimitChange, NewCommand, Operator, Page, Pause, Polled, QueueStats, Registered, Reply,
-    ReplyStatus, Result, SendOutcome, Transition, Transport, TsqCount, TsqFilter, TsqItem,
-    WakeSender, WakeUps,
+    AttemptsChange, AuditEntry, AuditEvent, BatchOutcome, BatchStatus, BulkAction, BulkOutcome,
+    BulkPlan, Catalog, CatalogEntry, CommandRecord, CommandStatus, CommandType, CommandsLease,
+    Cursor, Due, ExpiredLease, Failure, FlowTarget, Guard, LeaseExtend, LeaseRef, LeasedCommand,
+    Limit, LimitChange, NewBatch, NewCommand, Operator, Page, Pause, Polled, QueueStats,
+    Registered, Reply, ReplyStatus, Result, SendOutcome, Transition, Transport, TsqCount,
+    TsqFilter, TsqItem, WakeSender, WakeUps,
 };
 
 /// The in-memory transport. Clones share one store.
@@ -42,6 +42,16 @@ struct State {
     pauses: Vec<Pause>,
     limits: Vec<HeldLimit>,
     catalog: Vec<CatalogEntry>,
+    batches: HashMap<Uuid, StoredBatch>,
+}
+
+/// A tracked batch: its counts so far and what to send when it ends.
+struct StoredBatch {
+    outcome: BatchOutcome,
+    remaining: u64,
+    completion: Option<NewCommand>,
+    created_at: DateTime<Utc>,
+    finished_at: Option<DateTime<Utc>>,
 }
 
 /// A limit and, for a rate limit, its token bucket.
@@ -286,8 +296,35 @@ impl State {
                 self.reply(&stored.command, reply.status, reply.body.clone());
             }
         }
+        let ended = (holds && transition.status.is_terminal()).then_some(stored.command.batch_id);
         self.commands.insert(seq, stored);
+        if let Some(Some(batch_id)) = ended {
+            self.count_down(batch_id, transition.status, now);
+        }
         holds
+    }
+
+    /// A member of `batch_id` ended as `status`; the last one stores the
+    /// batch's completion command, under the same lock.
+    fn count_down(&mut self, batch_id: Uuid, status: CommandStatus, now: DateTime<Utc>) {
+        let Some(batch) = self.batches.get_mut(&batch_id) else { return };
+        batch.remaining = batch.remaining.saturating_sub(1);
+        let outcome = &mut batch.outcome;
+        match status {
+            CommandStatus::Completed => outcome.completed += 1,
+            CommandStatus::Failed => outcome.failed += 1,
+            _ => outcome.canceled += 1,
+        }
+        if batch.remaining > 0 {
+            return;
+        }
+        batch.finished_at = Some(now);
+        let Some(mut completion) = batch.completion.clone() else { return };
+        // A payload that no longer reads as JSON is sent as it was stored.
+        if let Ok(payload) = NewBatch::completion_payload(&completion.payload, &batch.outcome) {
+            completion.payload = payload;
+        }
+        self.insert(completion, now);
     }
 }
 
@@ -581,6 +618,55 @@ impl Transport for MemoryTransport {
         let state = self.lock();
         let seq = state.by_id.get(&(domain.to_owned(), command_id));
         Ok(seq.and_then(|seq| state.commands.get(seq)).map(Stored::record))
+    }
+
+    async fn batch_open(&self, batch: NewBatch) -> Result<Vec<SendOutcome>> {
+        validate(&batch.members)?;
+        validate(batch.completion.as_slice())?;
+        let batch_id = batch.batch_id;
+        let outcomes = {
+            let mut state = self.lock();
+            if state.batches.contains_key(&batch_id) {
+                let duplicate =
+                    |c: &NewCommand| SendOutcome::Duplicate { command_id: c.command_id };
+                return Ok(batch.members.iter().map(duplicate).collect());
+            }
+            let new = |c: &NewCommand| !state.by_id.contains_key(&(c.domain.clone(), c.command_id));
+            if !batch.members.iter().any(new) {
+                return Err(crate::Error::InvalidBatch {
+                    batch_id,
+                    reason: "every member exists already",
+                });
+            }
+            let now = Utc::now();
+            let outcomes: Vec<SendOutcome> =
+                batch.members.into_iter().map(|member| state.insert(member, now)).collect();
+            let total = outcomes.iter().filter(|o| !o.is_duplicate()).count() as u64;
+            let outcome = BatchOutcome { batch_id, total, ..BatchOutcome::default() };
+            let stored = StoredBatch {
+                outcome,
+                remaining: total,
+                completion: batch.completion,
+                created_at: now,
+                finished_at: None,
+            };
+            state.batches.insert(batch_id, stored);
+            outcomes
+        };
+        self.work.wake();
+        Ok(outcomes)
+    }
+
+    async fn batch_get(&self, batch_id: Uuid) -> Result<Option<BatchStatus>> {
+        let state = self.lock();
+        let Some(batch) = state.batches.get(&batch_id) else { return Ok(None) };
+        let mut status = BatchStatus::new(batch_id, batch.outcome.total, batch.created_at);
+        status.finished_at = batch.finished_at;
+        status.completion = batch.completion.as_ref().map(|c| (c.domain.clone(), c.command_id));
+        for member in state.commands.values().filter(|c| c.command.batch_id == Some(batch_id)) {
+            status.count(member.status, 1);
+        }
+        Ok(Some(status))
     }
 
     async fn commands_find(&self, command_id: Uuid) -> Result<Vec<CommandRecord>> {
