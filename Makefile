@@ -32,6 +32,7 @@ test: postgres ## Run every test (unit, conformance, integration, UI, doc)
 lint: ## rustfmt check, clippy -D warnings on all targets, rustdoc -D warnings
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-features --all-targets -- -D warnings
+	$(CARGO) clippy -p cmdbus -p cmdbus-pg -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --all-features -q -p cmdbus -p cmdbus-macros -p cmdbus-pg -p cmdbus-cli
 
 typecheck: ## cargo check on all targets

@@ -135,12 +135,37 @@ pub(crate) enum Command {
         #[arg(long)]
         history: bool,
     },
+    /// Tracked batches: members by status, whether they ended, their
+    /// completion command.
+    #[command(subcommand)]
+    Batch(Batch),
     /// Commands per domain, type and status, and domains with pending work
     /// that no live worker serves.
     Stats {
         /// Only this domain.
         #[arg(long)]
         domain: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Batch {
+    /// Batches, newest first.
+    List {
+        /// Only batches with members not ended yet.
+        #[arg(long)]
+        open: bool,
+        /// Rows per page (1-1000).
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Continue after this cursor (printed at the end of a page).
+        #[arg(long)]
+        after: Option<cmdbus::Cursor>,
+    },
+    /// One batch in full.
+    Show {
+        /// The batch id.
+        id: Uuid,
     },
 }
 

@@ -204,6 +204,12 @@ pub(crate) async fn run(cli: Cli, connect_timeout: Duration) -> Result<()> {
             let (domain, command_type) = (domain.as_deref(), command_type.as_deref());
             crate::types::list(&cli, &bus, &mut out, domain, command_type, *history).await?;
         }
+        Command::Batch(crate::args::Batch::List { open, limit, after }) => {
+            crate::batches::list(&cli, &bus, &mut out, *open, *limit, *after).await?;
+        }
+        Command::Batch(crate::args::Batch::Show { id }) => {
+            crate::batches::show(&cli, &bus, &mut out, *id).await?;
+        }
         Command::Stats { domain } => {
             let counts = bus.status_counts(domain.as_deref()).await?;
             let unserved = crate::types::unserved(&bus, &counts).await?;

@@ -809,3 +809,51 @@ async fn results_are_checked_against_the_catalog_and_types_are_listed() {
     assert_eq!(stats["unserved"][0]["domain"], "nobody-home");
     assert!(stats["counts"].as_array().is_some_and(|c| !c.is_empty()));
 }
+
+/// What ends a batch of shipments: the counts.
+#[derive(cmdbus::Command)]
+#[command(domain = "cli-it-done")]
+struct ShipmentsDone {
+    batch: cmdbus::BatchOutcome,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_are_listed_and_shown_with_their_members_by_status() {
+    let f = fixture().await;
+    let batch = cmdbus::Batch::new()
+        .member(Ship { order: 10, code: "no_stock".into() })
+        .and_then(|b| b.member(Knock {}))
+        .and_then(|b| b.on_done(|batch| ShipmentsDone { batch }))
+        .expect("batch");
+    let opened = f.bus.open_batch(batch).await.expect("open");
+    let id = opened.batch_id.to_string();
+    let other = f.bus.open_batch(cmdbus::Batch::new().member(Knock {}).expect("b")).await;
+    let other = other.expect("open").batch_id.to_string();
+
+    let listed = json(&cmdbus(&f.schema, &["--json", "batch", "list", "--limit", "1"]));
+    assert_eq!(listed["items"][0]["batch_id"], other, "newest first");
+    let next = listed["next"].as_str().expect("a second page").to_owned();
+    let page2 = json(&cmdbus(&f.schema, &["--json", "batch", "list", "--after", &next]));
+    assert_eq!(page2["items"][0]["batch_id"], id);
+    assert_eq!(
+        (page2["items"][0]["total"].as_u64(), page2["items"][0]["pending"].as_u64()),
+        (Some(2), Some(2))
+    );
+
+    let table = cmdbus(&f.schema, &["batch", "list", "--open"]);
+    assert_exit(&table, 0);
+    assert!(stdout(&table).starts_with("BATCH"), "{}", stdout(&table));
+    assert_eq!(stdout(&table).lines().count(), 3, "{}", stdout(&table));
+
+    let shown = cmdbus(&f.schema, &["batch", "show", &id]);
+    assert_exit(&shown, 0);
+    let text = stdout(&shown);
+    assert!(text.contains("members:      2") && text.contains("state:        open"), "{text}");
+    assert!(text.contains("completion:   cli-it-done"), "{text}");
+    let shown = json(&cmdbus(&f.schema, &["--json", "batch", "show", &id]));
+    assert_eq!(shown["completion"][0], "cli-it-done");
+
+    let unknown = cmdbus(&f.schema, &["batch", "show", &Uuid::now_v7().to_string()]);
+    assert_exit(&unknown, 3);
+    assert!(stderr(&unknown).contains("no batch"), "{}", stderr(&unknown));
+}

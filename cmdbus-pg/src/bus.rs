@@ -8,7 +8,8 @@ use sqlx::{PgConnection, PgPool, postgres::PgPoolOptions};
 use crate::{
     CommandQuery, StatusCount,
     migrate::Mode,
-    schema::{DEFAULT_SCHEMA, Schema},
+    pool_timeout::Explain,
+    schema::{DEFAULT_SCHEMA, Schema, sql},
     transport::PgTransport,
 };
 
@@ -145,6 +146,30 @@ impl PgBus {
         dry_run: bool,
     ) -> Result<cmdbus::BulkOutcome> {
         crate::retention::prune(self.bus.transport(), before, operator, dry_run).await
+    }
+
+    /// Tracked batches, newest first (only those not ended yet with
+    /// `open_only`), `limit` per page (1–1000) from `after`.
+    pub async fn batches(
+        &self,
+        open_only: bool,
+        limit: usize,
+        after: Option<cmdbus::Cursor>,
+    ) -> Result<Page<cmdbus::BatchStatus>> {
+        let limit = limit.clamp(1, cmdbus::MAX_PAGE);
+        let transport = self.bus.transport();
+        let pool = transport.pool();
+        let rows = sqlx::query(sql(&transport.statements().batches_list))
+            .bind(open_only)
+            .bind(after.map(|c| c.at()))
+            .bind(after.map(|c| c.command_id()))
+            .bind(i64::try_from(limit + 1).unwrap_or(i64::MAX))
+            .fetch_all(pool)
+            .await
+            .explained(pool, "listing batches")
+            .await?;
+        let items = rows.iter().map(crate::rows::batch_status).collect::<Result<Vec<_>>>()?;
+        Ok(Page::from_rows(items, limit, |b| (b.created_at, b.batch_id)))
     }
 
     /// The pool.

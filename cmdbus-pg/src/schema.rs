@@ -81,6 +81,7 @@ pub(crate) struct Statements {
     pub(crate) command_send: Arc<str>,
     pub(crate) commands_send: Arc<str>,
     pub(crate) batch_get: Arc<str>,
+    pub(crate) batches_list: Arc<str>,
     pub(crate) commands_lease: Arc<str>,
     pub(crate) commands_lease_full: Arc<str>,
     pub(crate) transitions_apply: Arc<str>,
@@ -94,13 +95,21 @@ pub(crate) struct Statements {
     pub(crate) queue_stats: Arc<str>,
 }
 
+/// The columns a batch is read with; `batch_get` and `batches_list` say which.
+const BATCHES: &str = include_str!("sql/batch_get.sql");
+
 impl Statements {
     pub(crate) fn new(schema: &Schema) -> Self {
         let r = |sql: &str| Arc::from(schema.render(sql));
         Self {
             command_send: r(include_str!("sql/command_send.sql")),
             commands_send: r(include_str!("sql/commands_send.sql")),
-            batch_get: r(include_str!("sql/batch_get.sql")),
+            batch_get: r(&format!("{BATCHES} WHERE b.batch_id = $1")),
+            batches_list: r(&format!(
+                "{BATCHES} WHERE ($1::bool IS FALSE OR b.finished_at IS NULL)
+                   AND ($2::timestamptz IS NULL OR (b.created_at, b.batch_id) < ($2, $3::uuid))
+                 ORDER BY b.created_at DESC, b.batch_id DESC LIMIT $4"
+            )),
             commands_lease: r(&lease(include_str!("sql/commands_lease.sql"), "")),
             commands_lease_full: r(&lease(
                 include_str!("sql/commands_lease_full.sql"),

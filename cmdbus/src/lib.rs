@@ -152,9 +152,9 @@ pub use transport::Transport;
 pub use troubleshooting::{BulkOutcome, Troubleshooting, TsqCount, TsqFilter, TypedItem};
 // Backend-author items, public in `backend`, by their short names inside the crate.
 pub(crate) use backend::{
-    AttemptsChange, BulkAction, BulkPlan, CommandsLease, Due, ExpiredLease, Guard, LeaseExtend,
-    LeaseRef, LeasedCommand, NewBatch, NewCommand, OperatorAction, Outcome, OutcomeKind, Polled,
-    QueueStats, RecordResult, Transition, TsqItem, TsqReason, WakeSender, WakeUps,
+    BulkAction, BulkPlan, CommandsLease, ExpiredLease, LeaseExtend, LeaseRef, LeasedCommand,
+    NewBatch, NewCommand, OperatorAction, Outcome, OutcomeKind, Polled, QueueStats, RecordResult,
+    Transition, TsqReason, WakeUps,
 };
 pub use worker::{ShutdownReport, Worker, WorkerBuilder, WorkerHealth};
 

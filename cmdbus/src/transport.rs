@@ -62,7 +62,7 @@ pub trait Transport: Clone + Send + Sync + 'static {
     }
 
     /// Applies transitions planned by the core, each all or nothing and only
-    /// if its [`Guard`](crate::Guard) still holds; in input order, `true` where applied.
+    /// if its [`Guard`](crate::backend::Guard) still holds; in input order, `true` where applied.
     /// Workers serving a domain are woken for transitions that
     /// [make a command due now](Transition::makes_due_now), reply waiters for
     /// stored replies. A backend stores plans; it never decides them.

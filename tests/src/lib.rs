@@ -119,6 +119,14 @@ pub mod crash {
         /// How long the handler sleeps.
         pub ms: u64,
     }
+
+    /// A batch of `Slow` ended; its handler in `crash_worker` succeeds.
+    #[derive(cmdbus::Command)]
+    #[command(domain = "crash", max_attempts = 5, backoff = ["10ms"])]
+    pub struct BatchEnded {
+        /// How the batch ended.
+        pub batch: cmdbus::BatchOutcome,
+    }
 }
 
 /// Every way a command's stored state, audit trail and replies can disagree,

@@ -8,7 +8,7 @@ use cmdbus::backend::TsqReason;
 use cmdbus::{AuditEvent, CommandStatus};
 use cmdbus_pg::PgBus;
 use cmdbus_tests::{
-    crash::{Hang, Slow},
+    crash::{BatchEnded, Hang, Slow},
     fresh_schema, inconsistencies, pool, settled,
 };
 
@@ -98,4 +98,77 @@ async fn repeated_worker_crashes_lose_nothing() {
     assert!(expired > 0, "the kills interrupted handlers");
     let bad = inconsistencies(&bus).await;
     assert!(bad.is_empty(), "inconsistent commands:\n{}", bad.join("\n"));
+}
+
+/// Tracked batches while their worker is SIGKILLed again and again: every
+/// batch ends, and its completion command is stored exactly once, with the
+/// counts, and runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_completions_are_sent_once_through_worker_crashes() {
+    let schema = fresh_schema();
+    let bus = PgBus::builder(pool().await).schema(schema.clone()).build().await.expect("bus");
+    let mut batches = Vec::new();
+    for b in 0..50u64 {
+        let batch = (0..4u64)
+            .try_fold(cmdbus::Batch::new(), |batch, i| {
+                batch.member(Slow { ms: 10 + ((b * 4 + i) * 13) % 40 })
+            })
+            .and_then(|batch| batch.on_done(|batch| BatchEnded { batch }))
+            .expect("batch");
+        batches.push(bus.open_batch(batch).await.expect("open").batch_id);
+    }
+    for kill in 0..10u64 {
+        let mut child = spawn_worker(&schema);
+        tokio::time::sleep(Duration::from_millis(120 + (kill * 37) % 150)).await;
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reaped");
+    }
+    let mut child = spawn_worker(&schema);
+    let counts = settled(&bus, Duration::from_secs(60)).await;
+    eprintln!("batch crash: 50 batches of 4, 10 kills: {counts:?}");
+    // Members whose attempts the kills used up wait in the TSQ and hold
+    // their batches open, until an operator retries them.
+    let filter = cmdbus::TsqFilter::new().domain("crash");
+    let held = bus.troubleshooting().list(&filter, 1000, None).await.expect("tsq").items;
+    for member in &held {
+        let batch_id = member_batch(&bus, member.command_id).await;
+        assert!(!bus.batch(batch_id).await.expect("batch").is_finished(), "held open");
+    }
+    let ops = cmdbus::Operator::new("ops").expect("operator");
+    bus.troubleshooting().retry_all(&filter, &ops, false).await.expect("retry");
+    settled(&bus, Duration::from_secs(60)).await;
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reaped");
+    for batch_id in &batches {
+        let status = bus.batch(*batch_id).await.expect("batch");
+        assert!(status.is_finished(), "{status:?}");
+        assert_eq!(status.completed + status.failed + status.canceled, 4, "{status:?}");
+    }
+    let completions: Vec<(String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        r#"SELECT payload -> 'batch' ->> 'batch_id', count(*) FROM "{schema}".commands
+           WHERE command_type = 'BatchEnded' AND status = 'COMPLETED' GROUP BY 1"#
+    )))
+    .fetch_all(bus.pool())
+    .await
+    .expect("completions");
+    assert_eq!(completions.len(), 50, "one completion per batch: {completions:?}");
+    assert!(completions.iter().all(|(_, n)| *n == 1), "{completions:?}");
+    // No operator retry in the consistency rules: check the batches' members
+    // were only retried by the operator action above.
+    let bad = inconsistencies(&bus).await;
+    let retried: Vec<String> = held.iter().map(|r| r.command_id.to_string()).collect();
+    let bad: Vec<&String> =
+        bad.iter().filter(|line| !retried.iter().any(|id| line.starts_with(id.as_str()))).collect();
+    assert!(bad.is_empty(), "inconsistent commands:\n{bad:?}");
+}
+
+async fn member_batch(bus: &PgBus, command_id: uuid::Uuid) -> uuid::Uuid {
+    let schema = bus.transport().schema().to_owned();
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        r#"SELECT batch_id FROM "{schema}".commands WHERE command_id = $1"#
+    )))
+    .bind(command_id)
+    .fetch_one(bus.pool())
+    .await
+    .expect("member")
 }

@@ -1,4 +1,5 @@
--- A tracked batch and its members by status (index commands_batch).
+-- Tracked batches with their members by status (index commands_batch);
+-- the caller appends which batches (by id, or a page of them).
 SELECT b.batch_id, b.total, b.created_at, b.finished_at,
        b.completion ->> 'domain' AS completion_domain,
        (b.completion ->> 'command_id')::uuid AS completion_id,
@@ -8,4 +9,3 @@ SELECT b.batch_id, b.total, b.created_at, b.finished_at,
               WHERE batch_id = b.batch_id
               GROUP BY status) s) AS members
 FROM {schema}.batches b
-WHERE b.batch_id = $1

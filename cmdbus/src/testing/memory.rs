@@ -14,13 +14,13 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, value::RawValue};
 use uuid::Uuid;
 
+use crate::backend::{AttemptsChange, Due, Guard, TsqItem, WakeSender};
 use crate::{
-    AttemptsChange, AuditEntry, AuditEvent, BatchOutcome, BatchStatus, BulkAction, BulkOutcome,
-    BulkPlan, Catalog, CatalogEntry, CommandRecord, CommandStatus, CommandType, CommandsLease,
-    Cursor, Due, ExpiredLease, Failure, FlowTarget, Guard, LeaseExtend, LeaseRef, LeasedCommand,
-    Limit, LimitChange, NewBatch, NewCommand, Operator, Page, Pause, Polled, QueueStats,
-    Registered, Reply, ReplyStatus, Result, SendOutcome, Transition, Transport, TsqCount,
-    TsqFilter, TsqItem, WakeSender, WakeUps,
+    AuditEntry, AuditEvent, BatchOutcome, BatchStatus, BulkAction, BulkOutcome, BulkPlan, Catalog,
+    CatalogEntry, CommandRecord, CommandStatus, CommandType, CommandsLease, Cursor, ExpiredLease,
+    Failure, FlowTarget, LeaseExtend, LeaseRef, LeasedCommand, Limit, LimitChange, NewBatch,
+    NewCommand, Operator, Page, Pause, Polled, QueueStats, Registered, Reply, ReplyStatus, Result,
+    SendOutcome, Transition, Transport, TsqCount, TsqFilter, WakeUps,
 };
 
 /// The in-memory transport. Clones share one store.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use cmdbus::{HandlerError, handler};
 use cmdbus_pg::PgBus;
-use cmdbus_tests::crash::{Hang, Slow};
+use cmdbus_tests::crash::{BatchEnded, Hang, Slow};
 
 #[handler]
 async fn hang(_cmd: Hang) -> Result<(), HandlerError> {
@@ -18,6 +18,11 @@ async fn hang(_cmd: Hang) -> Result<(), HandlerError> {
 #[handler]
 async fn slow(cmd: Slow) -> Result<(), HandlerError> {
     tokio::time::sleep(Duration::from_millis(cmd.ms)).await;
+    Ok(())
+}
+
+#[handler]
+async fn batch_ended(_cmd: BatchEnded) -> Result<(), HandlerError> {
     Ok(())
 }
 
