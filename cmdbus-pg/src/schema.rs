@@ -85,6 +85,9 @@ pub(crate) struct Statements {
     pub(crate) commands_lease: Arc<str>,
     pub(crate) commands_lease_full: Arc<str>,
     pub(crate) transitions_apply: Arc<str>,
+    /// The same without batch bookkeeping, for transitions that cannot end
+    /// a batch member: a feature nobody uses costs the others nothing.
+    pub(crate) transitions_apply_plain: Arc<str>,
     pub(crate) leases_expired: Arc<str>,
     pub(crate) lease_extend: Arc<str>,
     pub(crate) leases_extend: Arc<str>,
@@ -93,6 +96,23 @@ pub(crate) struct Statements {
     pub(crate) reply_get: Arc<str>,
     pub(crate) replies_take: Arc<str>,
     pub(crate) queue_stats: Arc<str>,
+}
+
+const TRANSITIONS: &str = include_str!("sql/transitions_apply.sql");
+
+/// `transitions_apply.sql` without its batch part (between the
+/// `batches:begin` / `batches:end` lines, and the column marked `batches`).
+fn without_batches(sql: &str) -> String {
+    let (head, rest) = sql.split_once("-- batches:begin").unwrap_or((sql, ""));
+    let tail = rest.split_once("-- batches:end").map_or("", |(_, tail)| tail);
+    let tail = tail.split_once("/* batches */").map_or_else(
+        || tail.to_owned(),
+        |(before, after)| {
+            let after = after.split_once('\n').map_or("", |(_, next)| next);
+            format!("{}\n{after}", before.trim_end())
+        },
+    );
+    format!("{head}{tail}")
 }
 
 /// The columns a batch is read with; `batch_get` and `batches_list` say which.
@@ -115,7 +135,8 @@ impl Statements {
                 include_str!("sql/commands_lease_full.sql"),
                 include_str!("sql/commands_lease_counted.sql"),
             )),
-            transitions_apply: r(include_str!("sql/transitions_apply.sql")),
+            transitions_apply: r(TRANSITIONS),
+            transitions_apply_plain: r(&without_batches(TRANSITIONS)),
             leases_expired: r(include_str!("sql/leases_expired.sql")),
             lease_extend: r(include_str!("sql/lease_extend.sql")),
             leases_extend: r(include_str!("sql/leases_extend.sql")),
@@ -144,6 +165,17 @@ pub(crate) fn sql(statement: &Arc<str>) -> AssertSqlSafe<Arc<str>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_plain_transition_statement_has_no_batch_part() {
+        let plain = without_batches(TRANSITIONS);
+        for batch_only in ["{schema}.batches", "$20::text", "fired AS", "AS completions"] {
+            assert!(TRANSITIONS.contains(batch_only), "{batch_only}");
+            assert!(!plain.contains(batch_only), "{batch_only} in\n{plain}");
+        }
+        assert!(plain.contains("AS applied\nFROM input i"), "{plain}");
+        assert!(plain.contains("replied AS ("), "{plain}");
+    }
 
     #[test]
     fn schema_names_are_validated() {

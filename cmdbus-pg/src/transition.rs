@@ -21,7 +21,11 @@ where
     E: sqlx::Executor<'c, Database = Postgres>,
 {
     let columns = Columns::of(transitions);
-    let rows = sqlx::query(sql(&transport.statements().transitions_apply))
+    let batches = transitions.iter().any(Transition::may_end_batch_member);
+    let statements = transport.statements();
+    let statement =
+        if batches { &statements.transitions_apply } else { &statements.transitions_apply_plain };
+    let mut query = sqlx::query(sql(statement))
         .bind(&columns.domains)
         .bind(&columns.ids)
         .bind(&columns.lease_ids)
@@ -40,8 +44,11 @@ where
         .bind(&columns.event_details)
         .bind(&columns.event_due_at)
         .bind(&columns.event_on_row)
-        .bind(AuditEvent::Received.as_str())
-        .bind(transport.channel())
+        .bind(AuditEvent::Received.as_str());
+    if batches {
+        query = query.bind(transport.channel());
+    }
+    let rows = query
         .fetch_all(executor)
         .await
         .explained(transport.pool(), "recording transitions")

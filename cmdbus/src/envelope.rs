@@ -239,6 +239,8 @@ pub struct LeasedCommand {
     pub created_at: DateTime<Utc>,
     /// The sender's trace context, if it was valid.
     pub traceparent: Option<crate::TraceParent>,
+    /// The tracked batch it belongs to, if any.
+    pub batch_id: Option<Uuid>,
 }
 
 impl LeasedCommand {
@@ -264,6 +266,7 @@ impl LeasedCommand {
             lease_expires_at,
             created_at,
             traceparent: command.traceparent.and_then(|t| t.parse().ok()),
+            batch_id: command.batch_id,
         }
     }
 }

@@ -45,6 +45,10 @@ pub struct Transition {
     pub events: Vec<PlannedEvent>,
     /// The reply to store, if the sender gets one.
     pub reply: Option<PlannedReply>,
+    /// Whether the command belongs to a tracked batch, when the planner
+    /// knows (a worker does, from the lease); `None`: unknown. A backend may
+    /// skip batch bookkeeping for a transition known not to need it.
+    pub batch_member: Option<bool>,
 }
 
 /// Which state a [`Transition`] may be applied to; otherwise nothing changes.
@@ -169,6 +173,7 @@ impl Transition {
             last_error: None,
             events: Vec::new(),
             reply: None,
+            batch_member: None,
         }
     }
 
@@ -213,8 +218,14 @@ impl Transition {
     /// What the outcome of a leased attempt changes.
     pub fn of_outcome(outcome: &Outcome) -> Self {
         let lease = &outcome.lease;
-        let start = |status| {
-            Self::new(lease.domain.clone(), lease.command_id, Guard::Lease(lease.lease_id), status)
+        let start = |status| Self {
+            batch_member: outcome.batch_member,
+            ..Self::new(
+                lease.domain.clone(),
+                lease.command_id,
+                Guard::Lease(lease.lease_id),
+                status,
+            )
         };
         match &outcome.kind {
             OutcomeKind::Completed { reply } => start(CommandStatus::Completed)
@@ -230,6 +241,13 @@ impl Transition {
                 start(CommandStatus::InTroubleshootingQueue).failed(failure).troubleshoot(*reason)
             }
         }
+    }
+
+    /// Whether applying it may end a member of a tracked batch (then the
+    /// batch is counted down): it ends the command, which is a member or
+    /// may be.
+    pub fn may_end_batch_member(&self) -> bool {
+        self.status.is_terminal() && self.batch_member != Some(false)
     }
 
     /// Gives a lease back unused (a worker shutting down): PENDING, due now,

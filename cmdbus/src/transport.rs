@@ -427,12 +427,22 @@ pub struct Outcome {
     pub attempt: u32,
     /// What happened.
     pub kind: OutcomeKind,
+    /// Whether the command belongs to a tracked batch, if known.
+    pub batch_member: Option<bool>,
 }
 
 impl Outcome {
     /// Builds an outcome.
     pub fn new(lease: LeaseRef, attempt: u32, kind: OutcomeKind) -> Self {
-        Self { lease, attempt, kind }
+        Self { lease, attempt, kind, batch_member: None }
+    }
+
+    /// The outcome of `command`'s attempt, which knows whether it is in a batch.
+    pub fn of(command: &LeasedCommand, kind: OutcomeKind) -> Self {
+        Self {
+            batch_member: Some(command.batch_id.is_some()),
+            ..Self::new(LeaseRef::of(command), command.attempt, kind)
+        }
     }
 }
 

@@ -590,7 +590,7 @@ impl<T: Transport> Runtime<T> {
             let ran = leased_at.elapsed();
             telemetry::handled(&handler_span, &labels, &kind, ran);
             let completed = matches!(kind, OutcomeKind::Completed { .. });
-            let outcome = Outcome::new(LeaseRef::of(&command), command.attempt, kind);
+            let outcome = Outcome::of(&command, kind);
             // The handler's own transaction commits only with a success;
             // on any failure it is dropped, which rolls it back.
             let unit_of_work = ctx.take_unit_of_work().filter(|_| completed);
@@ -610,7 +610,7 @@ impl<T: Transport> Runtime<T> {
                     let error = HandlerError::transient("commit_failed", error.report().to_string());
                     let policy = entry.map(|entry| entry.policy.clone()).unwrap_or_default();
                     let kind = executor::decide(&policy, &classifier, &command, &error);
-                    let outcome = Outcome::new(LeaseRef::of(&command), command.attempt, kind);
+                    let outcome = Outcome::of(&command, kind);
                     let _ = outcomes.send(Recorded { outcome, leased_at, domain: labels.domain });
                 }
             }

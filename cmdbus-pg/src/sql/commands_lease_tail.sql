@@ -18,7 +18,7 @@ leased AS (
     WHERE c.ctid = ANY (ARRAY(SELECT row_id FROM due)) AND c.ctid = due.row_id
     RETURNING c.domain, c.command_id, c.command_type, c.correlation_id, c.reply_to, c.payload,
               c.attempts, c.max_attempts, c.lease_id, c.lease_expires_at, c.created_at,
-              c.traceparent, due.pick, c.priority, c.due_at, c.seq
+              c.traceparent, due.pick, c.priority, c.due_at, c.seq, c.batch_id
 ),
 {counted}next AS (
     SELECT (extract(epoch FROM min(n.due_at) - now()) * 1000)::bigint AS next_due_ms
@@ -35,6 +35,7 @@ leased AS (
 )
 SELECT l.domain, l.command_id, l.command_type, l.correlation_id, l.reply_to, l.payload::text AS payload,
        l.attempts, l.max_attempts, l.lease_id, l.lease_expires_at, l.created_at, l.traceparent,
+       l.batch_id,
        LEAST(next.next_due_ms, (SELECT ms FROM waits)) AS next_due_ms,
        (SELECT needed FROM special) AS needs_full
 FROM next

@@ -86,6 +86,8 @@ freed AS (
     FROM ended_locked n
     WHERE l.domain = n.domain AND l.command_type = n.command_type
 ),
+-- batches:begin (cut from the statement used when no transition can end a
+-- batch member: see Statements::new)
 -- A member that ends counts down its batch; the transition that ends the
 -- last one stores the batch's completion command. Batch rows are locked in
 -- id order, and updated in place, so two statements ending the last two
@@ -135,13 +137,15 @@ fired AS (
 fired_woken AS (
     SELECT pg_notify($20::text, domain) FROM (SELECT DISTINCT domain FROM fired) d
 ),
+-- batches:end
 replied AS (
     INSERT INTO {schema}.replies (domain, command_id, correlation_id, reply_to, status, body)
     SELECT domain, command_id, correlation_id, reply_to, reply_status, reply_body::jsonb
     FROM updated
     WHERE reply_status IS NOT NULL
 )
-SELECT i.ord, (u.command_id IS NOT NULL) AS applied, (SELECT count(*) FROM fired_woken) AS completions
+SELECT i.ord, (u.command_id IS NOT NULL) AS applied
+       /* batches */, (SELECT count(*) FROM fired_woken) AS completions
 FROM input i
 LEFT JOIN updated u ON u.ord = i.ord
 ORDER BY i.ord
