@@ -22,6 +22,12 @@ CREATE TABLE {schema}.batches (
     -- command_type, correlation_id, reply_to, max_attempts, priority,
     -- payload); its payload gains `batch` (the counts) when it fires.
     completion  jsonb,
+    -- Whether the completion lists the members by outcome; then the ids
+    -- are appended here as members end (in the same serialized update).
+    member_ids    boolean   NOT NULL DEFAULT false,
+    completed_ids uuid[],
+    failed_ids    uuid[],
+    canceled_ids  uuid[],
     created_at  timestamptz NOT NULL DEFAULT now(),
     finished_at timestamptz,
     CHECK (completed + failed + canceled + remaining = total),

@@ -52,7 +52,7 @@ pub fn grants_sql(schema: &str, role: Role, role_name: &str) -> Result<String, E
     let transitions = format!(
         "GRANT SELECT, UPDATE ({TRANSITION_COLUMNS}) ON {{schema}}.commands TO {g};
          GRANT INSERT ON {{schema}}.commands TO {g};
-         GRANT SELECT, UPDATE (remaining, completed, failed, canceled, finished_at) ON {{schema}}.batches TO {g};"
+         GRANT SELECT, UPDATE (remaining, completed, failed, canceled, finished_at, completed_ids, failed_ids, canceled_ids) ON {{schema}}.batches TO {g};"
     );
     let specific = match role {
         Role::Sender => format!(

@@ -278,7 +278,7 @@ impl PgTransport {
         executor: E,
         commands: Vec<NewCommand>,
         channel: Option<&str>,
-        batch: Option<(Uuid, Option<serde_json::Value>)>,
+        batch: Option<(Uuid, Option<serde_json::Value>, bool)>,
     ) -> Result<(Vec<SendOutcome>, bool)>
     where
         E: sqlx::Executor<'c, Database = Postgres>,
@@ -287,7 +287,8 @@ impl PgTransport {
         for command in commands {
             columns.push(command);
         }
-        let (batch_id, completion) = batch.map_or((None, None), |(id, c)| (Some(id), c));
+        let (batch_id, completion, member_ids) =
+            batch.map_or((None, None, None), |(id, c, ids)| (Some(id), c, Some(ids)));
         let rows = sqlx::query(sql(&self.inner.statements.commands_send))
             .bind(&columns.domains)
             .bind(&columns.ids)
@@ -303,6 +304,7 @@ impl PgTransport {
             .bind(&columns.priorities)
             .bind(batch_id)
             .bind(completion)
+            .bind(member_ids)
             .fetch_all(executor)
             .await
             .explained(&self.inner.pool, "sending commands")
@@ -592,7 +594,12 @@ impl Transport for PgTransport {
         let domains: std::collections::BTreeSet<String> =
             batch.members.iter().map(|c| c.domain.clone()).collect();
         let (outcomes, existed) = self
-            .insert_many(&self.inner.pool, batch.members, None, Some((batch_id, completion)))
+            .insert_many(
+                &self.inner.pool,
+                batch.members,
+                None,
+                Some((batch_id, completion, batch.member_ids)),
+            )
             .await?;
         if !existed && outcomes.iter().all(SendOutcome::is_duplicate) {
             return Err(Error::InvalidBatch { batch_id, reason: "every member exists already" });

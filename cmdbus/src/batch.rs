@@ -24,6 +24,21 @@ pub struct BatchOutcome {
     pub failed: u64,
     /// Members canceled (by an operator, before or after they ran).
     pub canceled: u64,
+    /// The members' ids by outcome, when the batch was opened
+    /// [`with_member_ids`](Batch::with_member_ids).
+    pub members: Option<BatchMembers>,
+}
+
+/// A batch's member ids by outcome, in the order they ended.
+#[derive(crate::Payload, Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BatchMembers {
+    /// Members that completed.
+    pub completed: Vec<Uuid>,
+    /// Members FAILED.
+    pub failed: Vec<Uuid>,
+    /// Members canceled.
+    pub canceled: Vec<Uuid>,
 }
 
 /// A tracked batch to open with [`Bus::open_batch`](crate::Bus::open_batch):
@@ -59,6 +74,7 @@ pub struct Batch {
     batch_id: Uuid,
     members: Vec<NewCommand>,
     completion: Option<NewCommand>,
+    member_ids: bool,
 }
 
 impl Default for Batch {
@@ -76,7 +92,7 @@ impl Batch {
     /// An empty batch with this id: opening it again is a no-op that
     /// reports every member as a duplicate.
     pub fn with_id(batch_id: Uuid) -> Self {
-        Self { batch_id, members: Vec::new(), completion: None }
+        Self { batch_id, members: Vec::new(), completion: None, member_ids: false }
     }
 
     /// The batch's id.
@@ -103,6 +119,14 @@ impl Batch {
         member.batch_id = Some(self.batch_id);
         self.members.push(member);
         Ok(self)
+    }
+
+    /// Lists the members' ids by outcome in the completion command's
+    /// [`BatchOutcome::members`] (kept on the batch as members end, so it
+    /// costs a little per member: ask for it where it is used).
+    pub fn with_member_ids(mut self) -> Self {
+        self.member_ids = true;
+        self
     }
 
     /// The command to send once every member has ended. `make` receives a
@@ -143,7 +167,12 @@ impl Batch {
         for command in self.members.iter().chain(&self.completion) {
             crate::bus::check_size(command, max_payload_bytes)?;
         }
-        Ok(NewBatch { batch_id: self.batch_id, members: self.members, completion: self.completion })
+        Ok(NewBatch {
+            batch_id: self.batch_id,
+            members: self.members,
+            completion: self.completion,
+            member_ids: self.member_ids,
+        })
     }
 }
 
@@ -158,6 +187,8 @@ pub struct NewBatch {
     /// The command stored when the last member ends; its payload's `batch`
     /// is replaced with the counts then ([`NewBatch::completion_payload`]).
     pub completion: Option<NewCommand>,
+    /// Whether the completion lists the members by outcome.
+    pub member_ids: bool,
 }
 
 impl NewBatch {

@@ -1361,6 +1361,7 @@ pub async fn a_batch_completion_is_sent_once_when_every_member_has_ended<T: Tran
             })
             .and_then(|b| b.on_done(|batch| BatchDone { batch }))
             .expect("batch")
+            .with_member_ids()
     };
     let opened = bus.open_batch(open()).await.expect("open");
     let duplicates: Vec<bool> =
@@ -1415,4 +1416,5 @@ pub async fn a_member_in_the_tsq_holds_its_batch_open_until_an_operator_acts<T: 
     assert_eq!((status.completed, status.in_troubleshooting_queue), (2, 0));
     let outcome = completion_of(&completion);
     assert_eq!((outcome.total, outcome.completed, outcome.failed, outcome.canceled), (2, 2, 0, 0));
+    assert_eq!(outcome.members, None, "ids only when asked for");
 }

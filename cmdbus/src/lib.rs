@@ -42,7 +42,7 @@ pub mod conformance;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use batch::{Batch, BatchOutcome, BatchStatus, OpenedBatch};
+pub use batch::{Batch, BatchMembers, BatchOutcome, BatchStatus, OpenedBatch};
 pub use bus::{Bus, DEFAULT_MAX_PAYLOAD_BYTES};
 pub use catalog::{
     Catalog, CatalogEntry, CommandType, LIVE_WITHIN, Registered, SERVED_EVERY, Served,

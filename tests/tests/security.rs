@@ -16,6 +16,13 @@ struct Transfer {
     fail: bool,
 }
 
+/// Sent when a batch of transfers has ended; nothing serves its domain here.
+#[derive(cmdbus::Command)]
+#[command(domain = "sec-it-done")]
+struct TransfersDone {
+    batch: cmdbus::BatchOutcome,
+}
+
 #[handler]
 async fn transfer(cmd: Transfer) -> Result<(), HandlerError> {
     if cmd.fail { Err(HandlerError::permanent("refused", "no")) } else { Ok(()) }
@@ -72,6 +79,12 @@ async fn each_role_does_its_part_and_nothing_else() {
 
     // The sender sends; it cannot lease, migrate or touch history.
     let ok = sender.send(Transfer { fail: false }).await.expect("sender sends").command_id();
+    let batch = cmdbus::Batch::new()
+        .member(Transfer { fail: false })
+        .and_then(|b| b.on_done(|batch| TransfersDone { batch }))
+        .expect("batch")
+        .with_member_ids();
+    let batch = sender.open_batch(batch).await.expect("sender opens a batch").batch_id;
     let bad = sender.send(Transfer { fail: true }).await.expect("sender sends").command_id();
     let lease =
         CommandsLease::new(vec!["sec-it".into()], 10, Duration::from_secs(30), "intruder".into());
@@ -110,7 +123,15 @@ async fn each_role_does_its_part_and_nothing_else() {
         assert!(tokio::time::Instant::now() < deadline);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // The worker that ends the batch's member stores its completion.
+    while !sender.batch(batch).await.expect("batch").is_finished() {
+        assert!(tokio::time::Instant::now() < deadline, "the batch never ended");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     worker.shutdown().await;
+    let ended = sender.batch(batch).await.expect("batch");
+    let (_, completion) = ended.completion.expect("a completion command");
+    assert_eq!(sender.command::<TransfersDone>(completion).await.expect("stored").attempts, 0);
 
     // The operator acts on the TSQ (an action that ends a batch's last
     // member stores its completion, so it may insert commands); it cannot lease.

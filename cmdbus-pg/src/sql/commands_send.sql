@@ -5,9 +5,10 @@
 -- $9: the channel to NOTIFY (once per domain) inside this transaction, or
 -- NULL to leave waking to the caller. $10 / $11: each command due at this
 -- instant / after these milliseconds (both NULL: now); $12: priorities.
--- $13 / $14: a tracked batch's id and completion command (both NULL for a
--- plain send): the commands stored become its members, counted in its row,
--- unless the batch exists already (then nothing is stored).
+-- $13 / $14 / $15: a tracked batch's id, completion command and whether it
+-- lists member ids (NULL for a plain send): the commands stored become its
+-- members, counted in its row, unless the batch exists already (then
+-- nothing is stored).
 WITH input AS (
     SELECT t.*, ord = min(ord) OVER (PARTITION BY domain, command_id) AS first
     FROM unnest($1::text[], $2::uuid[], $3::text[], $4::uuid[], $5::text[], $6::int[], $7::text[], $8::text[],
@@ -31,8 +32,8 @@ inserted AS (
     RETURNING domain, command_id
 ),
 opened AS (
-    INSERT INTO {schema}.batches (batch_id, total, remaining, completion)
-    SELECT $13::uuid, count(*), count(*), $14::jsonb
+    INSERT INTO {schema}.batches (batch_id, total, remaining, completion, member_ids)
+    SELECT $13::uuid, count(*), count(*), $14::jsonb, coalesce($15::bool, false)
     FROM inserted
     WHERE $13::uuid IS NOT NULL
     HAVING count(*) > 0

@@ -96,13 +96,17 @@ batch_ended AS (
     SELECT batch_id, count(*) AS n,
            count(*) FILTER (WHERE status = 'COMPLETED') AS completed,
            count(*) FILTER (WHERE status = 'FAILED') AS failed,
-           count(*) FILTER (WHERE status = 'CANCELED') AS canceled
+           count(*) FILTER (WHERE status = 'CANCELED') AS canceled,
+           coalesce(array_agg(command_id ORDER BY ord) FILTER (WHERE status = 'COMPLETED'), '{}') AS completed_ids,
+           coalesce(array_agg(command_id ORDER BY ord) FILTER (WHERE status = 'FAILED'), '{}') AS failed_ids,
+           coalesce(array_agg(command_id ORDER BY ord) FILTER (WHERE status = 'CANCELED'), '{}') AS canceled_ids
     FROM updated
     WHERE batch_id IS NOT NULL AND finished
     GROUP BY batch_id
 ),
 batch_locked AS (
-    SELECT b.batch_id, e.n, e.completed, e.failed, e.canceled
+    SELECT b.batch_id, e.n, e.completed, e.failed, e.canceled,
+           e.completed_ids, e.failed_ids, e.canceled_ids
     FROM {schema}.batches b
     JOIN batch_ended e ON e.batch_id = b.batch_id
     ORDER BY b.batch_id
@@ -114,10 +118,15 @@ counted AS (
         completed = b.completed + l.completed,
         failed = b.failed + l.failed,
         canceled = b.canceled + l.canceled,
-        finished_at = CASE WHEN b.remaining = l.n THEN now() END
+        finished_at = CASE WHEN b.remaining = l.n THEN now() END,
+        -- Member ids only where asked for (the row grows with the batch).
+        completed_ids = CASE WHEN b.member_ids THEN coalesce(b.completed_ids, '{}') || l.completed_ids END,
+        failed_ids = CASE WHEN b.member_ids THEN coalesce(b.failed_ids, '{}') || l.failed_ids END,
+        canceled_ids = CASE WHEN b.member_ids THEN coalesce(b.canceled_ids, '{}') || l.canceled_ids END
     FROM batch_locked l
     WHERE b.batch_id = l.batch_id
-    RETURNING b.batch_id, b.total, b.remaining, b.completed, b.failed, b.canceled, b.completion
+    RETURNING b.batch_id, b.total, b.remaining, b.completed, b.failed, b.canceled, b.completion,
+              b.member_ids, b.completed_ids, b.failed_ids, b.canceled_ids
 ),
 fired AS (
     INSERT INTO {schema}.commands
@@ -127,7 +136,10 @@ fired AS (
            (c.completion ->> 'max_attempts')::integer,
            (c.completion -> 'payload') || jsonb_build_object('batch', jsonb_build_object(
                'batch_id', c.batch_id, 'total', c.total, 'completed', c.completed,
-               'failed', c.failed, 'canceled', c.canceled)),
+               'failed', c.failed, 'canceled', c.canceled,
+               'members', CASE WHEN c.member_ids THEN jsonb_build_object(
+                   'completed', to_jsonb(c.completed_ids), 'failed', to_jsonb(c.failed_ids),
+                   'canceled', to_jsonb(c.canceled_ids)) END)),
            c.completion ->> 'traceparent', now(), (c.completion ->> 'priority')::smallint
     FROM counted c
     WHERE c.remaining = 0 AND c.completion IS NOT NULL

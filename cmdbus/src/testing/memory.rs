@@ -16,11 +16,11 @@ use uuid::Uuid;
 
 use crate::backend::{AttemptsChange, Due, Guard, TsqItem, WakeSender};
 use crate::{
-    AuditEntry, AuditEvent, BatchOutcome, BatchStatus, BulkAction, BulkOutcome, BulkPlan, Catalog,
-    CatalogEntry, CommandRecord, CommandStatus, CommandType, CommandsLease, Cursor, ExpiredLease,
-    Failure, FlowTarget, LeaseExtend, LeaseRef, LeasedCommand, Limit, LimitChange, NewBatch,
-    NewCommand, Operator, Page, Pause, Polled, QueueStats, Registered, Reply, ReplyStatus, Result,
-    SendOutcome, Transition, Transport, TsqCount, TsqFilter, WakeUps,
+    AuditEntry, AuditEvent, BatchMembers, BatchOutcome, BatchStatus, BulkAction, BulkOutcome,
+    BulkPlan, Catalog, CatalogEntry, CommandRecord, CommandStatus, CommandType, CommandsLease,
+    Cursor, ExpiredLease, Failure, FlowTarget, LeaseExtend, LeaseRef, LeasedCommand, Limit,
+    LimitChange, NewBatch, NewCommand, Operator, Page, Pause, Polled, QueueStats, Registered,
+    Reply, ReplyStatus, Result, SendOutcome, Transition, Transport, TsqCount, TsqFilter, WakeUps,
 };
 
 /// The in-memory transport. Clones share one store.
@@ -299,21 +299,32 @@ impl State {
         let ended = (holds && transition.status.is_terminal()).then_some(stored.command.batch_id);
         self.commands.insert(seq, stored);
         if let Some(Some(batch_id)) = ended {
-            self.count_down(batch_id, transition.status, now);
+            self.count_down(batch_id, transition.command_id, transition.status, now);
         }
         holds
     }
 
     /// A member of `batch_id` ended as `status`; the last one stores the
     /// batch's completion command, under the same lock.
-    fn count_down(&mut self, batch_id: Uuid, status: CommandStatus, now: DateTime<Utc>) {
+    fn count_down(
+        &mut self,
+        batch_id: Uuid,
+        command_id: Uuid,
+        status: CommandStatus,
+        now: DateTime<Utc>,
+    ) {
         let Some(batch) = self.batches.get_mut(&batch_id) else { return };
         batch.remaining = batch.remaining.saturating_sub(1);
         let outcome = &mut batch.outcome;
-        match status {
-            CommandStatus::Completed => outcome.completed += 1,
-            CommandStatus::Failed => outcome.failed += 1,
-            _ => outcome.canceled += 1,
+        let members = outcome.members.as_mut();
+        let (count, ids) = match status {
+            CommandStatus::Completed => (&mut outcome.completed, members.map(|m| &mut m.completed)),
+            CommandStatus::Failed => (&mut outcome.failed, members.map(|m| &mut m.failed)),
+            _ => (&mut outcome.canceled, members.map(|m| &mut m.canceled)),
+        };
+        *count += 1;
+        if let Some(ids) = ids {
+            ids.push(command_id);
         }
         if batch.remaining > 0 {
             return;
@@ -642,7 +653,8 @@ impl Transport for MemoryTransport {
             let outcomes: Vec<SendOutcome> =
                 batch.members.into_iter().map(|member| state.insert(member, now)).collect();
             let total = outcomes.iter().filter(|o| !o.is_duplicate()).count() as u64;
-            let outcome = BatchOutcome { batch_id, total, ..BatchOutcome::default() };
+            let members = batch.member_ids.then(BatchMembers::default);
+            let outcome = BatchOutcome { batch_id, total, members, ..BatchOutcome::default() };
             let stored = StoredBatch {
                 outcome,
                 remaining: total,
