@@ -16,6 +16,16 @@ use cmdbus_tests::{
 mod worker_process;
 use worker_process::spawn_worker;
 
+/// Starts a worker and SIGKILLs it after 120–270 ms, `kills` times.
+async fn kill_workers(schema: &str, kills: u64) {
+    for kill in 0..kills {
+        let mut child = spawn_worker(schema);
+        tokio::time::sleep(Duration::from_millis(120 + (kill * 37) % 150)).await;
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reaped");
+    }
+}
+
 async fn wait_until(
     bus: &PgBus,
     id: uuid::Uuid,
@@ -77,12 +87,7 @@ async fn repeated_worker_crashes_lose_nothing() {
     let bus = PgBus::builder(pool().await).schema(schema.clone()).build().await.expect("bus");
     let total = 400u64;
     bus.send_batch((0..total).map(|i| Slow { ms: 10 + (i * 13) % 40 })).await.expect("send");
-    for kill in 0..kills {
-        let mut child = spawn_worker(&schema);
-        tokio::time::sleep(Duration::from_millis(120 + (kill * 37) % 150)).await;
-        child.kill().expect("SIGKILL");
-        child.wait().expect("reaped");
-    }
+    kill_workers(&schema, kills).await;
     let mut child = spawn_worker(&schema);
     let counts = settled(&bus, Duration::from_secs(60)).await;
     child.kill().expect("SIGKILL");
@@ -117,12 +122,7 @@ async fn batch_completions_are_sent_once_through_worker_crashes() {
             .expect("batch");
         batches.push(bus.open_batch(batch).await.expect("open").batch_id);
     }
-    for kill in 0..10u64 {
-        let mut child = spawn_worker(&schema);
-        tokio::time::sleep(Duration::from_millis(120 + (kill * 37) % 150)).await;
-        child.kill().expect("SIGKILL");
-        child.wait().expect("reaped");
-    }
+    kill_workers(&schema, 10).await;
     let mut child = spawn_worker(&schema);
     let counts = settled(&bus, Duration::from_secs(60)).await;
     eprintln!("batch crash: 50 batches of 4, 10 kills: {counts:?}");
