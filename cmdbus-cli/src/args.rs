@@ -270,6 +270,9 @@ pub(crate) struct TsqFilterArgs {
     /// Entered the queue before (as --since).
     #[arg(long)]
     pub(crate) until: Option<When>,
+    /// Only members of this tracked batch (those holding it open).
+    #[arg(long)]
+    pub(crate) batch: Option<Uuid>,
 }
 
 #[derive(Debug, Args)]

@@ -447,6 +447,9 @@ fn tsq_filter(args: &TsqFilterArgs) -> Result<TsqFilter> {
     if let Some(until) = args.until {
         filter = filter.until(until.0);
     }
+    if let Some(batch) = args.batch {
+        filter = filter.batch(batch);
+    }
     Ok(filter)
 }
 

@@ -853,6 +853,29 @@ async fn batches_are_listed_and_shown_with_their_members_by_status() {
     let shown = json(&cmdbus(&f.schema, &["--json", "batch", "show", &id]));
     assert_eq!(shown["completion"][0], "cli-it-done");
 
+    // The TSQ member holding it open is found by its batch, and retried.
+    let worker = f.bus.worker().domain("cli-it").poll_interval(Duration::from_millis(20));
+    let worker = worker.start().await.expect("worker");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let held = loop {
+        let listed = json(&cmdbus(&f.schema, &["--json", "tsq", "list", "--batch", &id]));
+        if let Some(item) = listed["items"].as_array().and_then(|items| items.first()) {
+            break item["command_id"].as_str().expect("id").to_owned();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the member never reached the TSQ");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    worker.shutdown().await;
+    assert_eq!(held, opened.outcomes[0].command_id().to_string());
+    let text = stdout(&cmdbus(&f.schema, &["batch", "show", &id]));
+    assert!(text.contains("held by members in the troubleshooting queue"), "{text}");
+    let retried = cmdbus(
+        &f.schema,
+        &["--operator", "ops", "tsq", "retry", "--all", "--batch", &id, "--dry-run"],
+    );
+    assert_exit(&retried, 0);
+    assert!(stdout(&retried).contains(&held), "{}", stdout(&retried));
+
     let unknown = cmdbus(&f.schema, &["batch", "show", &Uuid::now_v7().to_string()]);
     assert_exit(&unknown, 3);
     assert!(stderr(&unknown).contains("no batch"), "{}", stderr(&unknown));

@@ -27,6 +27,8 @@ pub(crate) struct Selection {
     pub(crate) by_updated: bool,
     /// Only PENDING commands not due yet.
     pub(crate) scheduled: bool,
+    /// Only members of this tracked batch.
+    pub(crate) batch_id: Option<Uuid>,
 }
 
 impl Selection {
@@ -81,6 +83,10 @@ impl Selection {
         if let Some(id) = self.correlation_id {
             next(sql);
             sql.push("correlation_id = ").push_bind(id);
+        }
+        if let Some(batch_id) = self.batch_id {
+            next(sql);
+            sql.push("batch_id = ").push_bind(batch_id);
         }
         if self.scheduled {
             next(sql);
@@ -353,12 +359,14 @@ mod tests {
             updated: (Some(Utc::now()), None),
             by_updated: true,
             scheduled: true,
+            batch_id: Some(Uuid::nil()),
         };
         let mut sql = QueryBuilder::<Postgres>::new("SELECT 1 FROM t");
         selection.push_where(&mut sql, Some(Cursor::new(Utc::now(), Uuid::nil())));
         let text = sql.sql().as_str().to_owned();
         assert!(!text.contains("drop table"), "{text}");
-        assert_eq!(text.matches('$').count(), 10, "{text}");
-        assert!(text.contains("(updated_at, command_id) < ($9, $10)"), "{text}");
+        assert_eq!(text.matches('$').count(), 11, "{text}");
+        assert!(text.contains("batch_id = $5"), "{text}");
+        assert!(text.contains("(updated_at, command_id) < ($10, $11)"), "{text}");
     }
 }

@@ -8,7 +8,7 @@ use sqlx::{Row, postgres::PgRow};
 /// The columns [`record`] reads, for `SELECT`s that build their own WHERE.
 pub(crate) const RECORD_COLUMNS: &str = "domain, command_id, command_type, correlation_id, reply_to, \
      status, attempts, max_attempts, payload::text AS payload, last_error::text AS last_error, \
-     created_at, updated_at, due_at";
+     created_at, updated_at, due_at, batch_id";
 
 /// Wraps a decoding error, or the error of a statement run in a transaction
 /// or on a held connection. Statements run on the pool use
@@ -26,10 +26,11 @@ pub(crate) fn raw(text: String, what: &'static str) -> Result<Box<RawValue>> {
     RawValue::from_string(text).map_err(|e| Error::backend(what, e))
 }
 
-/// The command's fixed part: what was sent (`payload` selected as text).
+/// The command's fixed part: what was sent (`payload` selected as text),
+/// and its batch.
 pub(crate) fn new_command(row: &PgRow) -> Result<NewCommand> {
     let get = || db("decoding a command");
-    Ok(NewCommand::new(
+    let mut command = NewCommand::new(
         row.try_get("domain").map_err(get())?,
         row.try_get("command_type").map_err(get())?,
         row.try_get("command_id").map_err(get())?,
@@ -37,7 +38,9 @@ pub(crate) fn new_command(row: &PgRow) -> Result<NewCommand> {
         row.try_get("reply_to").map_err(get())?,
         count(row.try_get("max_attempts").map_err(get())?),
         raw(row.try_get("payload").map_err(get())?, "decoding a payload")?,
-    ))
+    );
+    command.batch_id = row.try_get("batch_id").map_err(get())?;
+    Ok(command)
 }
 
 /// A command row selected with [`RECORD_COLUMNS`].

@@ -157,9 +157,8 @@ impl PgTransport {
             if row.try_get::<Option<Uuid>, _>("command_id").map_err(get())?.is_none() {
                 continue;
             }
-            let mut command = crate::rows::new_command(row)?
+            let command = crate::rows::new_command(row)?
                 .with_traceparent(row.try_get("traceparent").map_err(get())?);
-            command.batch_id = row.try_get("batch_id").map_err(get())?;
             commands.push(LeasedCommand::new(
                 command,
                 count(row.try_get("attempts").map_err(get())?),

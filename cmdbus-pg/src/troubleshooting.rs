@@ -20,6 +20,7 @@ pub(crate) fn selection(filter: &TsqFilter) -> Selection {
         command_type: filter.command_type.clone(),
         error_code: filter.error_code.clone(),
         updated: (filter.since, filter.until),
+        batch_id: filter.batch_id,
         ..Selection::default()
     }
 }

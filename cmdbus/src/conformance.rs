@@ -1409,6 +1409,12 @@ pub async fn a_member_in_the_tsq_holds_its_batch_open_until_an_operator_acts<T: 
     let status = bus.batch(batch_id).await.expect("batch");
     assert_eq!((status.completed, status.in_troubleshooting_queue), (1, 1));
     assert!(!status.is_finished(), "a member in the TSQ holds the batch open");
+    let holding = crate::TsqFilter::new().batch(batch_id);
+    let listed = bus.troubleshooting().list(&holding, 10, None).await.expect("list");
+    let listed: Vec<Uuid> = listed.items.iter().map(|r| r.command_id).collect();
+    assert_eq!(listed, [held], "the TSQ lists the member holding the batch open");
+    let elsewhere = crate::TsqFilter::new().batch(Uuid::now_v7());
+    assert!(bus.troubleshooting().list(&elsewhere, 10, None).await.expect("list").items.is_empty());
     let operator = crate::Operator::new("ops@example.com").expect("operator");
     bus.troubleshooting().retry(held, &operator).await.expect("retry");
     let (status, completion) = batch_ended(&bus, batch_id).await;

@@ -321,6 +321,9 @@ pub struct CommandRecord {
     /// When it is (or was last) due: a PENDING command with a due time in
     /// the future is scheduled.
     pub due_at: DateTime<Utc>,
+    /// The tracked batch it belongs to, if any.
+    #[serde(default)]
+    pub batch_id: Option<Uuid>,
 }
 
 impl CommandRecord {
@@ -347,6 +350,7 @@ impl CommandRecord {
             created_at,
             updated_at,
             due_at: created_at,
+            batch_id: command.batch_id,
         }
     }
 

@@ -35,6 +35,8 @@ pub struct TsqFilter {
     pub since: Option<DateTime<Utc>>,
     /// Only items that entered the TSQ before this instant.
     pub until: Option<DateTime<Utc>>,
+    /// Only members of this tracked batch (those holding it open).
+    pub batch_id: Option<Uuid>,
 }
 
 impl TsqFilter {
@@ -83,6 +85,12 @@ impl TsqFilter {
         self
     }
 
+    /// Only members of tracked batch `batch_id`: the items holding it open.
+    pub fn batch(mut self, batch_id: Uuid) -> Self {
+        self.batch_id = Some(batch_id);
+        self
+    }
+
     /// Refuses names that break the naming rules before anything is read.
     ///
     /// # Errors
@@ -108,6 +116,7 @@ impl TsqFilter {
             && self.error_code.as_deref().is_none_or(|c| Some(c) == error_code)
             && self.since.is_none_or(|since| record.updated_at >= since)
             && self.until.is_none_or(|until| record.updated_at < until)
+            && self.batch_id.is_none_or(|batch| record.batch_id == Some(batch))
     }
 
     /// The filter as JSON, as recorded with a bulk action.
@@ -118,6 +127,7 @@ impl TsqFilter {
             "error_code": self.error_code,
             "since": self.since,
             "until": self.until,
+            "batch_id": self.batch_id,
         })
     }
 }
