@@ -237,10 +237,7 @@ impl PgTransport {
     where
         E: sqlx::Executor<'c, Database = Postgres>,
     {
-        for command in &commands {
-            cmdbus::validate_domain(&command.domain)?;
-            cmdbus::validate_command_type(&command.command_type)?;
-        }
+        cmdbus::backend::validate_commands(&commands)?;
         if let [command] = commands.as_slice() {
             let inserted: bool = sqlx::query_scalar(sql(&self.inner.statements.command_send))
                 .bind(&command.domain)
@@ -573,10 +570,7 @@ impl Transport for PgTransport {
 
     async fn batch_open(&self, batch: NewBatch) -> Result<Vec<SendOutcome>> {
         let batch_id = batch.batch_id;
-        for command in batch.members.iter().chain(&batch.completion) {
-            cmdbus::validate_domain(&command.domain)?;
-            cmdbus::validate_command_type(&command.command_type)?;
-        }
+        cmdbus::backend::validate_commands(batch.members.iter().chain(&batch.completion))?;
         let completion = batch.completion.as_ref().map(|c| {
             serde_json::json!({
                 "domain": c.domain,

@@ -16,6 +16,7 @@ use std::any::Any;
 
 pub use crate::batch::NewBatch;
 pub use crate::envelope::{Due, LeasedCommand, NewCommand};
+pub use crate::name::validate_commands;
 pub use crate::transition::{
     AttemptsChange, ExpiredLease, Guard, OperatorAction, PlannedEvent, PlannedReply, Transition,
 };

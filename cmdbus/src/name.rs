@@ -48,6 +48,21 @@ fn check(value: &str, max: usize, allowed: impl Fn(char) -> bool) -> Result<(), 
     }
 }
 
+/// Refuses commands whose domain or type breaks the naming rules, before a
+/// backend stores any of them (a batch is all or nothing).
+///
+/// # Errors
+///
+/// [`Error::InvalidName`](crate::Error::InvalidName) for the first that does.
+pub fn validate_commands<'a>(
+    commands: impl IntoIterator<Item = &'a crate::backend::NewCommand>,
+) -> crate::Result<()> {
+    commands.into_iter().try_for_each(|command| {
+        validate_domain(&command.domain)?;
+        validate_command_type(&command.command_type)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, value::RawValue};
 use uuid::Uuid;
 
-use crate::backend::{AttemptsChange, Due, Guard, TsqItem, WakeSender};
+use crate::backend::{AttemptsChange, Due, Guard, TsqItem, WakeSender, validate_commands};
 use crate::{
     AuditEntry, AuditEvent, BatchMembers, BatchOutcome, BatchStatus, BulkAction, BulkOutcome,
     BulkPlan, Catalog, CatalogEntry, CommandRecord, CommandStatus, CommandType, CommandsLease,
@@ -100,14 +100,6 @@ impl Stored {
 #[derive(Default)]
 struct MemoryUnitOfWork {
     staged: Vec<NewCommand>,
-}
-
-/// Refuses commands whose names break the naming rules.
-fn validate(commands: &[NewCommand]) -> Result<()> {
-    commands.iter().try_for_each(|command| {
-        crate::validate_domain(&command.domain)?;
-        crate::validate_command_type(&command.command_type)
-    })
 }
 
 impl State {
@@ -447,7 +439,7 @@ impl std::fmt::Debug for MemoryTransport {
 impl Transport for MemoryTransport {
     async fn commands_send(&self, commands: Vec<NewCommand>) -> Result<Vec<SendOutcome>> {
         // All or none: refuse the batch before storing any of it.
-        validate(&commands)?;
+        validate_commands(&commands)?;
         let outcomes = {
             let mut state = self.lock();
             let now = Utc::now();
@@ -470,7 +462,7 @@ impl Transport for MemoryTransport {
         let unit_of_work = unit_of_work
             .downcast_mut::<MemoryUnitOfWork>()
             .ok_or(crate::Error::UnitOfWorkUnsupported)?;
-        validate(&commands)?;
+        validate_commands(&commands)?;
         let state = self.lock();
         Ok(commands
             .into_iter()
@@ -632,8 +624,7 @@ impl Transport for MemoryTransport {
     }
 
     async fn batch_open(&self, batch: NewBatch) -> Result<Vec<SendOutcome>> {
-        validate(&batch.members)?;
-        validate(batch.completion.as_slice())?;
+        validate_commands(batch.members.iter().chain(&batch.completion))?;
         let batch_id = batch.batch_id;
         let outcomes = {
             let mut state = self.lock();
