@@ -139,6 +139,10 @@ pub(crate) enum Command {
     /// completion command.
     #[command(subcommand)]
     Batch(Batch),
+    /// Process instances (sagas): list by status, show one, retry a stuck
+    /// compensation, abandon one with a reason.
+    #[command(subcommand)]
+    Process(Process),
     /// Commands per domain, type and status, and domains with pending work
     /// that no live worker serves.
     Stats {
@@ -166,6 +170,60 @@ pub(crate) enum Batch {
     Show {
         /// The batch id.
         id: Uuid,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Process {
+    /// Instances, newest first.
+    List {
+        /// Only this process type.
+        #[arg(long = "type")]
+        process_type: Option<String>,
+        /// Only these statuses (running, waiting, compensating, completed,
+        /// compensated, stuck, abandoned); repeatable.
+        #[arg(long)]
+        status: Vec<String>,
+        /// Only the instance with this correlation id.
+        #[arg(long)]
+        correlation_id: Option<Uuid>,
+        /// Rows per page (1-1000).
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Continue after this cursor (printed at the end of a page).
+        #[arg(long)]
+        after: Option<cmdbus::Cursor>,
+    },
+    /// One instance in full: status, state, what it waits for.
+    Show {
+        /// The process type.
+        process_type: String,
+        /// The process id.
+        id: Uuid,
+    },
+    /// Send a STUCK process's failed compensation again (a new command)
+    /// and resume compensating.
+    Retry {
+        /// The process type.
+        process_type: String,
+        /// The process id.
+        id: Uuid,
+        /// Only check that it would act.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// End a process that has not ended; nothing reacts to its steps after.
+    Abandon {
+        /// The process type.
+        process_type: String,
+        /// The process id.
+        id: Uuid,
+        /// Why (recorded with your identity).
+        #[arg(long)]
+        reason: String,
+        /// Only check that it would act.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 

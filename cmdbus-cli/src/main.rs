@@ -8,6 +8,7 @@
 mod args;
 mod batches;
 mod output;
+mod processes;
 mod run;
 mod types;
 mod when;

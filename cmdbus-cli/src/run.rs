@@ -210,6 +210,9 @@ pub(crate) async fn run(cli: Cli, connect_timeout: Duration) -> Result<()> {
         Command::Batch(crate::args::Batch::Show { id }) => {
             crate::batches::show(&cli, &bus, &mut out, *id).await?;
         }
+        Command::Process(command) => {
+            crate::processes::run(&cli, &bus, &mut out, command, || operator(&cli)).await?;
+        }
         Command::Stats { domain } => {
             let counts = bus.status_counts(domain.as_deref()).await?;
             let unserved = crate::types::unserved(&bus, &counts).await?;

@@ -765,9 +765,10 @@ async fn results_are_checked_against_the_catalog_and_types_are_listed() {
         .iter()
         .map(|t| t["command_type"].as_str().expect("name"))
         .collect();
-    assert_eq!(names, ["Ship", "ShipExpress"]);
-    assert_eq!(listed[0]["served"]["live"], true);
-    assert_eq!(listed[0]["tsq"], 3, "{listed}");
+    // `Delivery` is a process: its events are a command type its workers serve.
+    assert_eq!(names, ["Delivery", "Ship", "ShipExpress"]);
+    assert_eq!(listed[1]["served"]["live"], true);
+    assert_eq!(listed[1]["tsq"], 3, "{listed}");
     let one = stdout(&cmdbus(&f.schema, &["types", "--domain", "cli-it", "--type", "ShipExpress"]));
     assert!(one.contains("version 1 reply schema:") && one.contains("\"tracking\""), "{one}");
     let missing = cmdbus(&f.schema, &["types", "--domain", "cli-it", "--type", "Nope"]);
@@ -879,4 +880,88 @@ async fn batches_are_listed_and_shown_with_their_members_by_status() {
     let unknown = cmdbus(&f.schema, &["batch", "show", &Uuid::now_v7().to_string()]);
     assert_exit(&unknown, 3);
     assert!(stderr(&unknown).contains("no batch"), "{}", stderr(&unknown));
+}
+
+/// A delivery that waits an hour for the courier before shipping.
+#[derive(cmdbus::Process)]
+#[process(domain = "cli-it", steps(Ship))]
+struct Delivery {
+    order: u32,
+}
+
+impl cmdbus::Process for Delivery {
+    type Timeout = ();
+    fn start(&mut self, steps: &mut cmdbus::Steps<Self>) {
+        steps.timeout_after(Duration::from_secs(3600), ());
+    }
+    fn on_timeout(&mut self, (): (), steps: &mut cmdbus::Steps<Self>) {
+        steps.send(Ship { order: self.order, code: "late".into() });
+    }
+}
+
+impl cmdbus::Reacts<Ship> for Delivery {
+    fn on_reply(&mut self, _: cmdbus::TypedReply<()>, steps: &mut cmdbus::Steps<Self>) {
+        steps.fail("shipping failed");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_are_listed_shown_and_abandoned_with_a_dry_run_first() {
+    let schema = cmdbus_tests::fresh_schema();
+    let bus =
+        PgBus::builder(cmdbus_tests::pool().await).schema(&schema).build().await.expect("bus");
+    let id = Uuid::now_v7();
+    bus.start_process(id, Delivery { order: 7 }).await.expect("start");
+    let worker = bus.worker().domain("cli-it").poll_interval(Duration::from_millis(20));
+    let worker = worker.start().await.expect("worker");
+    let status = |schema: &str| {
+        let shown =
+            json(&cmdbus(schema, &["--json", "process", "show", "Delivery", &id.to_string()]));
+        shown["status"].as_str().unwrap_or_default().to_owned()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while cmdbus(&schema, &["--json", "process", "show", "Delivery", &id.to_string()]).status.code()
+        != Some(0)
+        || status(&schema) != "WAITING"
+    {
+        assert!(tokio::time::Instant::now() < deadline, "the process never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let listed = json(&cmdbus(&schema, &["--json", "process", "list", "--status", "waiting"]));
+    assert_eq!(listed["items"][0]["process_id"], id.to_string());
+    let none = json(&cmdbus(&schema, &["--json", "process", "list", "--status", "stuck"]));
+    assert_eq!(none["items"].as_array().map(Vec::len), Some(0));
+    let table = stdout(&cmdbus(&schema, &["process", "list", "--type", "Delivery"]));
+    assert!(table.contains("WAITING") && table.contains(&id.to_string()), "{table}");
+    let shown = stdout(&cmdbus(&schema, &["process", "show", "Delivery", &id.to_string()]));
+    assert!(shown.contains("status:       WAITING") && shown.contains("\"order\": 7"), "{shown}");
+
+    let id_text = id.to_string();
+    let abandon =
+        ["process", "abandon", "Delivery", id_text.as_str(), "--reason", "order withdrawn"];
+    let dry = cmdbus(&schema, &[&abandon[..], &["--dry-run"]].concat());
+    assert_exit(&dry, 0);
+    assert!(stdout(&dry).contains("nothing changed"), "{}", stdout(&dry));
+    assert_eq!(status(&schema), "WAITING", "a dry run changes nothing");
+    let retry = cmdbus(&schema, &["--operator", "ops", "process", "retry", "Delivery", &id_text]);
+    assert_exit(&retry, 3);
+    assert!(stderr(&retry).contains("only a STUCK process can be retried"), "{}", stderr(&retry));
+    let done = cmdbus(&schema, &[&["--operator", "ops@example.com"][..], &abandon].concat());
+    assert_exit(&done, 0);
+    while status(&schema) != "ABANDONED" {
+        assert!(tokio::time::Instant::now() < deadline, "the abandon was never handled");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    worker.shutdown().await;
+    let shown = json(&cmdbus(&schema, &["--json", "process", "show", "Delivery", &id_text]));
+    assert_eq!(shown["last_error"]["operator"], "ops@example.com");
+    assert_eq!(shown["last_error"]["abandoned"], "order withdrawn");
+    let again = cmdbus(&schema, &[&["--operator", "ops"][..], &abandon].concat());
+    assert_exit(&again, 3);
+    assert!(stderr(&again).contains("has ended"), "{}", stderr(&again));
+    let unknown = cmdbus(&schema, &["process", "show", "Delivery", &Uuid::now_v7().to_string()]);
+    assert_exit(&unknown, 3);
+    let bad = cmdbus(&schema, &["process", "list", "--status", "done"]);
+    assert_exit(&bad, 3);
+    assert!(stderr(&bad).contains("unknown process status"), "{}", stderr(&bad));
 }

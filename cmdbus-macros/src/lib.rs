@@ -12,6 +12,7 @@ mod errors;
 mod handler;
 mod names;
 mod payload;
+mod process;
 mod reply;
 mod shadow;
 mod symbol;
@@ -33,6 +34,13 @@ pub fn derive_command(input: TokenStream) -> TokenStream {
 #[proc_macro_derive(Payload, attributes(serde, schemars))]
 pub fn derive_payload(input: TokenStream) -> TokenStream {
     payload::derive(input.into()).into()
+}
+
+/// `#[derive(Process)]`: a process manager's name, domain, the commands it
+/// sends, and the registration that lets workers run it.
+#[proc_macro_derive(Process, attributes(process, serde, schemars))]
+pub fn derive_process(input: TokenStream) -> TokenStream {
+    process::derive(input.into()).into()
 }
 
 /// `#[command(...)]` as an attribute: the derives of `#[derive(Command)]`.

@@ -7,6 +7,7 @@ mod flow;
 mod migrate;
 mod notify;
 mod pool_timeout;
+mod process;
 mod query;
 mod retention;
 mod roles;

@@ -16,10 +16,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (6, "rate_limits", include_str!("../migrations/0006_rate_limits.sql")),
     (7, "catalog", include_str!("../migrations/0007_catalog.sql")),
     (8, "batches", include_str!("../migrations/0008_batches.sql")),
+    (9, "processes", include_str!("../migrations/0009_processes.sql")),
 ];
 
 /// The newest schema version this library knows.
-pub const SCHEMA_VERSION: i32 = 8;
+pub const SCHEMA_VERSION: i32 = 9;
 
 /// What opening a bus does to its schema.
 #[derive(Clone, Copy, Debug)]

@@ -18,9 +18,11 @@ pub enum Role {
     /// Sends commands and reads their status and replies.
     Sender,
     /// Leases, records outcomes, extends and rescues leases; stores the
-    /// commands handlers send and the completions of batches it ends.
+    /// commands handlers send, the completions of batches it ends, and the
+    /// process instances it runs (with their steps' batches).
     Worker,
-    /// Reads everything; retries, cancels and completes troubleshooting-queue
+    /// Reads everything (process instances included; acting on one sends
+    /// an event command); retries, cancels and completes troubleshooting-queue
     /// items (storing the completion of a batch such an action ends).
     Operator,
 }
@@ -58,6 +60,7 @@ pub fn grants_sql(schema: &str, role: Role, role_name: &str) -> Result<String, E
         Role::Sender => format!(
             "GRANT SELECT, INSERT ON {{schema}}.commands TO {g};
              GRANT SELECT, INSERT ON {{schema}}.batches TO {g};
+             GRANT SELECT ON {{schema}}.processes TO {g};
              GRANT SELECT ON {{schema}}.audit TO {g};
              GRANT SELECT ON {{schema}}.audit_trail TO {g};
              GRANT SELECT, UPDATE (consumed_at) ON {{schema}}.replies TO {g};
@@ -66,6 +69,8 @@ pub fn grants_sql(schema: &str, role: Role, role_name: &str) -> Result<String, E
         Role::Worker => format!(
             "{transitions}
              GRANT UPDATE (leased_by) ON {{schema}}.commands TO {g};
+             GRANT INSERT ON {{schema}}.batches TO {g};
+             GRANT SELECT, INSERT, UPDATE (status, state, awaiting, compensations, last_error, version, updated_at, finished_at) ON {{schema}}.processes TO {g};
              GRANT SELECT ON {{schema}}.pauses TO {g};
              GRANT SELECT, UPDATE (in_flight, tokens, refilled_at) ON {{schema}}.limits TO {g};
              GRANT INSERT ON {{schema}}.audit TO {g};

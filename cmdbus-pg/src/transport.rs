@@ -18,6 +18,7 @@ use cmdbus::{
     AuditEntry, AuditEvent, BatchStatus, BulkOutcome, Catalog, CommandRecord, CommandType, Cursor,
     Error, FlowTarget, Limit, LimitChange, Operator, Page, Pause, Registered, Reply, ReplyStatus,
     Result, SendOutcome, Transport, TsqCount, TsqFilter,
+    process::{ProcessFilter, ProcessRecord},
 };
 use sqlx::{PgConnection, PgPool, Postgres, Row, Transaction, postgres::PgRow};
 use uuid::Uuid;
@@ -389,6 +390,21 @@ impl SendColumns {
 const FULL_LEASE_FOR: Duration = Duration::from_secs(5);
 
 /// A due instant, when the sender named one.
+/// A batch's completion command as the `batches` row keeps it.
+fn completion_json(c: &NewCommand) -> serde_json::Value {
+    serde_json::json!({
+        "domain": c.domain,
+        "command_id": c.command_id,
+        "command_type": c.command_type,
+        "correlation_id": c.correlation_id,
+        "reply_to": c.reply_to,
+        "max_attempts": c.max_attempts,
+        "priority": c.priority,
+        "traceparent": c.traceparent,
+        "payload": c.payload,
+    })
+}
+
 fn due_at(due: Due) -> Option<DateTime<Utc>> {
     match due {
         Due::At(at) => Some(at),
@@ -496,6 +512,74 @@ impl Transport for PgTransport {
         Ok(false)
     }
 
+    async fn batch_open_in(
+        &self,
+        unit_of_work: &mut (dyn Any + Send),
+        batch: NewBatch,
+    ) -> Result<Vec<SendOutcome>> {
+        let tx = unit_of_work.downcast_mut::<PgUnitOfWork>().ok_or(Error::UnitOfWorkUnsupported)?;
+        cmdbus::backend::validate_commands(batch.members.iter().chain(&batch.completion))?;
+        let completion = batch.completion.as_ref().map(completion_json);
+        let tracked = Some((batch.batch_id, completion, batch.member_ids));
+        // NOTIFY inside the transaction: workers wake at its commit.
+        let channel = Some(self.inner.channel.as_str());
+        Ok(self.insert_many(&mut **tx, batch.members, channel, tracked).await?.0)
+    }
+
+    async fn reply_get_in(
+        &self,
+        unit_of_work: &mut (dyn Any + Send),
+        domain: &str,
+        command_id: Uuid,
+    ) -> Result<Option<Reply>> {
+        // On the handler's own connection: a second one from the pool could
+        // wait forever while every handler holds one.
+        let tx = unit_of_work.downcast_mut::<PgUnitOfWork>().ok_or(Error::UnitOfWorkUnsupported)?;
+        let row = sqlx::query(sql(&self.inner.statements.reply_get))
+            .bind(domain)
+            .bind(command_id)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(db("reading a reply"))?;
+        row.as_ref().map(reply_from_row).transpose()
+    }
+
+    async fn process_load_in(
+        &self,
+        unit_of_work: &mut (dyn Any + Send),
+        process_type: &str,
+        process_id: Uuid,
+    ) -> Result<Option<ProcessRecord>> {
+        let tx = unit_of_work.downcast_mut::<PgUnitOfWork>().ok_or(Error::UnitOfWorkUnsupported)?;
+        crate::process::load_locked(self, tx, process_type, process_id).await
+    }
+
+    async fn process_save_in(
+        &self,
+        unit_of_work: &mut (dyn Any + Send),
+        record: ProcessRecord,
+    ) -> Result<()> {
+        let tx = unit_of_work.downcast_mut::<PgUnitOfWork>().ok_or(Error::UnitOfWorkUnsupported)?;
+        crate::process::save(self, tx, &record).await
+    }
+
+    async fn process_get(
+        &self,
+        process_type: &str,
+        process_id: Uuid,
+    ) -> Result<Option<ProcessRecord>> {
+        crate::process::get(self, process_type, process_id).await
+    }
+
+    async fn processes_list(
+        &self,
+        filter: &ProcessFilter,
+        after: Option<Cursor>,
+        limit: usize,
+    ) -> Result<Vec<ProcessRecord>> {
+        crate::process::list(self, filter, after, limit).await
+    }
+
     async fn leases_expired(&self, limit: usize) -> Result<Vec<ExpiredLease>> {
         let rows = sqlx::query(sql(&self.inner.statements.leases_expired))
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
@@ -571,19 +655,7 @@ impl Transport for PgTransport {
     async fn batch_open(&self, batch: NewBatch) -> Result<Vec<SendOutcome>> {
         let batch_id = batch.batch_id;
         cmdbus::backend::validate_commands(batch.members.iter().chain(&batch.completion))?;
-        let completion = batch.completion.as_ref().map(|c| {
-            serde_json::json!({
-                "domain": c.domain,
-                "command_id": c.command_id,
-                "command_type": c.command_type,
-                "correlation_id": c.correlation_id,
-                "reply_to": c.reply_to,
-                "max_attempts": c.max_attempts,
-                "priority": c.priority,
-                "traceparent": c.traceparent,
-                "payload": c.payload,
-            })
-        });
+        let completion = batch.completion.as_ref().map(completion_json);
         let domains: std::collections::BTreeSet<String> =
             batch.members.iter().map(|c| c.domain.clone()).collect();
         let (outcomes, existed) = self

@@ -155,6 +155,23 @@ impl Batch {
         Ok(self)
     }
 
+    /// A batch of prepared commands whose completion is `completion` (its
+    /// payload holding a placeholder `batch`), listing member ids.
+    pub(crate) fn of_commands(
+        batch_id: Uuid,
+        members: Vec<NewCommand>,
+        completion: NewCommand,
+    ) -> Self {
+        let members = members
+            .into_iter()
+            .map(|mut member| {
+                member.batch_id = Some(batch_id);
+                member
+            })
+            .collect();
+        Self { batch_id, members, completion: Some(completion), member_ids: true }
+    }
+
     /// The batch as a transport stores it, its payloads checked against
     /// `max_payload_bytes`.
     pub(crate) fn into_new(self, max_payload_bytes: usize) -> Result<NewBatch> {

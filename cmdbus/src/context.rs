@@ -7,8 +7,8 @@ use futures_util::future::BoxFuture;
 use uuid::Uuid;
 
 use crate::{
-    Command, Error, LeaseExtend, LeaseRef, LeasedCommand, NewCommand, Result, SendOptions,
-    SendOutcome, TraceParent, Transport,
+    Command, Error, LeaseExtend, LeaseRef, LeasedCommand, NewBatch, NewCommand, Reply, Result,
+    SendOptions, SendOutcome, TraceParent, Transport, process::ProcessRecord,
 };
 
 /// The object-safe slice of a transport a handler may use: its lease and
@@ -21,6 +21,28 @@ pub(crate) trait HandlerBackend: Send + Sync {
         unit_of_work: &'a mut (dyn Any + Send),
         commands: Vec<NewCommand>,
     ) -> BoxFuture<'a, Result<Vec<SendOutcome>>>;
+    fn batch_in<'a>(
+        &'a self,
+        unit_of_work: &'a mut (dyn Any + Send),
+        batch: NewBatch,
+    ) -> BoxFuture<'a, Result<Vec<SendOutcome>>>;
+    fn process_load<'a>(
+        &'a self,
+        unit_of_work: &'a mut (dyn Any + Send),
+        process_type: &'a str,
+        process_id: Uuid,
+    ) -> BoxFuture<'a, Result<Option<ProcessRecord>>>;
+    fn process_save<'a>(
+        &'a self,
+        unit_of_work: &'a mut (dyn Any + Send),
+        record: ProcessRecord,
+    ) -> BoxFuture<'a, Result<()>>;
+    fn reply_get<'a>(
+        &'a self,
+        unit_of_work: &'a mut (dyn Any + Send),
+        domain: &'a str,
+        command_id: Uuid,
+    ) -> BoxFuture<'a, Result<Option<Reply>>>;
 }
 
 impl<T: Transport> HandlerBackend for T {
@@ -38,6 +60,40 @@ impl<T: Transport> HandlerBackend for T {
         commands: Vec<NewCommand>,
     ) -> BoxFuture<'a, Result<Vec<SendOutcome>>> {
         Box::pin(self.commands_send_in(unit_of_work, commands))
+    }
+
+    fn batch_in<'a>(
+        &'a self,
+        unit_of_work: &'a mut (dyn Any + Send),
+        batch: NewBatch,
+    ) -> BoxFuture<'a, Result<Vec<SendOutcome>>> {
+        Box::pin(self.batch_open_in(unit_of_work, batch))
+    }
+
+    fn process_load<'a>(
+        &'a self,
+        unit_of_work: &'a mut (dyn Any + Send),
+        process_type: &'a str,
+        process_id: Uuid,
+    ) -> BoxFuture<'a, Result<Option<ProcessRecord>>> {
+        Box::pin(self.process_load_in(unit_of_work, process_type, process_id))
+    }
+
+    fn process_save<'a>(
+        &'a self,
+        unit_of_work: &'a mut (dyn Any + Send),
+        record: ProcessRecord,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(self.process_save_in(unit_of_work, record))
+    }
+
+    fn reply_get<'a>(
+        &'a self,
+        unit_of_work: &'a mut (dyn Any + Send),
+        domain: &'a str,
+        command_id: Uuid,
+    ) -> BoxFuture<'a, Result<Option<Reply>>> {
+        Box::pin(self.reply_get_in(unit_of_work, domain, command_id))
     }
 }
 
@@ -221,22 +277,18 @@ impl HandlerContext {
         options.correlation_id.get_or_insert(self.correlation_id);
         options.traceparent.get_or_insert(self.traceparent);
         let prepared = crate::bus::prepare(&command, options, self.max_payload_bytes)?;
-        let outcome = match self.control.clone() {
-            Some(control) => {
-                let unit_of_work = match &mut self.unit_of_work {
-                    Some(unit_of_work) => unit_of_work,
-                    empty => empty.insert(control.begin().await?),
-                };
-                let mut outcomes =
-                    control.send_in(&mut **unit_of_work, vec![prepared.clone()]).await?;
+        let outcome = match self.control.is_some() {
+            true => {
+                let (control, unit_of_work) = self.unit_of_work().await?;
+                let mut outcomes = control.send_in(unit_of_work, vec![prepared.clone()]).await?;
                 outcomes
                     .pop()
                     .ok_or_else(|| Error::backend("send", "transport returned no outcome"))?
             }
-            None if self.sent.iter().any(|c| c.same_command(&prepared)) => {
+            false if self.sent.iter().any(|c| c.same_command(&prepared)) => {
                 SendOutcome::Duplicate { command_id: prepared.command_id }
             }
-            None => SendOutcome::Accepted { command_id: prepared.command_id },
+            false => SendOutcome::Accepted { command_id: prepared.command_id },
         };
         if !outcome.is_duplicate() {
             self.sent.push(prepared);
@@ -252,6 +304,50 @@ impl HandlerContext {
             .filter(|c| c.domain == C::DOMAIN && c.command_type == C::NAME)
             .filter_map(|c| serde_json::from_str(c.payload.get()).ok())
             .collect()
+    }
+
+    /// The transport and this handler's unit of work, begun on first use.
+    async fn unit_of_work(
+        &mut self,
+    ) -> Result<(Arc<dyn HandlerBackend>, &mut (dyn Any + Send + 'static))> {
+        let control = self.control.clone().ok_or(Error::UnitOfWorkUnsupported)?;
+        let unit_of_work = match &mut self.unit_of_work {
+            Some(unit_of_work) => unit_of_work,
+            empty => empty.insert(control.begin().await?),
+        };
+        Ok((control, &mut **unit_of_work))
+    }
+
+    pub(crate) async fn open_batch_in(&mut self, batch: NewBatch) -> Result<Vec<SendOutcome>> {
+        let (control, unit_of_work) = self.unit_of_work().await?;
+        control.batch_in(unit_of_work, batch).await
+    }
+
+    pub(crate) async fn process_load(
+        &mut self,
+        process_type: &str,
+        process_id: Uuid,
+    ) -> Result<Option<ProcessRecord>> {
+        let (control, unit_of_work) = self.unit_of_work().await?;
+        control.process_load(unit_of_work, process_type, process_id).await
+    }
+
+    pub(crate) async fn process_save(&mut self, record: ProcessRecord) -> Result<()> {
+        let (control, unit_of_work) = self.unit_of_work().await?;
+        control.process_save(unit_of_work, record).await
+    }
+
+    pub(crate) async fn reply_get(
+        &mut self,
+        domain: &str,
+        command_id: Uuid,
+    ) -> Result<Option<Reply>> {
+        let (control, unit_of_work) = self.unit_of_work().await?;
+        control.reply_get(unit_of_work, domain, command_id).await
+    }
+
+    pub(crate) fn max_payload_bytes(&self) -> usize {
+        self.max_payload_bytes
     }
 
     pub(crate) fn lease_ref(&self) -> &LeaseRef {

@@ -149,6 +149,34 @@ pub enum Error {
         /// The name as given.
         value: String,
     },
+    /// A process status name that does not exist.
+    #[error(
+        "unknown process status {value:?}; expected one of: RUNNING, WAITING, COMPENSATING, COMPLETED, COMPENSATED, STUCK, ABANDONED"
+    )]
+    UnknownProcessStatus {
+        /// The name as given.
+        value: String,
+    },
+    /// No process instance of this type with this id.
+    #[error("no process {process_type} {process_id}")]
+    UnknownProcess {
+        /// The process type.
+        process_type: String,
+        /// The instance asked for.
+        process_id: Uuid,
+    },
+    /// An operator action on a process that its status does not allow.
+    #[error("process {process_type} {process_id} is {status}: {reason}")]
+    ProcessRefused {
+        /// The process type.
+        process_type: String,
+        /// The instance.
+        process_id: Uuid,
+        /// Where it stands.
+        status: crate::ProcessStatus,
+        /// Why the action is refused, in an operator's words.
+        reason: &'static str,
+    },
     /// No command with this id exists in the domain.
     #[error("no command {command_id} in domain {domain:?}")]
     NotFound {

@@ -22,6 +22,7 @@ mod handler_error;
 mod name;
 mod operator;
 mod page;
+pub mod process;
 mod registry;
 mod reply;
 mod report;
@@ -70,6 +71,16 @@ pub use cmdbus_macros::Command;
 /// ```
 #[doc(inline)]
 pub use cmdbus_macros::Payload;
+/// Declares a process manager; see [`process`] for a whole example.
+///
+/// `#[process(domain = "...", steps(A, B), compensations(C))]`: `domain`
+/// (required) is where its events run; `name` (default: the type's name)
+/// is the stored process type; `steps` are the commands it sends and
+/// reacts to (each needs a [`Reacts`] impl); `compensations` are the
+/// commands it may run to undo a step. Also derives serialization, as
+/// [`Payload`](derive@Payload) does.
+#[doc(inline)]
+pub use cmdbus_macros::Process;
 /// The attribute form of [`#[derive(Command)]`](derive@Command), kept for
 /// existing code: `#[command(domain = "...", ...)]` alone on the type, same
 /// keys (see the [`Command`](trait@Command) trait).
@@ -140,6 +151,7 @@ pub use handler_error::{ErrorKind, Failure, HandlerError};
 pub use name::{validate_command_type, validate_domain};
 pub use operator::Operator;
 pub use page::{Cursor, MAX_PAGE, Page};
+pub use process::{Process, ProcessStatus, Reacts, Steps};
 pub use registry::{HandlerRegistration, Registry};
 pub use reply::{DEFAULT_REPLY_QUEUE, NotCompleted, Reply, ReplyStatus, TypedReply};
 pub use report::Report;

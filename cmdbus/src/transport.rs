@@ -19,6 +19,7 @@ use crate::{
     CommandType, Cursor, ExpiredLease, Failure, FlowTarget, LeasedCommand, Limit, LimitChange,
     NewBatch, NewCommand, Operator, Page, Pause, Registered, Reply, Result, SendOutcome,
     Transition, TsqCount, TsqFilter, WakeUps,
+    process::{ProcessFilter, ProcessRecord},
 };
 
 /// Expired leases taken back per rescue round.
@@ -90,6 +91,69 @@ pub trait Transport: Clone + Send + Sync + 'static {
         let _ = (unit_of_work, commands);
         async { Err(crate::Error::UnitOfWorkUnsupported) }
     }
+
+    /// Opens a tracked batch inside a unit of work (a process's step):
+    /// stored only if it commits. Outcomes as [`batch_open`](Self::batch_open).
+    fn batch_open_in(
+        &self,
+        unit_of_work: &mut (dyn Any + Send),
+        batch: NewBatch,
+    ) -> impl Future<Output = Result<Vec<SendOutcome>>> + Send {
+        let _ = (unit_of_work, batch);
+        async { Err(crate::Error::UnitOfWorkUnsupported) }
+    }
+
+    /// A command's reply, read inside a unit of work (a process reads its
+    /// steps' replies on the connection it holds). The default reads it
+    /// outside.
+    fn reply_get_in(
+        &self,
+        unit_of_work: &mut (dyn Any + Send),
+        domain: &str,
+        command_id: Uuid,
+    ) -> impl Future<Output = Result<Option<Reply>>> + Send {
+        let _ = unit_of_work;
+        self.reply_wait(domain, command_id, Duration::ZERO)
+    }
+
+    /// A process instance, locked against other events of it until the
+    /// unit of work ends; `None` before it starts.
+    fn process_load_in(
+        &self,
+        unit_of_work: &mut (dyn Any + Send),
+        process_type: &str,
+        process_id: Uuid,
+    ) -> impl Future<Output = Result<Option<ProcessRecord>>> + Send {
+        let _ = (unit_of_work, process_type, process_id);
+        async { Err(crate::Error::UnitOfWorkUnsupported) }
+    }
+
+    /// Stores a process instance inside a unit of work: inserted at version
+    /// 1, else updated only from version `record.version - 1` (an error
+    /// otherwise, so a lost race retries the event).
+    fn process_save_in(
+        &self,
+        unit_of_work: &mut (dyn Any + Send),
+        record: ProcessRecord,
+    ) -> impl Future<Output = Result<()>> + Send {
+        let _ = (unit_of_work, record);
+        async { Err(crate::Error::UnitOfWorkUnsupported) }
+    }
+
+    /// A process instance as stored.
+    fn process_get(
+        &self,
+        process_type: &str,
+        process_id: Uuid,
+    ) -> impl Future<Output = Result<Option<ProcessRecord>>> + Send;
+
+    /// Process instances passing `filter`, newest first, after `after`.
+    fn processes_list(
+        &self,
+        filter: &ProcessFilter,
+        after: Option<Cursor>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<ProcessRecord>>> + Send;
 
     /// Applies one transition inside the unit of work the handler opened
     /// through its context, and commits it if applied.

@@ -120,6 +120,60 @@ pub mod crash {
         pub ms: u64,
     }
 
+    /// A process step: its handler in `crash_worker` sleeps, then succeeds,
+    /// or refuses when `refuse` (a business rule).
+    #[derive(cmdbus::Command)]
+    #[command(domain = "crash", max_attempts = 5, backoff = ["10ms"])]
+    pub struct CrashStep {
+        /// The process.
+        pub order: u32,
+        /// Which step (1 or 2).
+        pub n: u32,
+        /// Refuse it.
+        pub refuse: bool,
+    }
+
+    /// Undoes step 1 (a compensation); its handler succeeds.
+    #[derive(cmdbus::Command)]
+    #[command(domain = "crash", max_attempts = 5, backoff = ["10ms"])]
+    pub struct CrashUndo {
+        /// The process.
+        pub order: u32,
+    }
+
+    /// Two steps; the second is refused for odd orders, which undoes the
+    /// first. The model: even orders COMPLETED with steps [1, 2], odd ones
+    /// COMPENSATED with steps [1].
+    #[derive(cmdbus::Process, Debug)]
+    #[process(domain = "crash", steps(CrashStep), compensations(CrashUndo))]
+    pub struct CrashOrder {
+        /// The order.
+        pub order: u32,
+        /// Steps that completed, in order.
+        pub done: Vec<u32>,
+    }
+
+    impl cmdbus::Process for CrashOrder {
+        type Timeout = ();
+        fn start(&mut self, steps: &mut cmdbus::Steps<Self>) {
+            steps.send(CrashStep { order: self.order, n: 1, refuse: false });
+        }
+    }
+
+    impl cmdbus::Reacts<CrashStep> for CrashOrder {
+        fn on_reply(&mut self, reply: cmdbus::TypedReply<()>, steps: &mut cmdbus::Steps<Self>) {
+            if !matches!(reply, cmdbus::TypedReply::Success(())) {
+                return steps.fail("a step was refused");
+            }
+            let n = self.done.len() as u32 + 1;
+            self.done.push(n);
+            if n == 1 {
+                steps.compensate_with(CrashUndo { order: self.order });
+                steps.send(CrashStep { order: self.order, n: 2, refuse: self.order % 2 == 1 });
+            }
+        }
+    }
+
     /// A batch of `Slow` ended; its handler in `crash_worker` succeeds.
     #[derive(cmdbus::Command)]
     #[command(domain = "crash", max_attempts = 5, backoff = ["10ms"])]

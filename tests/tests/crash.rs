@@ -8,7 +8,7 @@ use cmdbus::backend::TsqReason;
 use cmdbus::{AuditEvent, CommandStatus};
 use cmdbus_pg::PgBus;
 use cmdbus_tests::{
-    crash::{BatchEnded, Hang, Slow},
+    crash::{BatchEnded, CrashOrder, Hang, Slow},
     fresh_schema, inconsistencies, pool, settled,
 };
 
@@ -105,11 +105,12 @@ async fn repeated_worker_crashes_lose_nothing() {
     assert!(bad.is_empty(), "inconsistent commands:\n{}", bad.join("\n"));
 }
 
-/// Tracked batches while their worker is SIGKILLed again and again: every
-/// batch ends, and its completion command is stored exactly once, with the
-/// counts, and runs.
+/// Tracked batches and processes while their worker is SIGKILLed again and
+/// again: every batch ends, and its completion command is stored exactly
+/// once, with the counts, and runs; every process ends as its model says,
+/// no step sent twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn batch_completions_are_sent_once_through_worker_crashes() {
+async fn batch_completions_and_processes_survive_worker_crashes() {
     let schema = fresh_schema();
     let bus = PgBus::builder(pool().await).schema(schema.clone()).build().await.expect("bus");
     let mut batches = Vec::new();
@@ -122,21 +123,32 @@ async fn batch_completions_are_sent_once_through_worker_crashes() {
             .expect("batch");
         batches.push(bus.open_batch(batch).await.expect("open").batch_id);
     }
+    for order in 0..200u32 {
+        let process = CrashOrder { order, done: Vec::new() };
+        bus.start_process(process_id(order), process).await.expect("start");
+    }
     kill_workers(&schema, 10).await;
     let mut child = spawn_worker(&schema);
     let counts = settled(&bus, Duration::from_secs(60)).await;
-    eprintln!("batch crash: 50 batches of 4, 10 kills: {counts:?}");
-    // Members whose attempts the kills used up wait in the TSQ and hold
-    // their batches open, until an operator retries them.
+    eprintln!("crash: 50 batches of 4, 200 processes, 10 kills: {counts:?}");
+    // Commands whose attempts the kills used up wait in the TSQ and hold
+    // their batches (and processes) open, until an operator retries them.
     let filter = cmdbus::TsqFilter::new().domain("crash");
-    let held = bus.troubleshooting().list(&filter, 1000, None).await.expect("tsq").items;
-    for member in &held {
-        let batch_id = member_batch(&bus, member.command_id).await;
-        assert!(!bus.batch(batch_id).await.expect("batch").is_finished(), "held open");
+    let mut held = Vec::new();
+    loop {
+        let page = bus.troubleshooting().list(&filter, 1000, None).await.expect("tsq").items;
+        if page.is_empty() {
+            break;
+        }
+        for member in page.iter().filter(|r| r.command_type == "Slow") {
+            let batch_id = member_batch(&bus, member.command_id).await;
+            assert!(!bus.batch(batch_id).await.expect("batch").is_finished(), "held open");
+        }
+        let ops = cmdbus::Operator::new("ops").expect("operator");
+        bus.troubleshooting().retry_all(&filter, &ops, false).await.expect("retry");
+        held.extend(page);
+        settled(&bus, Duration::from_secs(60)).await;
     }
-    let ops = cmdbus::Operator::new("ops").expect("operator");
-    bus.troubleshooting().retry_all(&filter, &ops, false).await.expect("retry");
-    settled(&bus, Duration::from_secs(60)).await;
     child.kill().expect("SIGKILL");
     child.wait().expect("reaped");
     for batch_id in &batches {
@@ -153,6 +165,25 @@ async fn batch_completions_are_sent_once_through_worker_crashes() {
     .expect("completions");
     assert_eq!(completions.len(), 50, "one completion per batch: {completions:?}");
     assert!(completions.iter().all(|(_, n)| *n == 1), "{completions:?}");
+    for order in 0..200u32 {
+        let view = bus.process::<CrashOrder>(process_id(order)).await.expect("process");
+        let (status, done) = if order % 2 == 0 {
+            (cmdbus::ProcessStatus::Completed, vec![1, 2])
+        } else {
+            (cmdbus::ProcessStatus::Compensated, vec![1])
+        };
+        assert_eq!((view.status, &view.state.done), (status, &done), "order {order}");
+    }
+    // No step sent twice: per process, two steps and, if compensated, one undo.
+    let sent: Vec<(String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        r#"SELECT command_type || ' ' || (payload ->> 'order') || ' ' || coalesce(payload ->> 'n', ''), count(*)
+           FROM "{schema}".commands WHERE command_type IN ('CrashStep', 'CrashUndo') GROUP BY 1"#
+    )))
+    .fetch_all(bus.pool())
+    .await
+    .expect("steps");
+    assert_eq!(sent.len(), 200 * 2 + 100, "{sent:?}");
+    assert!(sent.iter().all(|(_, n)| *n == 1), "a step sent twice: {sent:?}");
     // No operator retry in the consistency rules: check the batches' members
     // were only retried by the operator action above.
     let bad = inconsistencies(&bus).await;
@@ -160,6 +191,11 @@ async fn batch_completions_are_sent_once_through_worker_crashes() {
     let bad: Vec<&String> =
         bad.iter().filter(|line| !retried.iter().any(|id| line.starts_with(id.as_str()))).collect();
     assert!(bad.is_empty(), "inconsistent commands:\n{bad:?}");
+}
+
+/// The process id of order `order` (stable, so the model can find it).
+fn process_id(order: u32) -> uuid::Uuid {
+    uuid::Uuid::from_u128(0x0c0f_fee0_0000_7000_8000_0000_0000_0000 | u128::from(order))
 }
 
 async fn member_batch(bus: &PgBus, command_id: uuid::Uuid) -> uuid::Uuid {

@@ -21,6 +21,7 @@ use crate::{
     Cursor, ExpiredLease, Failure, FlowTarget, LeaseExtend, LeaseRef, LeasedCommand, Limit,
     LimitChange, NewBatch, NewCommand, Operator, Page, Pause, Polled, QueueStats, Registered,
     Reply, ReplyStatus, Result, SendOutcome, Transition, Transport, TsqCount, TsqFilter, WakeUps,
+    process::{ProcessFilter, ProcessRecord},
 };
 
 /// The in-memory transport. Clones share one store.
@@ -43,6 +44,7 @@ struct State {
     limits: Vec<HeldLimit>,
     catalog: Vec<CatalogEntry>,
     batches: HashMap<Uuid, StoredBatch>,
+    processes: BTreeMap<(String, Uuid), ProcessRecord>,
 }
 
 /// A tracked batch: its counts so far and what to send when it ends.
@@ -100,9 +102,47 @@ impl Stored {
 #[derive(Default)]
 struct MemoryUnitOfWork {
     staged: Vec<NewCommand>,
+    batches: Vec<NewBatch>,
+    processes: Vec<ProcessRecord>,
+}
+
+impl MemoryUnitOfWork {
+    fn of(unit_of_work: &mut (dyn Any + Send)) -> Result<&mut Self> {
+        unit_of_work.downcast_mut::<Self>().ok_or(crate::Error::UnitOfWorkUnsupported)
+    }
 }
 
 impl State {
+    /// Opens a tracked batch: its new members stored, counted in it.
+    fn open_batch(&mut self, batch: NewBatch, now: DateTime<Utc>) -> Result<Vec<SendOutcome>> {
+        let batch_id = batch.batch_id;
+        if self.batches.contains_key(&batch_id) {
+            let duplicate = |c: &NewCommand| SendOutcome::Duplicate { command_id: c.command_id };
+            return Ok(batch.members.iter().map(duplicate).collect());
+        }
+        let new = |c: &NewCommand| !self.by_id.contains_key(&(c.domain.clone(), c.command_id));
+        if !batch.members.iter().any(new) {
+            return Err(crate::Error::InvalidBatch {
+                batch_id,
+                reason: "every member exists already",
+            });
+        }
+        let outcomes: Vec<SendOutcome> =
+            batch.members.into_iter().map(|member| self.insert(member, now)).collect();
+        let total = outcomes.iter().filter(|o| !o.is_duplicate()).count() as u64;
+        let members = batch.member_ids.then(BatchMembers::default);
+        let outcome = BatchOutcome { batch_id, total, members, ..BatchOutcome::default() };
+        let stored = StoredBatch {
+            outcome,
+            remaining: total,
+            completion: batch.completion,
+            created_at: now,
+            finished_at: None,
+        };
+        self.batches.insert(batch_id, stored);
+        Ok(outcomes)
+    }
+
     /// Stores a command as PENDING with its SENT audit row, unless its id
     /// is taken in its domain.
     fn insert(&mut self, command: NewCommand, now: DateTime<Utc>) -> SendOutcome {
@@ -459,9 +499,7 @@ impl Transport for MemoryTransport {
         unit_of_work: &mut (dyn Any + Send),
         commands: Vec<NewCommand>,
     ) -> Result<Vec<SendOutcome>> {
-        let unit_of_work = unit_of_work
-            .downcast_mut::<MemoryUnitOfWork>()
-            .ok_or(crate::Error::UnitOfWorkUnsupported)?;
+        let unit_of_work = MemoryUnitOfWork::of(unit_of_work)?;
         validate_commands(&commands)?;
         let state = self.lock();
         Ok(commands
@@ -487,12 +525,31 @@ impl Transport for MemoryTransport {
             .downcast::<MemoryUnitOfWork>()
             .map_err(|_| crate::Error::UnitOfWorkUnsupported)?;
         let mut state = self.lock();
+        // Process saves are checked first: a lost race stores nothing.
+        for record in &unit_of_work.processes {
+            let key = (record.process_type.clone(), record.process_id);
+            let stored = state.processes.get(&key).map_or(0, |p| p.version);
+            if stored + 1 != record.version {
+                return Err(crate::Error::backend(
+                    "saving a process",
+                    format!("{} {} changed meanwhile", record.process_type, record.process_id),
+                ));
+            }
+        }
         let applied = state.apply(&transition);
         if applied {
             // The commit: what the handler sent is stored with its completion.
             let now = Utc::now();
             for command in unit_of_work.staged {
                 state.insert(command, now);
+            }
+            for batch in unit_of_work.batches {
+                // A step's batch and members have fresh ids: this stores it.
+                let _ = state.open_batch(batch, now);
+            }
+            for mut record in unit_of_work.processes {
+                record.updated_at = now;
+                state.processes.insert((record.process_type.clone(), record.process_id), record);
             }
         }
         drop(state);
@@ -625,39 +682,71 @@ impl Transport for MemoryTransport {
 
     async fn batch_open(&self, batch: NewBatch) -> Result<Vec<SendOutcome>> {
         validate_commands(batch.members.iter().chain(&batch.completion))?;
-        let batch_id = batch.batch_id;
-        let outcomes = {
-            let mut state = self.lock();
-            if state.batches.contains_key(&batch_id) {
-                let duplicate =
-                    |c: &NewCommand| SendOutcome::Duplicate { command_id: c.command_id };
-                return Ok(batch.members.iter().map(duplicate).collect());
-            }
-            let new = |c: &NewCommand| !state.by_id.contains_key(&(c.domain.clone(), c.command_id));
-            if !batch.members.iter().any(new) {
-                return Err(crate::Error::InvalidBatch {
-                    batch_id,
-                    reason: "every member exists already",
-                });
-            }
-            let now = Utc::now();
-            let outcomes: Vec<SendOutcome> =
-                batch.members.into_iter().map(|member| state.insert(member, now)).collect();
-            let total = outcomes.iter().filter(|o| !o.is_duplicate()).count() as u64;
-            let members = batch.member_ids.then(BatchMembers::default);
-            let outcome = BatchOutcome { batch_id, total, members, ..BatchOutcome::default() };
-            let stored = StoredBatch {
-                outcome,
-                remaining: total,
-                completion: batch.completion,
-                created_at: now,
-                finished_at: None,
-            };
-            state.batches.insert(batch_id, stored);
-            outcomes
-        };
+        let outcomes = self.lock().open_batch(batch, Utc::now())?;
         self.work.wake();
         Ok(outcomes)
+    }
+
+    async fn batch_open_in(
+        &self,
+        unit_of_work: &mut (dyn Any + Send),
+        batch: NewBatch,
+    ) -> Result<Vec<SendOutcome>> {
+        validate_commands(batch.members.iter().chain(&batch.completion))?;
+        let unit_of_work = MemoryUnitOfWork::of(unit_of_work)?;
+        let outcomes = batch
+            .members
+            .iter()
+            .map(|c| SendOutcome::Accepted { command_id: c.command_id })
+            .collect();
+        unit_of_work.batches.push(batch);
+        Ok(outcomes)
+    }
+
+    async fn process_load_in(
+        &self,
+        unit_of_work: &mut (dyn Any + Send),
+        process_type: &str,
+        process_id: Uuid,
+    ) -> Result<Option<ProcessRecord>> {
+        MemoryUnitOfWork::of(unit_of_work)?;
+        Ok(self.lock().processes.get(&(process_type.to_owned(), process_id)).cloned())
+    }
+
+    async fn process_save_in(
+        &self,
+        unit_of_work: &mut (dyn Any + Send),
+        record: ProcessRecord,
+    ) -> Result<()> {
+        MemoryUnitOfWork::of(unit_of_work)?.processes.push(record);
+        Ok(())
+    }
+
+    async fn process_get(
+        &self,
+        process_type: &str,
+        process_id: Uuid,
+    ) -> Result<Option<ProcessRecord>> {
+        Ok(self.lock().processes.get(&(process_type.to_owned(), process_id)).cloned())
+    }
+
+    async fn processes_list(
+        &self,
+        filter: &ProcessFilter,
+        after: Option<Cursor>,
+        limit: usize,
+    ) -> Result<Vec<ProcessRecord>> {
+        let state = self.lock();
+        let mut rows: Vec<ProcessRecord> = state
+            .processes
+            .values()
+            .filter(|p| filter.matches(p))
+            .filter(|p| after.is_none_or(|c| c.precedes(p.created_at, p.process_id)))
+            .cloned()
+            .collect();
+        rows.sort_by_key(|p| std::cmp::Reverse((p.created_at, p.process_id)));
+        rows.truncate(limit);
+        Ok(rows)
     }
 
     async fn batch_get(&self, batch_id: Uuid) -> Result<Option<BatchStatus>> {

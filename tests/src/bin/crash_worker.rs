@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use cmdbus::{HandlerError, handler};
 use cmdbus_pg::PgBus;
-use cmdbus_tests::crash::{BatchEnded, Hang, Slow};
+use cmdbus_tests::crash::{BatchEnded, CrashStep, CrashUndo, Hang, Slow};
 
 #[handler]
 async fn hang(_cmd: Hang) -> Result<(), HandlerError> {
@@ -18,6 +18,21 @@ async fn hang(_cmd: Hang) -> Result<(), HandlerError> {
 #[handler]
 async fn slow(cmd: Slow) -> Result<(), HandlerError> {
     tokio::time::sleep(Duration::from_millis(cmd.ms)).await;
+    Ok(())
+}
+
+#[handler]
+async fn crash_step(cmd: CrashStep) -> Result<(), HandlerError> {
+    tokio::time::sleep(Duration::from_millis(10 + u64::from(cmd.order % 7) * 5)).await;
+    if cmd.refuse {
+        return Err(HandlerError::business_rule("refused", "step refused"));
+    }
+    Ok(())
+}
+
+#[handler]
+async fn crash_undo(_cmd: CrashUndo) -> Result<(), HandlerError> {
+    tokio::time::sleep(Duration::from_millis(10)).await;
     Ok(())
 }
 

@@ -21,6 +21,10 @@ use crate::{
     TypedReply, Worker, command, handler,
 };
 
+mod processes;
+
+pub use processes::*;
+
 /// The domain of the suite's commands.
 pub const DOMAIN: &str = "cmdbus-conformance";
 
@@ -212,6 +216,11 @@ macro_rules! conformance_suite {
             a_batch_carries_options_per_command_and_is_idempotent,
             a_batch_completion_is_sent_once_when_every_member_has_ended,
             a_member_in_the_tsq_holds_its_batch_open_until_an_operator_acts,
+            a_process_runs_its_steps_and_completes,
+            a_failed_step_is_compensated_in_reverse_order_each_awaited,
+            a_failed_compensation_is_stuck_until_an_operator_acts,
+            a_process_timeout_fires_and_drives_it_on,
+            a_duplicate_event_is_ignored,
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {

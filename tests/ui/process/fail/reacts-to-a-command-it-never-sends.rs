@@ -1,0 +1,30 @@
+use cmdbus::{Command, Process, Reacts, Steps, TypedReply};
+
+#[derive(Command)]
+#[command(domain = "ui-orders")]
+struct Reserve {}
+
+#[derive(Command)]
+#[command(domain = "ui-orders")]
+struct Ship {}
+
+#[derive(Process)]
+#[process(domain = "ui-orders", steps(Reserve))]
+struct Order {}
+
+impl cmdbus::Process for Order {
+    type Timeout = ();
+    fn start(&mut self, steps: &mut Steps<Self>) {
+        steps.send(Reserve {});
+    }
+}
+
+impl Reacts<Reserve> for Order {
+    fn on_reply(&mut self, _: TypedReply<()>, _: &mut Steps<Self>) {}
+}
+
+impl Reacts<Ship> for Order {
+    fn on_reply(&mut self, _: TypedReply<()>, _: &mut Steps<Self>) {}
+}
+
+fn main() {}
