@@ -5,6 +5,7 @@
 
 mod baseline;
 mod history;
+mod process;
 
 use std::{
     sync::{
@@ -363,6 +364,10 @@ async fn main() {
 
     put("worker_peak_rss_mb", drain_rss(&config).await);
 
+    let processes = process::rate(&config).await;
+    put("process_3_steps_per_s", processes);
+    put("process_steps_per_s", processes * 3.0);
+
     let (small, large) = config.history;
     put("e2e_single_cps_history_10k", history::e2e_with_history(&config, small).await);
     let large_key =
@@ -411,6 +416,7 @@ async fn experiment(config: &Config, only: &str) {
             p50
         }
         "drain-default" => drain_default_rate(config).await,
+        "process" => process::rate(config).await,
         "baseline-drain" => {
             let base = Arc::new(Baseline::create(pool(&config.url).await).await);
             let rate = base.drain(config).await;
