@@ -74,7 +74,7 @@ pub fn grants_sql(schema: &str, role: Role, role_name: &str) -> Result<String, E
              GRANT SELECT ON {{schema}}.pauses TO {g};
              GRANT SELECT, UPDATE (in_flight, tokens, refilled_at) ON {{schema}}.limits TO {g};
              GRANT INSERT ON {{schema}}.audit TO {g};
-             GRANT INSERT ON {{schema}}.replies TO {g};
+             GRANT SELECT, INSERT ON {{schema}}.replies TO {g};
              GRANT SELECT, INSERT, UPDATE (last_seen_at, last_served_at) ON {{schema}}.command_types TO {g};"
         ),
         Role::Operator => format!(
@@ -85,7 +85,8 @@ pub fn grants_sql(schema: &str, role: Role, role_name: &str) -> Result<String, E
              GRANT SELECT, INSERT ON {{schema}}.operator_actions TO {g};
              GRANT SELECT, INSERT, DELETE ON {{schema}}.pauses TO {g};
              GRANT SELECT, INSERT, UPDATE, DELETE ON {{schema}}.limits TO {g};
-             GRANT SELECT ON {{schema}}.command_types TO {g};"
+             GRANT SELECT ON {{schema}}.command_types TO {g};
+             GRANT SELECT ON {{schema}}.processes TO {g};"
         ),
     };
     Ok(schema.render(&format!("{common}\n{specific}")))

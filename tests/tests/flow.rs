@@ -1,7 +1,7 @@
 //! Flow control across a fleet: a limit holds with four worker processes
 //! leasing at once.
 
-use std::{process::Child, time::Duration};
+use std::time::Duration;
 
 use cmdbus::{FlowTarget, Operator};
 use cmdbus_pg::PgBus;
@@ -19,7 +19,7 @@ async fn a_limit_holds_across_four_worker_processes() {
     let operator = Operator::new("ops@example.com").expect("operator");
     bus.limit(&FlowTarget::of::<Slow>(), 3, &operator).await.expect("limit");
     // Each process could run 16 at once; together 64.
-    let mut workers: Vec<Child> = (0..4).map(|_| spawn_worker(&schema)).collect();
+    let mut workers: Vec<_> = (0..4).map(|_| spawn_worker(&schema)).collect();
     let total = 60;
     bus.send_batch((0..total).map(|_| Slow { ms: 40 })).await.expect("send");
 
@@ -62,7 +62,7 @@ async fn a_rate_limit_holds_across_four_worker_processes() {
     let bus = PgBus::builder(pool().await).schema(&schema).build().await.expect("bus");
     let operator = Operator::new("ops@example.com").expect("operator");
     bus.rate_limit(&FlowTarget::of::<Slow>(), 20.0, &operator).await.expect("rate limit");
-    let mut workers: Vec<Child> = (0..4).map(|_| spawn_worker(&schema)).collect();
+    let mut workers: Vec<_> = (0..4).map(|_| spawn_worker(&schema)).collect();
     // The burst (one second's worth), then a minute at the rate.
     let total: i64 = 20 + 20 * 60;
     bus.send_batch((0..total).map(|_| Slow { ms: 1 })).await.expect("send");

@@ -23,6 +23,26 @@ struct TransfersDone {
     batch: cmdbus::BatchOutcome,
 }
 
+/// A process the sender starts and the worker runs.
+#[derive(cmdbus::Process)]
+#[process(domain = "sec-it", steps(Transfer))]
+struct Settlement {
+    settled: bool,
+}
+
+impl cmdbus::Process for Settlement {
+    type Timeout = ();
+    fn start(&mut self, steps: &mut cmdbus::Steps<Self>) {
+        steps.send(Transfer { fail: false });
+    }
+}
+
+impl cmdbus::Reacts<Transfer> for Settlement {
+    fn on_reply(&mut self, reply: cmdbus::TypedReply<()>, _: &mut cmdbus::Steps<Self>) {
+        self.settled = matches!(reply, cmdbus::TypedReply::Success(()));
+    }
+}
+
 #[handler]
 async fn transfer(cmd: Transfer) -> Result<(), HandlerError> {
     if cmd.fail { Err(HandlerError::permanent("refused", "no")) } else { Ok(()) }
@@ -86,6 +106,8 @@ async fn each_role_does_its_part_and_nothing_else() {
         .with_member_ids();
     let batch = sender.open_batch(batch).await.expect("sender opens a batch").batch_id;
     let bad = sender.send(Transfer { fail: true }).await.expect("sender sends").command_id();
+    let settlement = uuid::Uuid::now_v7();
+    sender.start_process(settlement, Settlement { settled: false }).await.expect("sender starts");
     let lease =
         CommandsLease::new(vec!["sec-it".into()], 10, Duration::from_secs(30), "intruder".into());
     assert!(is_permission_error(
@@ -128,7 +150,23 @@ async fn each_role_does_its_part_and_nothing_else() {
         assert!(tokio::time::Instant::now() < deadline, "the batch never ended");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // The worker runs the process: it locks, saves and opens its steps.
+    while sender.process::<Settlement>(settlement).await.map(|p| p.state.settled).ok() != Some(true)
+    {
+        if tokio::time::Instant::now() >= deadline {
+            let errors: Vec<(String, Option<String>)> = sqlx::query_as(AssertSqlSafe(format!(
+                r#"SELECT command_type || ' ' || status, last_error::text FROM "{schema}".commands"#
+            )))
+            .fetch_all(&admin)
+            .await
+            .expect("commands");
+            panic!("the process never ended: {errors:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     worker.shutdown().await;
+    let view = operator.process::<Settlement>(settlement).await.expect("operator reads it");
+    assert_eq!(view.status, cmdbus::ProcessStatus::Completed);
     let ended = sender.batch(batch).await.expect("batch");
     let (_, completion) = ended.completion.expect("a completion command");
     assert_eq!(sender.command::<TransfersDone>(completion).await.expect("stored").attempts, 0);
@@ -159,6 +197,11 @@ async fn each_role_does_its_part_and_nothing_else() {
         denied(pool, format!(r#"DELETE FROM "{s}".audit"#)).await;
         denied(pool, format!(r#"DELETE FROM "{s}".commands"#)).await;
         denied(pool, format!(r#"DROP TABLE "{s}".audit"#)).await;
+        denied(pool, format!(r#"DELETE FROM "{s}".processes"#)).await;
+    }
+    // Only workers write process instances (operators act through events).
+    for pool in [&pools[0], &pools[2]] {
+        denied(pool, format!(r#"UPDATE "{s}".processes SET status = 'ABANDONED'"#)).await;
     }
     // A finished command is history, and so are the events its row holds:
     // the roles that may change live commands change no finished one.

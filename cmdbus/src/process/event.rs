@@ -93,4 +93,12 @@ impl<P: Process> Command for ProcessEvent<P> {
     const NAME: &'static str = P::NAME;
     type Reply = ProcessReport;
     const MAX_ATTEMPTS: u32 = EVENT_MAX_ATTEMPTS;
+
+    /// Short backoffs: an event fails when a worker crashed under it or
+    /// the database hiccupped, and the whole process waits for it.
+    fn retry_policy() -> crate::RetryPolicy {
+        crate::RetryPolicy::default()
+            .with_max_attempts(EVENT_MAX_ATTEMPTS)
+            .with_backoff_millis(&[100, 500, 2_000, 10_000])
+    }
 }
