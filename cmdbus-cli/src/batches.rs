@@ -30,17 +30,7 @@ pub(crate) async fn list(
     after: Option<cmdbus::Cursor>,
 ) -> Result<()> {
     let page = bus.batches(open_only, limit, after).await?;
-    if cli.json {
-        let next = page.next.map(|c| c.to_string());
-        output::json(out, &serde_json::json!({ "items": page.items, "next": next }))?;
-        return Ok(());
-    }
-    let rows: Vec<Vec<String>> = page.items.iter().map(row).collect();
-    output::table(out, &HEADERS, &rows)?;
-    if let Some(next) = page.next {
-        writeln!(out, "more: --after {next}")?;
-    }
-    Ok(())
+    Ok(output::page(cli.json, out, &page, &HEADERS, row)?)
 }
 
 /// Prints one batch in full.

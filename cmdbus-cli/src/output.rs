@@ -35,6 +35,27 @@ pub(crate) fn json(out: &mut impl Write, value: &impl Serialize) -> io::Result<(
     writeln!(out)
 }
 
+/// A page of items: JSON with the cursor for scripts, or a table and the
+/// `--after` to pass for the next page.
+pub(crate) fn page<T: Serialize>(
+    json_out: bool,
+    out: &mut impl Write,
+    page: &cmdbus::Page<T>,
+    headers: &[&str],
+    row: impl Fn(&T) -> Vec<String>,
+) -> io::Result<()> {
+    if json_out {
+        let next = page.next.map(|c| c.to_string());
+        return json(out, &serde_json::json!({ "items": page.items, "next": next }));
+    }
+    let rows: Vec<Vec<String>> = page.items.iter().map(row).collect();
+    table(out, headers, &rows)?;
+    if let Some(next) = page.next {
+        writeln!(out, "more: --after {next}")?;
+    }
+    Ok(())
+}
+
 /// One line per command, for lists.
 pub(crate) fn command_rows(records: &[CommandRecord]) -> Vec<Vec<String>> {
     records

@@ -32,24 +32,37 @@ pub(crate) async fn run(
                 filter = filter.status(cmdbus::ProcessStatus::parse(status)?);
             }
             let page = processes.list(&filter, *after, *limit).await?;
-            if cli.json {
-                let next = page.next.map(|c| c.to_string());
-                output::json(out, &serde_json::json!({ "items": page.items, "next": next }))?;
-                return Ok(());
-            }
-            let rows: Vec<Vec<String>> = page.items.iter().map(row).collect();
-            output::table(out, &HEADERS, &rows)?;
-            if let Some(next) = page.next {
-                writeln!(out, "more: --after {next}")?;
-            }
+            output::page(cli.json, out, &page, &HEADERS, row)?;
         }
         Process::Show { process_type, id } => {
             let record = processes.get(process_type, *id).await?;
+            // Its history: every command it sent and every event it
+            // handled carries its correlation id (newest first).
+            let query =
+                cmdbus_pg::CommandQuery::new().correlation_id(record.correlation_id).limit(100);
+            let history = bus.query(&query).await?.items;
             if cli.json {
-                output::json(out, &record)?;
+                output::json(out, &serde_json::json!({ "process": record, "history": history }))?;
                 return Ok(());
             }
             show(out, &record)?;
+            writeln!(out, "history (newest first; cmdbus audit <id> for each):")?;
+            output::table(
+                out,
+                &["CREATED (UTC)", "DOMAIN", "TYPE", "ID", "STATUS"],
+                &history
+                    .iter()
+                    .map(|c| {
+                        vec![
+                            time(c.created_at),
+                            c.domain.clone(),
+                            c.command_type.clone(),
+                            c.command_id.to_string(),
+                            c.status.to_string(),
+                        ]
+                    })
+                    .collect::<Vec<_>>(),
+            )?;
         }
         Process::Retry { process_type, id, dry_run } => {
             let operator = dry_run_or(*dry_run, operator)?;

@@ -917,7 +917,7 @@ async fn processes_are_listed_shown_and_abandoned_with_a_dry_run_first() {
     let status = |schema: &str| {
         let shown =
             json(&cmdbus(schema, &["--json", "process", "show", "Delivery", &id.to_string()]));
-        shown["status"].as_str().unwrap_or_default().to_owned()
+        shown["process"]["status"].as_str().unwrap_or_default().to_owned()
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while cmdbus(&schema, &["--json", "process", "show", "Delivery", &id.to_string()]).status.code()
@@ -935,6 +935,9 @@ async fn processes_are_listed_shown_and_abandoned_with_a_dry_run_first() {
     assert!(table.contains("WAITING") && table.contains(&id.to_string()), "{table}");
     let shown = stdout(&cmdbus(&schema, &["process", "show", "Delivery", &id.to_string()]));
     assert!(shown.contains("status:       WAITING") && shown.contains("\"order\": 7"), "{shown}");
+    // Its history: the start event and the timeout's event, due in an hour.
+    assert!(shown.contains("Delivery") && shown.matches("PENDING").count() == 1, "{shown}");
+    assert!(shown.contains("COMPLETED"), "{shown}");
 
     let id_text = id.to_string();
     let abandon =
@@ -954,8 +957,10 @@ async fn processes_are_listed_shown_and_abandoned_with_a_dry_run_first() {
     }
     worker.shutdown().await;
     let shown = json(&cmdbus(&schema, &["--json", "process", "show", "Delivery", &id_text]));
-    assert_eq!(shown["last_error"]["operator"], "ops@example.com");
-    assert_eq!(shown["last_error"]["abandoned"], "order withdrawn");
+    assert_eq!(shown["process"]["last_error"]["operator"], "ops@example.com");
+    assert_eq!(shown["process"]["last_error"]["abandoned"], "order withdrawn");
+    let history = shown["history"].as_array().expect("history");
+    assert_eq!(history.len(), 3, "start, timeout, abandon: {history:?}");
     let again = cmdbus(&schema, &[&["--operator", "ops"][..], &abandon].concat());
     assert_exit(&again, 3);
     assert!(stderr(&again).contains("has ended"), "{}", stderr(&again));
