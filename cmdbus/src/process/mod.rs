@@ -241,7 +241,8 @@ impl<P: Process> Steps<P> {
     }
 
     /// Ends the process as completed now, even with steps or timeouts
-    /// outstanding (their events are then ignored).
+    /// outstanding (their events are then ignored); what this reaction
+    /// sent is not sent.
     pub fn complete(&mut self) {
         self.completed = true;
     }
