@@ -129,6 +129,15 @@ impl PgBus {
         query.explain(transport.pool(), transport.schema_ref()).await
     }
 
+    /// PostgreSQL's plan for a page of [`processes`](cmdbus::Bus::processes)
+    /// listed with `filter` (`EXPLAIN`), to check it uses an index.
+    pub async fn explain_processes(
+        &self,
+        filter: &cmdbus::process::ProcessFilter,
+    ) -> Result<String> {
+        crate::process::explain(self.bus.transport(), filter).await
+    }
+
     /// Commands per domain, type and status (optionally of one domain).
     pub async fn status_counts(&self, domain: Option<&str>) -> Result<Vec<StatusCount>> {
         let transport = self.bus.transport();

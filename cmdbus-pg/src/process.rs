@@ -124,15 +124,41 @@ pub(crate) async fn get(
     row.as_ref().map(record).transpose()
 }
 
-/// Newest first; each filter uses an index (status, correlation id, or
-/// the creation order).
+/// Newest first; each filter uses an index (status, correlation id, the
+/// primary key for a type, or the creation order).
 pub(crate) async fn list(
     transport: &PgTransport,
     filter: &ProcessFilter,
     after: Option<Cursor>,
     limit: usize,
 ) -> Result<Vec<ProcessRecord>> {
-    let mut sql = QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS} FROM "));
+    let mut sql = select(transport, filter, after, limit, "");
+    let pool = transport.pool();
+    let rows = sql.build().fetch_all(pool).await.explained(pool, "listing processes").await?;
+    rows.iter().map(record).collect()
+}
+
+/// PostgreSQL's plan for a [`list`] page.
+pub(crate) async fn explain(transport: &PgTransport, filter: &ProcessFilter) -> Result<String> {
+    let mut sql = select(transport, filter, None, 50, "EXPLAIN ");
+    let pool = transport.pool();
+    let lines: Vec<String> = sql
+        .build_query_scalar()
+        .fetch_all(pool)
+        .await
+        .explained(pool, "explaining a query")
+        .await?;
+    Ok(lines.join("\n"))
+}
+
+fn select(
+    transport: &PgTransport,
+    filter: &ProcessFilter,
+    after: Option<Cursor>,
+    limit: usize,
+    prefix: &str,
+) -> QueryBuilder<Postgres> {
+    let mut sql = QueryBuilder::<Postgres>::new(format!("{prefix}SELECT {COLUMNS} FROM "));
     sql.push(transport.schema_ref().render("{schema}.processes WHERE true"));
     if let Some(process_type) = &filter.process_type {
         sql.push(" AND process_type = ").push_bind(process_type.clone());
@@ -153,7 +179,5 @@ pub(crate) async fn list(
     }
     sql.push(" ORDER BY created_at DESC, process_id DESC LIMIT ")
         .push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
-    let pool = transport.pool();
-    let rows = sql.build().fetch_all(pool).await.explained(pool, "listing processes").await?;
-    rows.iter().map(record).collect()
+    sql
 }
