@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # The test server is shared with other checkouts and CI jobs. Every schema,
 # database and role this checkout's tests create is named t_<tag>_…, where
-# <tag> identifies the checkout (cmdbus_tests::checkout_tag computes the same).
+# <tag> identifies the checkout (cmdbus_tests::checkout_tag computes the same),
+# and recorded by name in the ledger target/test-data/created
+# (cmdbus_tests::fresh_name) before it is created.
 #
 #   test-data.sh tag     prints the tag
-#   test-data.sh sweep   drops this checkout's test objects, nothing else
+#   test-data.sh sweep   drops exactly the objects the ledger names (no
+#                        pattern, no FORCE), then forgets them
 #   test-data.sh run CMD runs CMD holding this checkout's test lock, with a
 #                        sweep before (leftovers of a crashed run) and after
 #                        (also when CMD fails)
@@ -24,16 +27,30 @@ tag() {
 }
 
 sweep() {
-    local prefix
-    prefix="t_$(tag)_"
+    local ledger="$root/target/test-data/created"
+    [ -s "$ledger" ] || return 0
+    # Names recorded from now on go to a fresh ledger.
+    local taken="$ledger.$$"
+    mv "$ledger" "$taken"
+    # Names are [a-z0-9_] (fresh_name), so they form an array literal as is.
+    local names
+    names="{$(sort -u "$taken" | paste -sd, -)}"
     # One statement per object: one big transaction runs out of lock slots.
-    psql "$url" -qtA -v ON_ERROR_STOP=1 -v prefix="$prefix" >/dev/null <<'SQL'
+    if ! psql "$url" -qtA -v ON_ERROR_STOP=1 -v names="$names" >/dev/null <<'SQL'
 SET client_min_messages = warning;
-SELECT format('DROP SCHEMA %I CASCADE', nspname) FROM pg_namespace WHERE starts_with(nspname, :'prefix') \gexec
-SELECT format('DROP DATABASE %I WITH (FORCE)', datname) FROM pg_database WHERE starts_with(datname, :'prefix') \gexec
-SELECT format('DROP OWNED BY %I', rolname) FROM pg_roles WHERE starts_with(rolname, :'prefix') \gexec
-SELECT format('DROP ROLE %I', rolname) FROM pg_roles WHERE starts_with(rolname, :'prefix') \gexec
+SELECT format('DROP SCHEMA %I CASCADE', nspname) FROM pg_namespace WHERE nspname = ANY(:'names'::text[]) \gexec
+SELECT format('DROP DATABASE %I', datname) FROM pg_database WHERE datname = ANY(:'names'::text[]) \gexec
+SELECT format('DROP OWNED BY %I', rolname) FROM pg_roles WHERE rolname = ANY(:'names'::text[]) \gexec
+SELECT format('DROP ROLE %I', rolname) FROM pg_roles WHERE rolname = ANY(:'names'::text[]) \gexec
 SQL
+    then
+        # Keep them for the next sweep.
+        cat "$taken" >> "$ledger"
+        rm -f "$taken"
+        echo "test-data: some test objects could not be dropped; kept in $ledger" >&2
+        return 1
+    fi
+    rm -f "$taken"
 }
 
 case "${1:-}" in

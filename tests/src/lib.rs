@@ -3,9 +3,10 @@
 //! (default `postgres://postgres@127.0.0.1:5432/postgres`).
 //!
 //! The server is shared with other checkouts and CI jobs, so every object a
-//! test creates is named `t_<checkout tag>_…` ([`test_object_prefix`]):
+//! test creates is named `t_<checkout tag>_…` ([`test_object_prefix`]) and
+//! recorded, by name, in this checkout's ledger ([`ledger_path`]):
 //! `scripts/test-data.sh sweep` (run by `make test` before and after the
-//! run) drops exactly this checkout's objects and nothing else.
+//! run) drops exactly the objects the ledger names — no pattern, no FORCE.
 
 use std::time::Duration;
 
@@ -46,9 +47,30 @@ pub fn test_object_prefix() -> String {
     format!("t_{}_", checkout_tag())
 }
 
-/// A unique name for one test's schema, database or role.
+/// The file that lists, one per line, every name [`fresh_name`] handed out
+/// in this checkout since the last sweep (`scripts/test-data.sh` reads the
+/// same path).
+pub fn ledger_path() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-data/created")
+}
+
+/// A unique name for one test's schema, database or role, recorded in the
+/// ledger before anything is created under it, so the sweep after the run
+/// drops it even if the test dies half-way.
 pub fn fresh_name() -> String {
-    format!("{}{}", test_object_prefix(), uuid::Uuid::new_v4().simple())
+    use std::io::Write;
+    let name = format!("{}{}", test_object_prefix(), uuid::Uuid::new_v4().simple());
+    let path = ledger_path();
+    let recorded = path
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| std::fs::OpenOptions::new().create(true).append(true).open(&path))
+        // One short append per name: concurrent test processes do not interleave.
+        .and_then(|mut ledger| ledger.write_all(format!("{name}\n").as_bytes()));
+    if let Err(error) = recorded {
+        panic!("cannot record test object {name} in {}: {error}", path.display());
+    }
+    name
 }
 
 /// A unique schema name for one test.
@@ -86,14 +108,29 @@ impl TestDatabase {
         &self.admin
     }
 
-    /// Drops the database, closing whatever is still connected to it
-    /// (only this test's own connections).
+    /// Drops the database once this test's own connections to it have
+    /// closed (pools close theirs in the background). Never by force: if
+    /// some are still open after a while, the sweep after the run drops it,
+    /// when this process and its connections are gone.
     pub async fn drop_now(self) {
-        let ddl = format!("DROP DATABASE \"{}\" WITH (FORCE)", self.name);
-        sqlx::query(sqlx::AssertSqlSafe(ddl))
-            .execute(&self.admin)
-            .await
-            .expect("drop the test database");
+        let ddl = format!("DROP DATABASE IF EXISTS \"{}\"", self.name);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match sqlx::query(sqlx::AssertSqlSafe(ddl.clone())).execute(&self.admin).await {
+                Ok(_) => return,
+                // 55006: still in use by one of this test's connections.
+                Err(sqlx::Error::Database(e))
+                    if e.code().as_deref() == Some("55006")
+                        && tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(error) => {
+                    eprintln!("test database {} left to the sweep: {error}", self.name);
+                    return;
+                }
+            }
+        }
     }
 }
 
@@ -260,7 +297,16 @@ pub async fn settled(bus: &PgBus, timeout: Duration) -> std::collections::BTreeM
 
 #[cfg(test)]
 mod tests {
-    /// The shell sweep must find exactly what the tests name.
+    /// The shell sweep drops exactly what the ledger names.
+    #[test]
+    fn every_fresh_name_is_in_the_ledger_before_it_is_used() {
+        let name = super::fresh_name();
+        let ledger = std::fs::read_to_string(super::ledger_path()).expect("ledger");
+        assert!(ledger.lines().any(|line| line == name), "{name} not recorded");
+        assert!(name.starts_with(&super::test_object_prefix()));
+    }
+
+    /// The shell script names objects as the tests do.
     #[test]
     fn the_sweep_script_computes_the_same_checkout_tag() {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/test-data.sh");
