@@ -9,7 +9,7 @@ use cmdbus_pg::PgBus;
 use crate::{
     args::{Cli, Process},
     output,
-    run::Result,
+    run::{Result, acting_operator},
 };
 
 const HEADERS: [&str; 6] =
@@ -20,7 +20,6 @@ pub(crate) async fn run(
     bus: &PgBus,
     out: &mut impl Write,
     command: &Process,
-    operator: impl FnOnce() -> Result<cmdbus::Operator>,
 ) -> Result<()> {
     let processes = bus.processes();
     match command {
@@ -65,25 +64,17 @@ pub(crate) async fn run(
             )?;
         }
         Process::Retry { process_type, id, dry_run } => {
-            let operator = dry_run_or(*dry_run, operator)?;
+            let operator = acting_operator(cli, *dry_run)?;
             let action = processes.retry(process_type, *id, &operator, *dry_run).await?;
             acted(cli, out, "retry", &action)?;
         }
         Process::Abandon { process_type, id, reason, dry_run } => {
-            let operator = dry_run_or(*dry_run, operator)?;
+            let operator = acting_operator(cli, *dry_run)?;
             let action = processes.abandon(process_type, *id, reason, &operator, *dry_run).await?;
             acted(cli, out, "abandon", &action)?;
         }
     }
     Ok(())
-}
-
-/// A dry run acts on no one's behalf, so it needs no identity.
-fn dry_run_or(
-    dry_run: bool,
-    operator: impl FnOnce() -> Result<cmdbus::Operator>,
-) -> Result<cmdbus::Operator> {
-    if dry_run { Ok(cmdbus::Operator::new("dry-run")?) } else { operator() }
 }
 
 fn acted(cli: &Cli, out: &mut impl Write, what: &str, action: &ProcessAction) -> Result<()> {

@@ -185,8 +185,7 @@ pub(crate) async fn run(cli: Cli, connect_timeout: Duration) -> Result<()> {
             print_page(&cli, &mut out, &page)?;
         }
         Command::Prune { before, dry_run } => {
-            // A dry run records nothing, so it needs no one's identity.
-            let operator = if *dry_run { Operator::new("dry-run")? } else { operator(&cli)? };
+            let operator = acting_operator(&cli, *dry_run)?;
             let outcome = bus.prune_finished(before.0, &operator, *dry_run).await?;
             if cli.json {
                 output::json(&mut out, &bulk_json("prune", *dry_run, &outcome))?;
@@ -211,7 +210,7 @@ pub(crate) async fn run(cli: Cli, connect_timeout: Duration) -> Result<()> {
             crate::batches::show(&cli, &bus, &mut out, *id).await?;
         }
         Command::Process(command) => {
-            crate::processes::run(&cli, &bus, &mut out, command, || operator(&cli)).await?;
+            crate::processes::run(&cli, &bus, &mut out, command).await?;
         }
         Command::Stats { domain } => {
             let counts = bus.status_counts(domain.as_deref()).await?;
@@ -355,6 +354,12 @@ async fn run_tsq(cli: &Cli, bus: &PgBus, tsq: &Tsq, out: &mut impl Write) -> Res
         }
     }
     Ok(())
+}
+
+/// Who an action is done by; a dry run is done on no one's behalf and
+/// records nothing, so it needs no identity.
+pub(crate) fn acting_operator(cli: &Cli, dry_run: bool) -> Result<Operator> {
+    if dry_run { Ok(Operator::new("dry-run")?) } else { operator(cli) }
 }
 
 /// The operator: --operator / $CMDBUS_OPERATOR, else the account this

@@ -140,15 +140,7 @@ pub(crate) async fn list(
 
 /// PostgreSQL's plan for a [`list`] page.
 pub(crate) async fn explain(transport: &PgTransport, filter: &ProcessFilter) -> Result<String> {
-    let mut sql = select(transport, filter, None, 50, "EXPLAIN ");
-    let pool = transport.pool();
-    let lines: Vec<String> = sql
-        .build_query_scalar()
-        .fetch_all(pool)
-        .await
-        .explained(pool, "explaining a query")
-        .await?;
-    Ok(lines.join("\n"))
+    crate::query::explain(select(transport, filter, None, 50, "EXPLAIN "), transport.pool()).await
 }
 
 fn select(

@@ -145,14 +145,7 @@ impl Selection {
         schema: &Schema,
         limit: usize,
     ) -> Result<String> {
-        let mut sql = self.page_sql(schema, limit.clamp(1, MAX_PAGE), None, true);
-        let lines: Vec<String> = sql
-            .build_query_scalar()
-            .fetch_all(pool)
-            .await
-            .explained(pool, "explaining a query")
-            .await?;
-        Ok(lines.join("\n"))
+        explain(self.page_sql(schema, limit.clamp(1, MAX_PAGE), None, true), pool).await
     }
 
     pub(crate) async fn page(
@@ -285,6 +278,20 @@ impl CommandQuery {
         self.selection.validate()?;
         self.selection.explain(pool, schema, self.limit).await
     }
+}
+
+/// Runs `sql` (an `EXPLAIN …`) and returns its plan, one line per node.
+pub(crate) async fn explain(
+    mut sql: QueryBuilder<Postgres>,
+    pool: &sqlx::PgPool,
+) -> Result<String> {
+    let lines: Vec<String> = sql
+        .build_query_scalar()
+        .fetch_all(pool)
+        .await
+        .explained(pool, "explaining a query")
+        .await?;
+    Ok(lines.join("\n"))
 }
 
 /// How many commands of one domain and type are in one status.

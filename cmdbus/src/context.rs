@@ -277,18 +277,14 @@ impl HandlerContext {
         options.correlation_id.get_or_insert(self.correlation_id);
         options.traceparent.get_or_insert(self.traceparent);
         let prepared = crate::bus::prepare(&command, options, self.max_payload_bytes)?;
-        let outcome = match self.control.is_some() {
-            true => {
-                let (control, unit_of_work) = self.unit_of_work().await?;
-                let mut outcomes = control.send_in(unit_of_work, vec![prepared.clone()]).await?;
-                outcomes
-                    .pop()
-                    .ok_or_else(|| Error::backend("send", "transport returned no outcome"))?
-            }
-            false if self.sent.iter().any(|c| c.same_command(&prepared)) => {
-                SendOutcome::Duplicate { command_id: prepared.command_id }
-            }
-            false => SendOutcome::Accepted { command_id: prepared.command_id },
+        let outcome = if self.control.is_some() {
+            let (control, unit_of_work) = self.unit_of_work().await?;
+            let mut outcomes = control.send_in(unit_of_work, vec![prepared.clone()]).await?;
+            outcomes.pop().ok_or_else(|| Error::backend("send", "transport returned no outcome"))?
+        } else if self.sent.iter().any(|c| c.same_command(&prepared)) {
+            SendOutcome::Duplicate { command_id: prepared.command_id }
+        } else {
+            SendOutcome::Accepted { command_id: prepared.command_id }
         };
         if !outcome.is_duplicate() {
             self.sent.push(prepared);

@@ -65,7 +65,6 @@ async fn advance<P: Process>(
     let process_id = event.process_id();
     let loaded = ctx.process_load(P::NAME, process_id).await.map_err(transient)?;
     let mut record = match (event, loaded) {
-        (Event::Start { .. }, Some(record)) => return Ok(ignored(&record, "already started")),
         (Event::Start { state, .. }, None) => {
             let now = chrono::Utc::now();
             let mut record = ProcessRecord::new(
@@ -79,8 +78,7 @@ async fn advance<P: Process>(
                 now,
                 now,
             );
-            let mut process: P = decode_state(state)?;
-            let mut steps = Steps::new(process_id, record.correlation_id);
+            let (mut process, mut steps) = resume::<P>(&record, state)?;
             process.start(&mut steps);
             proceed(&mut record, process, steps, ctx).await?;
             record
@@ -124,8 +122,7 @@ async fn on_event<P: Process>(
                 compensation_ended(record, &members, &batch, ctx).await?;
                 return Ok(None);
             }
-            let mut process: P = decode_state(record.state.clone())?;
-            let mut steps = Steps::new(record.process_id, record.correlation_id);
+            let (mut process, mut steps) = resume::<P>(record, record.state.clone())?;
             for member in &members {
                 let reply = ctx
                     .reply_get(&member.domain, member.command_id)
@@ -156,8 +153,7 @@ async fn on_event<P: Process>(
             if record.take_awaited(timer).is_none() {
                 return Ok(Some("not waiting for this timeout"));
             }
-            let mut process: P = decode_state(record.state.clone())?;
-            let mut steps = Steps::new(record.process_id, record.correlation_id);
+            let (mut process, mut steps) = resume::<P>(record, record.state.clone())?;
             let timeout = serde_json::from_value(timeout)
                 .map_err(|error| permanent("timeout_decode", error))?;
             process.on_timeout(timeout, &mut steps);
@@ -305,11 +301,13 @@ async fn open_step(
     Ok(Awaited::Step { id: batch_id, members })
 }
 
-fn decode_state<P: Process>(state: Value) -> Result<P, HandlerError> {
-    serde_json::from_value(state).map_err(|error| {
+/// The process from `state`, and no next steps yet.
+fn resume<P: Process>(record: &ProcessRecord, state: Value) -> Result<(P, Steps<P>), HandlerError> {
+    let process = serde_json::from_value(state).map_err(|error| {
         HandlerError::permanent(
             "state_decode",
             format!("the stored state does not decode as {}: {error}", P::NAME),
         )
-    })
+    })?;
+    Ok((process, Steps::new(record.process_id, record.correlation_id)))
 }
