@@ -3,17 +3,22 @@ SHELL := bash
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: help setup postgres demo test lint typecheck test-coverage test-reliability bench bench-quick
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-17s %s\n", $$1, $$2}'
 
-setup: ## Install the toolchain components, nextest, llvm-cov and the pre-commit hook
+setup: ## Install the toolchain components, nextest, llvm-cov, Chromium + chromedriver and the pre-commit hook
 	rustup show active-toolchain >/dev/null
 	rustup component add rustfmt clippy llvm-tools-preview
 	@command -v cargo-nextest >/dev/null || $(CARGO) install --locked cargo-nextest
 	@command -v cargo-llvm-cov >/dev/null || $(CARGO) install --locked cargo-llvm-cov
+	@# The console's browser test drives Debian's Chromium through chromedriver.
+	@command -v chromedriver >/dev/null || { \
+		$(SUDO) apt-get install -y --no-install-recommends chromium chromium-driver || \
+		{ $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium chromium-driver; }; }
 	@if git rev-parse --git-dir >/dev/null 2>&1; then \
 		git config core.hooksPath .githooks && echo "pre-commit hook: .githooks/pre-commit (make lint + coverage gate)"; \
 	fi
@@ -33,7 +38,7 @@ lint: ## rustfmt check, clippy -D warnings on all targets, rustdoc -D warnings
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-features --all-targets -- -D warnings
 	$(CARGO) clippy -p cmdbus -p cmdbus-pg -- -D warnings
-	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --all-features -q -p cmdbus -p cmdbus-macros -p cmdbus-pg -p cmdbus-cli
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --all-features -q -p cmdbus -p cmdbus-macros -p cmdbus-pg -p cmdbus-cli -p cmdbus-web
 
 typecheck: ## cargo check on all targets
 	$(CARGO) check --workspace --all-features --all-targets

@@ -6,7 +6,7 @@ import json
 import os
 import sys
 
-CRATES = ["cmdbus", "cmdbus-macros", "cmdbus-pg", "cmdbus-cli"]
+CRATES = ["cmdbus", "cmdbus-macros", "cmdbus-pg", "cmdbus-cli", "cmdbus-web"]
 
 
 def main(report_path, threshold):

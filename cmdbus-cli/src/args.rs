@@ -150,6 +150,25 @@ pub(crate) enum Command {
         #[arg(long)]
         domain: Option<String>,
     },
+    /// Serves the operator web console until Ctrl-C, with its own login for
+    /// the users in `--users` (it never runs without one). Behind a reverse
+    /// proxy that terminates TLS; see docs/deployment.md.
+    Web {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// The users file: `<name> <viewer|operator> <argon2 hash>` per line
+        /// (`cmdbus hash-password` makes the hashes).
+        #[arg(long, env = "CMDBUS_WEB_USERS")]
+        users: std::path::PathBuf,
+        /// Send cookies over plain HTTP too (only on a trusted network;
+        /// browsers treat http://localhost as secure anyway).
+        #[arg(long)]
+        insecure_cookies: bool,
+    },
+    /// Reads a password from standard input and prints its argon2 hash, for
+    /// the console's users file. Needs no database.
+    HashPassword,
 }
 
 #[derive(Debug, Subcommand)]

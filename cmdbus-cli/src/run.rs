@@ -51,6 +51,9 @@ impl CliError {
 pub(crate) type Result<T, E = CliError> = std::result::Result<T, E>;
 
 pub(crate) async fn run(cli: Cli, connect_timeout: Duration) -> Result<()> {
+    if let Command::HashPassword = cli.command {
+        return hash_password(&mut std::io::stdin().lock(), &mut std::io::stdout().lock());
+    }
     let pool = connect(&cli.database_url, connect_timeout).await?;
     let builder = PgBus::builder(pool).schema(&cli.schema);
     let bus = match cli.command {
@@ -212,6 +215,26 @@ pub(crate) async fn run(cli: Cli, connect_timeout: Duration) -> Result<()> {
         Command::Process(command) => {
             crate::processes::run(&cli, &bus, &mut out, command).await?;
         }
+        Command::Web { listen, users, insecure_cookies } => {
+            let users =
+                cmdbus_web::Users::load(users).map_err(|e| CliError::Usage(e.to_string()))?;
+            let listener = tokio::net::TcpListener::bind(*listen)
+                .await
+                .map_err(|e| CliError::Refused(format!("cannot listen on {listen}: {e}")))?;
+            let address = listener.local_addr()?;
+            writeln!(out, "cmdbus console on http://{address} (Ctrl-C stops it)")?;
+            out.flush()?;
+            let console =
+                cmdbus_web::Console::standalone(bus, users).secure_cookies(!*insecure_cookies);
+            let stop = async {
+                let _ = tokio::signal::ctrl_c().await;
+            };
+            cmdbus_web::serve(listener, console, stop)
+                .await
+                .map_err(|e| CliError::Refused(e.to_string()))?;
+        }
+        // Answered before connecting.
+        Command::HashPassword => {}
         Command::Stats { domain } => {
             let counts = bus.status_counts(domain.as_deref()).await?;
             let unserved = crate::types::unserved(&bus, &counts).await?;
@@ -770,5 +793,18 @@ fn bulk(
             outcome.acted, outcome.matched
         )?;
     }
+    Ok(())
+}
+
+/// Reads one password line from `input`, prints its argon2 hash.
+fn hash_password(input: &mut impl std::io::BufRead, out: &mut impl Write) -> Result<()> {
+    let mut password = String::new();
+    input.read_line(&mut password)?;
+    let password = password.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        return Err(CliError::Usage("give the password on standard input".into()));
+    }
+    let hash = cmdbus_web::hash_password(password).map_err(|e| CliError::Refused(e.to_string()))?;
+    writeln!(out, "{hash}")?;
     Ok(())
 }

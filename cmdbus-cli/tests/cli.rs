@@ -970,3 +970,53 @@ async fn processes_are_listed_shown_and_abandoned_with_a_dry_run_first() {
     assert_exit(&bad, 3);
     assert!(stderr(&bad).contains("unknown process status"), "{}", stderr(&bad));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_web_console_refuses_to_run_without_users_and_serves_its_login() {
+    use std::io::{BufRead, Read, Write};
+
+    let fixture = fixture().await;
+    let mut hashing = std::process::Command::new(env!("CARGO_BIN_EXE_cmdbus"))
+        .arg("hash-password")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("cmdbus runs");
+    hashing.stdin.take().expect("stdin").write_all(b"s3cret\n").expect("password");
+    let hashed = hashing.wait_with_output().expect("hash");
+    let hash = stdout(&hashed).trim().to_owned();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+
+    let dir = std::env::temp_dir().join(format!("cmdbus-web-{}", Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let (none, some) = (dir.join("none"), dir.join("users"));
+    std::fs::write(&none, "# nobody yet\n").expect("file");
+    std::fs::write(&some, format!("ann operator {hash}\n")).expect("file");
+    for (users, says) in [(dir.join("missing"), "missing"), (none, "names no user")] {
+        let refused = cmdbus(&fixture.schema, &["web", "--users", users.to_str().expect("utf-8")]);
+        assert_exit(&refused, 2);
+        assert!(stderr(&refused).contains(says), "{}", stderr(&refused));
+    }
+
+    let mut console = std::process::Command::new(env!("CARGO_BIN_EXE_cmdbus"))
+        .env("DATABASE_URL", cmdbus_tests::database_url())
+        .env("CMDBUS_SCHEMA", &fixture.schema)
+        .args(["web", "--listen", "127.0.0.1:0", "--users", some.to_str().expect("utf-8")])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("cmdbus runs");
+    let mut line = String::new();
+    std::io::BufReader::new(console.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("the address");
+    let address = line.split("http://").nth(1).and_then(|l| l.split(' ').next()).expect("address");
+    let mut http = std::net::TcpStream::connect(address).expect("console listens");
+    http.write_all(b"GET /login HTTP/1.0\r\n\r\n").expect("request");
+    let mut response = String::new();
+    http.read_to_string(&mut response).expect("response");
+    let _ = console.kill();
+    let _ = console.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(response.starts_with("HTTP/1.0 200"), "{response}");
+    assert!(response.contains("name=\"password\""), "{response}");
+}

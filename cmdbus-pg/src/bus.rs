@@ -144,6 +144,24 @@ impl PgBus {
         crate::query::status_counts(transport.pool(), transport.schema_ref(), domain).await
     }
 
+    /// The reply stored for a command, if any, without waiting (consoles;
+    /// callers waiting for one use [`wait_reply`](Bus::wait_reply)).
+    pub async fn reply(
+        &self,
+        domain: &str,
+        command_id: uuid::Uuid,
+    ) -> Result<Option<cmdbus::Reply>> {
+        self.bus.transport().reply_get(domain, command_id).await
+    }
+
+    /// Queue health per domain and type: due, scheduled, running and
+    /// failed commands now, and those that ended within `window` (an hour
+    /// on the operator console). Reads only live commands and the window's
+    /// history (indexed), whatever the size of the rest.
+    pub async fn overview(&self, window: Duration) -> Result<Vec<crate::TypeHealth>> {
+        crate::overview::overview(self.bus.transport(), window).await
+    }
+
     /// Deletes finished commands (COMPLETED, FAILED, CANCELED) last changed
     /// before `before`, with their replies and audit rows — the explicit
     /// retention action; the library never deletes history by itself. Needs

@@ -83,6 +83,7 @@ pub fn grants_sql(schema: &str, role: Role, role_name: &str) -> Result<String, E
              GRANT SELECT ON {{schema}}.audit_trail TO {g};
              GRANT SELECT, INSERT ON {{schema}}.replies TO {g};
              GRANT SELECT, INSERT ON {{schema}}.operator_actions TO {g};
+             GRANT UPDATE (payload) ON {{schema}}.commands TO {g};
              GRANT SELECT, INSERT, DELETE ON {{schema}}.pauses TO {g};
              GRANT SELECT, INSERT, UPDATE, DELETE ON {{schema}}.limits TO {g};
              GRANT SELECT ON {{schema}}.command_types TO {g};

@@ -16,8 +16,8 @@ use cmdbus::backend::{
 };
 use cmdbus::{
     AuditEntry, AuditEvent, BatchStatus, BulkOutcome, Catalog, CommandRecord, CommandType, Cursor,
-    Error, FlowTarget, Limit, LimitChange, Operator, Page, Pause, Registered, Reply, ReplyStatus,
-    Result, SendOutcome, Transport, TsqCount, TsqFilter,
+    Error, FlowTarget, Limit, LimitChange, Operator, Page, Pause, PayloadEdit, Registered, Reply,
+    ReplyStatus, Result, SendOutcome, Transport, TsqCount, TsqFilter,
     process::{ProcessFilter, ProcessRecord},
 };
 use sqlx::{PgConnection, PgPool, Postgres, Row, Transaction, postgres::PgRow};
@@ -326,7 +326,7 @@ impl PgTransport {
         Ok((outcomes, existed))
     }
 
-    async fn reply_get(&self, domain: &str, command_id: Uuid) -> Result<Option<Reply>> {
+    pub(crate) async fn reply_get(&self, domain: &str, command_id: Uuid) -> Result<Option<Reply>> {
         let row = sqlx::query(sql(&self.inner.statements.reply_get))
             .bind(domain)
             .bind(command_id)
@@ -709,6 +709,10 @@ impl Transport for PgTransport {
         plan: BulkPlan<'_>,
     ) -> Result<BulkOutcome> {
         crate::troubleshooting::act(self, filter, action, plan).await
+    }
+
+    async fn tsq_edit(&self, edit: &PayloadEdit, transition: Transition) -> Result<bool> {
+        crate::troubleshooting::edit(self, edit, transition).await
     }
 
     async fn audit_list(&self, domain: &str, command_id: Uuid) -> Result<Vec<AuditEntry>> {

@@ -47,7 +47,7 @@ impl<T: Transport> Bus<T> {
     /// The operator API: list the troubleshooting queue, retry, cancel or
     /// complete what is in it, cancel commands before they start.
     pub fn troubleshooting(&self) -> crate::Troubleshooting<T> {
-        crate::Troubleshooting::new(self.transport.clone())
+        crate::Troubleshooting::new(self.transport.clone(), self.max_payload_bytes)
     }
 
     /// Every command with `command_id`, whatever its domain (ids are unique

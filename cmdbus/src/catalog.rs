@@ -284,22 +284,12 @@ pub(crate) fn check_result<'a>(
     types.sort_unstable();
     types.dedup();
     types.into_iter().try_for_each(|(domain, command_type)| {
-        let unknown = || Error::UnknownReplySchema {
-            domain: domain.to_owned(),
-            command_type: command_type.to_owned(),
-        };
-        let entry = catalog.latest(domain, command_type).ok_or_else(unknown)?;
-        let validator = jsonschema::validator_for(&entry.definition.reply_schema).map_err(|e| {
-            Error::backend("reading the reply schema in the catalog", e.to_string())
-        })?;
-        let problems: Vec<String> = validator
-            .iter_errors(result)
-            .map(|error| {
-                let at = error.instance_path().as_str();
-                let at = if at.is_empty() { "the result" } else { at };
-                format!("{at}: {error}")
-            })
-            .collect();
+        let entry =
+            catalog.latest(domain, command_type).ok_or_else(|| Error::UnknownReplySchema {
+                domain: domain.to_owned(),
+                command_type: command_type.to_owned(),
+            })?;
+        let problems = problems(&entry.definition.reply_schema, result, "the result")?;
         if problems.is_empty() {
             return Ok(());
         }
@@ -310,4 +300,49 @@ pub(crate) fn check_result<'a>(
             problems,
         })
     })
+}
+
+/// Checks an operator's edited `payload` for a command of `domain` and
+/// `command_type` against the payload schema of the type's latest version
+/// in `catalog`.
+pub(crate) fn check_payload(
+    catalog: &Catalog,
+    domain: &str,
+    command_type: &str,
+    payload: &serde_json::Value,
+) -> Result<()> {
+    let entry =
+        catalog.latest(domain, command_type).ok_or_else(|| Error::UnknownPayloadSchema {
+            domain: domain.to_owned(),
+            command_type: command_type.to_owned(),
+        })?;
+    let problems = problems(&entry.definition.payload_schema, payload, "the payload")?;
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(Error::PayloadMismatch {
+        domain: domain.to_owned(),
+        command_type: command_type.to_owned(),
+        version: entry.version,
+        problems,
+    })
+}
+
+/// What `schema` finds wrong with `value`, each with where it is (`whole`
+/// names the top level).
+fn problems(
+    schema: &serde_json::Value,
+    value: &serde_json::Value,
+    whole: &str,
+) -> Result<Vec<String>> {
+    let validator = jsonschema::validator_for(schema)
+        .map_err(|e| Error::backend("reading a schema in the catalog", e.to_string()))?;
+    Ok(validator
+        .iter_errors(value)
+        .map(|error| {
+            let at = error.instance_path().as_str();
+            let at = if at.is_empty() { whole } else { at };
+            format!("{at}: {error}")
+        })
+        .collect())
 }

@@ -65,6 +65,44 @@ pub enum Error {
         /// Each problem, with where in the result it is.
         problems: Vec<String>,
     },
+    /// An operator's edited payload does not match the payload schema the
+    /// catalog holds for the command's type: the handler could not decode it.
+    #[error(
+        "the edited payload does not match {domain}/{command_type} (catalog version {version}): {}",
+        problems.join("; ")
+    )]
+    PayloadMismatch {
+        /// Domain of the command.
+        domain: String,
+        /// Type of the command.
+        command_type: String,
+        /// The catalog version whose payload schema was used.
+        version: u32,
+        /// Each problem, with the field it is in.
+        problems: Vec<String>,
+    },
+    /// An edited payload cannot be checked: the catalog holds no payload
+    /// schema for the command's type.
+    #[error(
+        "no payload schema is recorded for {domain}/{command_type}, so an edit cannot be checked: \
+         start a sender or worker of that type once (they record it), or edit it unchecked"
+    )]
+    UnknownPayloadSchema {
+        /// Domain of the command.
+        domain: String,
+        /// Type of the command.
+        command_type: String,
+    },
+    /// An operator's payload edit was not stored, for the reason given.
+    #[error("command {command_id} in domain {domain:?} was not edited: {reason}")]
+    EditRefused {
+        /// Its domain.
+        domain: String,
+        /// Its id.
+        command_id: Uuid,
+        /// Why, in an operator's words.
+        reason: &'static str,
+    },
     /// A JSON result cannot be checked: the catalog holds no reply schema
     /// for the command's type.
     #[error(

@@ -13,8 +13,8 @@ use serde_json::{json, value::RawValue};
 use uuid::Uuid;
 
 use crate::{
-    AuditEvent, CommandStatus, Failure, LeaseRef, Operator, Outcome, OutcomeKind, ReplyStatus,
-    TsqReason,
+    AuditEvent, CommandStatus, Failure, LeaseRef, Operator, Outcome, OutcomeKind, PayloadEdit,
+    ReplyStatus, TsqReason,
     reply::{canceled_reply_body, failed_reply_body},
 };
 
@@ -325,6 +325,17 @@ impl Transition {
                     .reply(ReplyStatus::Success, result.clone())
             }
         }
+    }
+
+    /// An operator's retry of a command whose payload they corrected: the
+    /// retry's audit row lists the changes.
+    pub fn operator_edit(edit: &PayloadEdit, operator: &Operator) -> Self {
+        let mut planned =
+            Self::operator(edit.domain.clone(), edit.command_id, &OperatorAction::Retry, operator);
+        for event in &mut planned.events {
+            event.details["payload_changes"] = json!(edit.changes);
+        }
+        planned
     }
 
     /// An operator cancels a command before it starts (PENDING, due now or

@@ -17,8 +17,8 @@ use uuid::Uuid;
 use crate::{
     AuditEntry, BatchStatus, BulkAction, BulkOutcome, BulkPlan, Catalog, CommandRecord,
     CommandType, Cursor, ExpiredLease, Failure, FlowTarget, LeasedCommand, Limit, LimitChange,
-    NewBatch, NewCommand, Operator, Page, Pause, Registered, Reply, Result, SendOutcome,
-    Transition, TsqCount, TsqFilter, WakeUps,
+    NewBatch, NewCommand, Operator, Page, Pause, PayloadEdit, Registered, Reply, Result,
+    SendOutcome, Transition, TsqCount, TsqFilter, WakeUps,
     process::{ProcessFilter, ProcessRecord},
 };
 
@@ -297,6 +297,16 @@ pub trait Transport: Clone + Send + Sync + 'static {
         action: BulkAction<'_>,
         plan: BulkPlan<'_>,
     ) -> impl Future<Output = Result<BulkOutcome>> + Send;
+
+    /// Stores an operator's payload edit with `transition` (the retry it
+    /// comes with), atomically, only if the command is still in the
+    /// troubleshooting queue with the payload `edit.before`. `false` when
+    /// that guard refuses; nothing changed then.
+    fn tsq_edit(
+        &self,
+        edit: &PayloadEdit,
+        transition: Transition,
+    ) -> impl Future<Output = Result<bool>> + Send;
 
     /// A command's audit trail, oldest first.
     fn audit_list(

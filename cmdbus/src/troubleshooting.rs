@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::{
-    Command, CommandKey, CommandRecord, CommandStatus, Cursor, Error, MAX_PAGE, Operator,
-    OperatorAction, Page, Result, Transition, Transport, catalog,
+    Command, CommandKey, CommandRecord, CommandStatus, Cursor, Error, FieldChange, MAX_PAGE,
+    Operator, OperatorAction, Page, PayloadEdit, Result, Transition, Transport, catalog,
 };
 
 /// Which troubleshooting-queue items to list or act on. Filters combine
@@ -258,18 +258,22 @@ pub type BulkPlan<'a> = &'a (dyn Fn(&[TsqItem]) -> Result<Vec<Transition>> + Sen
 #[derive(Clone, Debug)]
 pub struct Troubleshooting<T> {
     transport: T,
-    /// Whether JSON results are checked against the catalog's reply schemas.
+    /// Whether JSON results and edited payloads are checked against the
+    /// catalog's schemas.
     check_results: bool,
+    /// The bus's payload limit, which edited payloads keep to as well.
+    max_payload_bytes: usize,
 }
 
 impl<T: Transport> Troubleshooting<T> {
-    pub(crate) fn new(transport: T) -> Self {
-        Self { transport, check_results: true }
+    pub(crate) fn new(transport: T, max_payload_bytes: usize) -> Self {
+        Self { transport, check_results: true, max_payload_bytes }
     }
 
-    /// The same API without the reply-schema check of JSON results, for a
-    /// type the catalog does not know (its senders and workers predate it).
-    /// The operator then vouches that the sender can decode the result.
+    /// The same API without the schema checks of JSON results and edited
+    /// payloads, for a type the catalog does not know (its senders and
+    /// workers predate it). The operator then vouches that the sender can
+    /// decode the result, or the handler the payload.
     pub fn unchecked(mut self) -> Self {
         self.check_results = false;
         self
@@ -418,6 +422,100 @@ impl<T: Transport> Troubleshooting<T> {
             key = CommandKey::new(record.domain, record.command_id);
         }
         self.act_one(key, &OperatorAction::complete_json(result), operator).await
+    }
+
+    /// Corrects the payload of a command in the troubleshooting queue and
+    /// retries it (PENDING, attempts reset, due now), atomically. The new
+    /// payload is first checked against the payload schema the catalog
+    /// holds for the command's type (see [`unchecked`](Self::unchecked))
+    /// and the bus's payload limit; the retry's audit row names the
+    /// operator and lists every changed field with its value before and
+    /// after. The edit is stored only if nobody changed the command
+    /// meanwhile. With `dry_run`, checks and reports the changes and
+    /// stores nothing.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> cmdbus::Result<()> {
+    /// use cmdbus::{Error, Operator, testing::MemoryBus};
+    /// let bus = MemoryBus::in_memory();
+    /// let alice = Operator::new("alice")?;
+    /// let edit = bus.troubleshooting().edit_and_retry(uuid::Uuid::nil(), &alice, &serde_json::json!({}), true).await;
+    /// assert!(matches!(edit, Err(Error::UnknownCommandId { .. })));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`retry`](Self::retry); [`Error::PayloadMismatch`] naming each
+    /// wrong field, [`Error::UnknownPayloadSchema`], [`Error::PayloadTooLarge`],
+    /// [`Error::EditRefused`] when nothing would change or another operator
+    /// changed it first.
+    pub async fn edit_and_retry(
+        &self,
+        command: impl Into<CommandKey>,
+        operator: &Operator,
+        payload: &serde_json::Value,
+        dry_run: bool,
+    ) -> Result<PayloadEdit> {
+        let record = self.the_command(&command.into()).await?;
+        let refused = |reason| Error::EditRefused {
+            domain: record.domain.clone(),
+            command_id: record.command_id,
+            reason,
+        };
+        if record.status != CommandStatus::InTroubleshootingQueue {
+            return Err(Error::NotInTroubleshootingQueue {
+                domain: record.domain,
+                command_id: record.command_id,
+                status: record.status,
+            });
+        }
+        let before: serde_json::Value = serde_json::from_str(record.payload.get())
+            .map_err(|e| Error::backend("reading the stored payload", e))?;
+        let changes = FieldChange::between(&before, payload);
+        if changes.is_empty() {
+            return Err(refused("the new payload is the one stored; retry it instead"));
+        }
+        if self.check_results {
+            let catalog = self.transport.catalog_list().await?;
+            catalog::check_payload(&catalog, &record.domain, &record.command_type, payload)?;
+        }
+        let after = serde_json::value::to_raw_value(payload)
+            .map_err(|e| Error::backend("encoding the edited payload", e))?;
+        if after.get().len() > self.max_payload_bytes {
+            return Err(Error::PayloadTooLarge {
+                domain: record.domain,
+                command_type: record.command_type,
+                size: after.get().len(),
+                limit: self.max_payload_bytes,
+            });
+        }
+        let mut edit = PayloadEdit {
+            domain: record.domain.clone(),
+            command_id: record.command_id,
+            before: record.payload.clone(),
+            after,
+            changes,
+            applied: false,
+        };
+        if dry_run {
+            return Ok(edit);
+        }
+        let transition = Transition::operator_edit(&edit, operator);
+        if self.transport.tsq_edit(&edit, transition).await? {
+            edit.applied = true;
+            return Ok(edit);
+        }
+        let now =
+            self.the_command(&CommandKey::new(record.domain.clone(), record.command_id)).await?;
+        if now.status != CommandStatus::InTroubleshootingQueue {
+            return Err(Error::NotInTroubleshootingQueue {
+                domain: now.domain,
+                command_id: now.command_id,
+                status: now.status,
+            });
+        }
+        Err(refused("another operator changed its payload meanwhile; reload it and edit again"))
     }
 
     /// Retries every item matching `filter`; with `dry_run`, only lists them.

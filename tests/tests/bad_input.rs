@@ -46,7 +46,7 @@ async fn edit(bus: &PgBus, set: &str, id: Uuid) {
         r#"UPDATE "{}".commands SET {set} WHERE command_id = $1"#,
         bus.transport().schema()
     );
-    sqlx::query(AssertSqlSafe(sql)).bind(id).execute(bus.pool()).await.expect("edit");
+    cmdbus_tests::edit_as_dba(bus, &sql, id).await;
 }
 
 async fn settle(bus: &PgBus, id: Uuid) -> cmdbus::CommandRecord {

@@ -429,7 +429,7 @@ async fn a_payload_edited_in_the_database_into_garbage_goes_to_the_tsq_intact() 
         "UPDATE \"{}\".commands SET payload = '{{\"mode\": \"Explode\", \"extra\": [1, 2]}}' WHERE command_id = $1",
         bus.transport().schema()
     );
-    sqlx::query(AssertSqlSafe(edit)).bind(id).execute(bus.pool()).await.expect("edit");
+    cmdbus_tests::edit_as_dba(&bus, &edit, id).await;
     let worker = start_worker(&bus).await;
     wait_status(&bus, id, CommandStatus::InTroubleshootingQueue).await;
     worker.shutdown().await;

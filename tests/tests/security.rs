@@ -173,7 +173,11 @@ async fn each_role_does_its_part_and_nothing_else() {
 
     // The operator acts on the TSQ (an action that ends a batch's last
     // member stores its completion, so it may insert commands); it cannot lease.
-    operator.troubleshooting().cancel(bad, &ops, "fraud").await.expect("operator cancels");
+    // It corrects a payload (the edit retries the command), then thinks
+    // better of it and cancels the command before it runs again.
+    let fixed = serde_json::json!({ "fail": false });
+    operator.troubleshooting().edit_and_retry(bad, &ops, &fixed, false).await.expect("edits");
+    operator.troubleshooting().cancel_pending(bad, &ops, "fraud").await.expect("cancels");
     assert!(is_permission_error(
         &operator.transport().commands_lease(lease).await.expect_err("no lease")
     ));
@@ -189,10 +193,19 @@ async fn each_role_does_its_part_and_nothing_else() {
         assert!(is_permission_error(&bus.limit(&target, 1, &ops).await.expect_err("no limit")));
     }
 
-    // Nobody rewrites payloads or the audit trail.
+    // Nobody rewrites the audit trail, nor payloads, but for an operator
+    // correcting a command in the TSQ: anything else was sent as it is.
     let s = &schema;
-    for pool in &pools {
+    for pool in &pools[..2] {
         denied(pool, format!(r#"UPDATE "{s}".commands SET payload = '{{}}'"#)).await;
+    }
+    let rewrite = format!(
+        r#"UPDATE "{s}".commands SET payload = '{{}}' WHERE status <> 'IN_TROUBLESHOOTING_QUEUE'"#
+    );
+    let refused =
+        sqlx::query(AssertSqlSafe(rewrite)).execute(&pools[2]).await.expect_err("guarded");
+    assert!(refused.to_string().contains("only in the troubleshooting queue"), "{refused}");
+    for pool in &pools {
         denied(pool, format!(r#"UPDATE "{s}".audit SET event = 'COMPLETED'"#)).await;
         denied(pool, format!(r#"DELETE FROM "{s}".audit"#)).await;
         denied(pool, format!(r#"DELETE FROM "{s}".commands"#)).await;

@@ -17,8 +17,8 @@ use uuid::Uuid;
 
 use crate::{
     AuditEvent, Bus, CommandStatus, CommandsLease, ErrorKind, HandlerContext, HandlerError,
-    LeaseRef, NewCommand, Outcome, OutcomeKind, RecordResult, SendOptions, Transport, TsqReason,
-    TypedReply, Worker, command, handler,
+    LeaseRef, NewCommand, Outcome, OutcomeKind, RecordResult, SendOptions, Transition, Transport,
+    TsqReason, TypedReply, Worker, command, handler,
 };
 
 mod processes;
@@ -55,6 +55,16 @@ pub struct Broken {}
 pub struct Panics {
     /// How many attempts panic.
     pub times: u32,
+}
+
+/// Charges an account; a closed one is refused permanently (an operator
+/// corrects the payload).
+#[command(domain = "cmdbus-conformance")]
+pub struct Charge {
+    /// The account; `"closed"` fails.
+    pub account: String,
+    /// How much.
+    pub amount: u32,
 }
 
 /// Sleeps, extending its lease first.
@@ -169,6 +179,14 @@ async fn panics(cmd: Panics, ctx: &mut HandlerContext) -> Result<(), HandlerErro
 }
 
 #[handler]
+async fn charge(cmd: Charge) -> Result<(), HandlerError> {
+    if cmd.account == "closed" {
+        return Err(HandlerError::permanent("account_closed", "the account is closed"));
+    }
+    Ok(())
+}
+
+#[handler]
 async fn sleep(cmd: Sleep, ctx: &mut HandlerContext) -> Result<(), HandlerError> {
     ctx.extend_lease(Duration::from_secs(60)).await?;
     tokio::time::sleep(Duration::from_millis(cmd.ms)).await;
@@ -212,6 +230,7 @@ macro_rules! conformance_suite {
             a_batch_with_an_invalid_command_stores_nothing,
             the_catalog_keeps_each_version_and_who_serves_it,
             the_operator_api_lists_and_acts_on_the_tsq,
+            an_operator_corrects_a_payload_and_retries_it,
             a_handler_sends_with_its_completion_or_not_at_all,
             a_batch_carries_options_per_command_and_is_idempotent,
             a_batch_completion_is_sent_once_when_every_member_has_ended,
@@ -1274,6 +1293,75 @@ pub async fn the_operator_api_lists_and_acts_on_the_tsq<T: Transport>(transport:
     assert!(matches!(unknown, Err(Error::UnknownCommandId { .. })), "{unknown:?}");
     let elsewhere = tsq.retry(CommandKey::new("elsewhere", ids[4]), &ops).await;
     assert!(matches!(elsewhere, Err(Error::NotFound { .. })), "{elsewhere:?}");
+}
+
+/// An operator's payload edit ([`Troubleshooting::edit_and_retry`](crate::Troubleshooting::edit_and_retry)):
+/// checked against the catalog's payload schema (the wrong field named),
+/// a dry run stores nothing, the stored edit retries the command with the
+/// new payload and its audit row names the operator and every change, and
+/// an edit made against a payload that changed meanwhile is refused.
+pub async fn an_operator_corrects_a_payload_and_retries_it<T: Transport>(transport: T) {
+    use crate::{Error, FieldChange, Operator};
+    use serde_json::json;
+
+    let bus = Bus::new(transport.clone());
+    bus.register::<Charge>().await.expect("catalog");
+    let id =
+        bus.send(Charge { account: "closed".into(), amount: 5 }).await.expect("send").command_id();
+    let worker = worker(&bus).await;
+    wait_for(&transport, id, CommandStatus::InTroubleshootingQueue).await;
+    let tsq = bus.troubleshooting();
+    let ops = Operator::new("ops@example.com").expect("operator");
+    let stored =
+        || async { bus.command::<Charge>(id).await.expect("command").payload.get().to_owned() };
+    let original = stored().await;
+
+    let wrong = tsq.edit_and_retry(id, &ops, &json!({ "account": 7, "amount": 5 }), false).await;
+    let Err(Error::PayloadMismatch { problems, .. }) = &wrong else { panic!("{wrong:?}") };
+    assert!(problems.iter().any(|p| p.starts_with("/account")), "{problems:?}");
+    let missing = tsq.edit_and_retry(id, &ops, &json!({ "account": "open" }), false).await;
+    assert!(matches!(missing, Err(Error::PayloadMismatch { .. })), "{missing:?}");
+    let same =
+        tsq.edit_and_retry(id, &ops, &json!({ "account": "closed", "amount": 5 }), false).await;
+    assert!(matches!(same, Err(Error::EditRefused { .. })), "{same:?}");
+
+    let fixed = json!({ "account": "open", "amount": 5 });
+    let dry = tsq.edit_and_retry(id, &ops, &fixed, true).await.expect("dry run");
+    assert!(!dry.applied);
+    assert_eq!(
+        dry.changes,
+        FieldChange::between(&json!({ "account": "closed", "amount": 5 }), &fixed)
+    );
+    assert_eq!(stored().await, original, "a dry run stores nothing");
+
+    // Another operator's edit won the race: this one was made against the old payload.
+    let mut stale = dry.clone();
+    stale.before =
+        serde_json::value::to_raw_value(&json!({ "account": "x", "amount": 1 })).expect("json");
+    let refused = transport.tsq_edit(&stale, Transition::operator_edit(&stale, &ops)).await;
+    assert!(!refused.expect("refused, not failed"));
+
+    let edit = tsq.edit_and_retry(id, &ops, &fixed, false).await.expect("edit");
+    assert!(edit.applied);
+    wait_for(&transport, id, CommandStatus::Completed).await;
+    worker.shutdown().await;
+    let payload: serde_json::Value = serde_json::from_str(&stored().await).expect("json");
+    assert_eq!(payload, fixed);
+    let trail = transport.audit_list(DOMAIN, id).await.expect("audit");
+    let retried = trail.iter().find(|e| e.event == AuditEvent::OperatorRetry).expect("audited");
+    assert_eq!(retried.details["operator"], "ops@example.com");
+    assert_eq!(
+        retried.details["payload_changes"],
+        json!([{ "path": "/account", "before": "closed", "after": "open" }])
+    );
+    let again = tsq.edit_and_retry(id, &ops, &json!({ "account": "b", "amount": 5 }), false).await;
+    assert!(
+        matches!(
+            again,
+            Err(Error::NotInTroubleshootingQueue { status: CommandStatus::Completed, .. })
+        ),
+        "{again:?}"
+    );
 }
 
 /// Commands a handler sends ([`HandlerContext::send`]) are stored with its

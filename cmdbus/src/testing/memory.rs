@@ -19,8 +19,9 @@ use crate::{
     AuditEntry, AuditEvent, BatchMembers, BatchOutcome, BatchStatus, BulkAction, BulkOutcome,
     BulkPlan, Catalog, CatalogEntry, CommandRecord, CommandStatus, CommandType, CommandsLease,
     Cursor, ExpiredLease, Failure, FlowTarget, LeaseExtend, LeaseRef, LeasedCommand, Limit,
-    LimitChange, NewBatch, NewCommand, Operator, Page, Pause, Polled, QueueStats, Registered,
-    Reply, ReplyStatus, Result, SendOutcome, Transition, Transport, TsqCount, TsqFilter, WakeUps,
+    LimitChange, NewBatch, NewCommand, Operator, Page, Pause, PayloadEdit, Polled, QueueStats,
+    Registered, Reply, ReplyStatus, Result, SendOutcome, Transition, Transport, TsqCount,
+    TsqFilter, WakeUps,
     process::{ProcessFilter, ProcessRecord},
 };
 
@@ -807,6 +808,26 @@ impl Transport for MemoryTransport {
         }
         let applied = self.apply_locked(state, &transitions);
         Ok(BulkOutcome::of(&transitions, Some(&applied)))
+    }
+
+    async fn tsq_edit(&self, edit: &PayloadEdit, transition: Transition) -> Result<bool> {
+        let mut state = self.lock();
+        let seq = state.by_id.get(&(edit.domain.clone(), edit.command_id)).copied();
+        let Some(stored) = seq.and_then(|seq| state.commands.get_mut(&seq)) else {
+            return Ok(false);
+        };
+        let same = |a: &RawValue, b: &RawValue| {
+            serde_json::from_str::<serde_json::Value>(a.get()).ok()
+                == serde_json::from_str::<serde_json::Value>(b.get()).ok()
+        };
+        if stored.status != CommandStatus::InTroubleshootingQueue
+            || !same(&stored.command.payload, &edit.before)
+        {
+            return Ok(false);
+        }
+        stored.command.payload = edit.after.clone();
+        // Still in the TSQ under the same lock: the retry's guard holds.
+        Ok(self.apply_locked(state, &[transition]) == [true])
     }
 
     async fn audit_list(&self, domain: &str, command_id: Uuid) -> Result<Vec<AuditEntry>> {
