@@ -72,6 +72,7 @@ pub struct Console {
     inner: Arc<Inner>,
 }
 
+#[derive(Clone)]
 pub(crate) struct Inner {
     pub(crate) bus: PgBus,
     identify: Arc<dyn Identify>,
@@ -129,13 +130,7 @@ impl Console {
     }
 
     fn edit(self, change: impl FnOnce(&mut Inner)) -> Self {
-        let mut inner = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| Inner {
-            bus: shared.bus.clone(),
-            identify: shared.identify.clone(),
-            sessions: shared.sessions.clone(),
-            base: shared.base.clone(),
-            secure_cookies: shared.secure_cookies,
-        });
+        let mut inner = Arc::unwrap_or_clone(self.inner);
         change(&mut inner);
         Self { inner: Arc::new(inner) }
     }

@@ -9,35 +9,15 @@
 #[path = "support/webdriver.rs"]
 mod webdriver;
 
-use std::{path::PathBuf, time::Duration};
+use std::path::PathBuf;
 
-use cmdbus::{CommandStatus, HandlerError, handler};
-use cmdbus_pg::PgBus;
-use cmdbus_web::{Console, Users, hash_password};
-use uuid::Uuid;
+use cmdbus::CommandStatus;
+use cmdbus_web::Console;
+use payments::{Payment, payments, run_worker, users, wait_status};
 use webdriver::Browser;
 
-/// A payment; closed and frozen accounts are refused permanently.
-#[derive(cmdbus::Command)]
-#[command(domain = "payments")]
-struct Payment {
-    account: String,
-    amount: u32,
-}
-
-#[handler]
-async fn pay(cmd: Payment) -> Result<(), HandlerError> {
-    if cmd.account.starts_with("closed") {
-        return Err(HandlerError::permanent(
-            "account_closed",
-            format!("account {} is closed", cmd.account),
-        ));
-    }
-    if cmd.account.starts_with("frozen") {
-        return Err(HandlerError::permanent("account_frozen", "the partner froze the account"));
-    }
-    Ok(())
-}
+#[path = "support/payments.rs"]
+mod payments;
 
 fn screenshot(name: &str) -> PathBuf {
     let dir = if std::env::var_os("UPDATE_SCREENSHOTS").is_some() {
@@ -46,14 +26,6 @@ fn screenshot(name: &str) -> PathBuf {
         PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/screenshots"))
     };
     dir.join(format!("{name}.png"))
-}
-
-async fn wait_status(bus: &PgBus, id: Uuid, status: CommandStatus) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while bus.command::<Payment>(id).await.expect("command").status != status {
-        assert!(tokio::time::Instant::now() < deadline, "{id} never became {status}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// Fills in and sends the login form the browser shows.
@@ -66,40 +38,20 @@ async fn log_in(browser: &Browser, name: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_triages_the_tsq_in_a_browser() {
     let bus = cmdbus_tests::pg_bus().await;
-    bus.register::<Payment>().await.expect("catalog");
     let accounts =
         ["closed-1", "closed-2", "frozen-1", "frozen-2", "closed<script>alert(1)</script>", "ok-1"];
-    let mut ids = Vec::new();
-    for account in accounts {
-        ids.push(
-            bus.send(Payment { account: account.into(), amount: 25 })
-                .await
-                .expect("send")
-                .command_id(),
-        );
-    }
-    let worker = bus
-        .worker()
-        .domain("payments")
-        .poll_interval(Duration::from_millis(20))
-        .start()
-        .await
-        .expect("worker");
-    for id in &ids[..5] {
-        wait_status(&bus, *id, CommandStatus::InTroubleshootingQueue).await;
-    }
-    wait_status(&bus, ids[5], CommandStatus::Completed).await;
-    worker.shutdown().await;
+    let ids = payments(&bus, &accounts).await;
 
-    let hash = hash_password("s3cret").expect("hash");
-    let users = Users::parse(&format!("ann operator {hash}\nvic viewer {hash}")).expect("users");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("port");
     let port = listener.local_addr().expect("address").port();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server =
-        tokio::spawn(cmdbus_web::serve(listener, Console::standalone(bus.clone(), users), async {
+    let server = tokio::spawn(cmdbus_web::serve(
+        listener,
+        Console::standalone(bus.clone(), users()),
+        async {
             let _ = stopped.await;
-        }));
+        },
+    ));
     // Browsers treat http://localhost as a secure context: Secure cookies work.
     let site = format!("http://localhost:{port}");
     let browser = Browser::start().await;
@@ -178,13 +130,7 @@ async fn an_operator_triages_the_tsq_in_a_browser() {
     assert!(browser.find("#edit-changes").await.text().await.contains("/account"));
     browser.find("#save").await.submit().await;
     assert!(browser.text().await.contains("Payload edited (1 field(s)) and retried."));
-    let worker = bus
-        .worker()
-        .domain("payments")
-        .poll_interval(Duration::from_millis(20))
-        .start()
-        .await
-        .expect("worker");
+    let worker = run_worker(&bus).await;
     wait_status(&bus, ids[1], CommandStatus::Completed).await;
     worker.shutdown().await;
     browser.goto(&format!("{site}/commands/payments/{}", ids[1])).await;

@@ -10,69 +10,15 @@ use axum::{
     body::Body,
     http::{Request, StatusCode, header},
 };
-use cmdbus::{CommandStatus, HandlerError, handler};
-use cmdbus_pg::PgBus;
-use cmdbus_web::{Console, Identify, Role, User, Users, hash_password};
+use cmdbus::CommandStatus;
+use cmdbus_web::{Console, Identify, Role, User};
 use http_body_util::BodyExt;
+use payments::{Payment, payments, users};
 use tower::ServiceExt;
 use uuid::Uuid;
 
-/// A payment; the handler refuses closed accounts permanently (TSQ).
-#[derive(cmdbus::Command)]
-#[command(domain = "web-it")]
-struct Payment {
-    account: String,
-    amount: u32,
-}
-
-#[handler]
-async fn pay(cmd: Payment) -> Result<(), HandlerError> {
-    if cmd.account.starts_with("closed") {
-        return Err(HandlerError::permanent(
-            "account_closed",
-            format!("account {} is closed", cmd.account),
-        ));
-    }
-    Ok(())
-}
-
-fn users() -> Users {
-    let hash = hash_password("s3cret").expect("hash");
-    Users::parse(&format!("ann operator {hash}\nvic viewer {hash}")).expect("users")
-}
-
-/// `accounts` sent as payments, run until each has ended (closed ones in the TSQ).
-async fn payments(bus: &PgBus, accounts: &[&str]) -> Vec<Uuid> {
-    bus.register::<Payment>().await.expect("catalog");
-    let mut ids = Vec::new();
-    for account in accounts {
-        ids.push(
-            bus.send(Payment { account: (*account).into(), amount: 5 })
-                .await
-                .expect("send")
-                .command_id(),
-        );
-    }
-    let worker = bus
-        .worker()
-        .domain("web-it")
-        .poll_interval(Duration::from_millis(20))
-        .start()
-        .await
-        .expect("worker");
-    for id in &ids {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        while !bus.command::<Payment>(*id).await.expect("command").status.is_terminal()
-            && bus.command::<Payment>(*id).await.expect("command").status
-                != CommandStatus::InTroubleshootingQueue
-        {
-            assert!(tokio::time::Instant::now() < deadline, "payment {id} never ended");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-    worker.shutdown().await;
-    ids
-}
+#[path = "support/payments.rs"]
+mod payments;
 
 /// A browser's worth of HTTP: keeps cookies, reads pages.
 struct Client {
@@ -165,7 +111,7 @@ async fn nobody_anonymous_sees_a_page_and_logins_are_throttled() {
     assert!(
         ["HttpOnly", "SameSite=Strict", "Secure", "Path=/"].iter().all(|a| csrf_cookie.contains(a))
     );
-    for page in ["/", "/tsq", "/query", &format!("/commands/web-it/{}", Uuid::nil())] {
+    for page in ["/", "/tsq", "/query", &format!("/commands/payments/{}", Uuid::nil())] {
         let response = client.get(page).await;
         assert_eq!(response.status, StatusCode::SEE_OTHER, "{page}");
         assert_eq!(response.headers[header::LOCATION], "/login", "{page}");
@@ -196,7 +142,7 @@ async fn operators_act_viewers_look_and_every_change_needs_the_csrf_token() {
     let bus = cmdbus_tests::pg_bus().await;
     let ids = payments(&bus, &["closed-1", "closed-2"]).await;
     let app = Console::standalone(bus.clone(), users()).router();
-    let detail = format!("/commands/web-it/{}", ids[0]);
+    let detail = format!("/commands/payments/{}", ids[0]);
     let act = format!("{detail}/act");
 
     let mut viewer = Client::new(app.clone());
@@ -258,7 +204,7 @@ async fn a_script_in_a_payload_is_shown_as_text() {
     let ids = payments(&bus, &["closed<script>alert('x')</script>"]).await;
     let mut client = Client::new(Console::standalone(bus, users()).router());
     client.log_in("vic", "s3cret").await;
-    for page in [format!("/commands/web-it/{}", ids[0]), "/tsq".to_owned()] {
+    for page in [format!("/commands/payments/{}", ids[0]), "/tsq".to_owned()] {
         let body = client.get(&page).await.body;
         assert!(!body.contains("<script>"), "{page}: {body}");
         assert!(body.contains("&lt;script&gt;"), "{page}: {body}");
@@ -297,11 +243,11 @@ async fn mounted_in_a_host_app_the_host_says_who_acts() {
         client.send(as_host("/ops", &client).body(Body::empty()).expect("request")).await;
     assert_eq!(overview.status, StatusCode::OK);
     assert!(overview.body.contains("href=\"/ops/tsq\""), "links stay under the mount");
-    assert!(overview.body.contains("web-it"), "{}", overview.body);
+    assert!(overview.body.contains("payments"), "{}", overview.body);
     assert!(!overview.body.contains("Log out"), "the host owns sessions");
 
     let token = client.cookies.get("cmdbus_csrf").cloned().expect("csrf cookie");
-    let form = format!("csrf={token}&do=retry%3Aselected&id=web-it%2F{}", ids[0]);
+    let form = format!("csrf={token}&do=retry%3Aselected&id=payments%2F{}", ids[0]);
     let request = Request::post("/ops/tsq/act")
         .header("x-host-user", "host-admin")
         .header(header::COOKIE, client.cookie_header())
@@ -328,12 +274,12 @@ async fn a_filter_wide_action_is_previewed_then_done_and_history_is_queried() {
     let overview = client.get("/").await;
     assert!(overview.body.contains("http-equiv=\"refresh\""), "the overview reloads itself");
     assert!(
-        overview.body.contains("href=\"/tsq?domain=web-it&amp;type=Payment\""),
+        overview.body.contains("href=\"/tsq?domain=payments&amp;type=Payment\""),
         "{}",
         overview.body
     );
 
-    let filter = [("domain", "web-it"), ("code", "account_closed")];
+    let filter = [("domain", "payments"), ("code", "account_closed")];
     let mut fields = filter.to_vec();
     fields.push(("do", "cancel:filter"));
     let preview = client.post("/tsq/preview", &fields, Csrf::Right).await;
@@ -352,7 +298,7 @@ async fn a_filter_wide_action_is_previewed_then_done_and_history_is_queried() {
         assert_eq!(bus.command::<Payment>(*id).await.expect("cmd").status, CommandStatus::Canceled);
     }
 
-    let canceled = client.get("/query?status=CANCELED&domain=web-it").await;
+    let canceled = client.get("/query?status=CANCELED&domain=payments").await;
     assert!(
         canceled.body.contains(&ids[0].to_string()) && !canceled.body.contains(&ids[2].to_string())
     );
@@ -367,4 +313,120 @@ async fn a_filter_wide_action_is_previewed_then_done_and_history_is_queried() {
     assert_eq!(any_domain.status, StatusCode::OK);
     let unknown = client.get(&format!("/commands/_/{}", Uuid::nil())).await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+}
+
+/// Every page's inputs, the unusual ones included: pages of more than 50,
+/// time formats, refusals in plain words, JSON that does not parse, a
+/// pending command canceled before it starts, pauses on the overview.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_takes_its_inputs_and_refuses_bad_ones_in_plain_words() {
+    let bus = cmdbus_tests::pg_bus().await;
+    let closed: Vec<String> = (0..52).map(|i| format!("closed-{i}")).collect();
+    let accounts: Vec<&str> = closed.iter().map(String::as_str).collect();
+    let ids = payments(&bus, &accounts).await;
+    // One more, never run: pending and due, then the domain paused.
+    let pending =
+        bus.send(Payment { account: "open-9".into(), amount: 1 }).await.expect("send").command_id();
+    let ops = cmdbus::Operator::new("ops").expect("operator");
+    let target = cmdbus::FlowTarget::domain("payments").expect("target");
+    bus.pause(&target, &ops, "bank holiday").await.expect("pause");
+
+    let mut client = Client::new(Console::standalone(bus.clone(), users()).router());
+    client.log_in("ann", "s3cret").await;
+    let overview = client.get("/").await.body;
+    assert!(overview.contains("bank holiday"), "{overview}");
+    assert!(overview.contains("<td>0 s</td>"), "the oldest due: {overview}");
+
+    // The TSQ in pages of 50, filtered by time in every accepted form.
+    let first = client.get("/tsq?domain=payments&type=Payment&since=2000-01-01").await.body;
+    assert_eq!(first.matches("type=\"checkbox\"").count(), 50);
+    let next = first.split("id=\"next\" href=\"").nth(1).and_then(|r| r.split('"').next());
+    let next = next.expect("a next page").replace("&amp;", "&");
+    let second = client.get(&next).await.body;
+    assert_eq!(second.matches("type=\"checkbox\"").count(), 2, "{second}");
+    for since in ["2000-01-01T00:00", "2000-01-01T00:00:00", "2000-01-01T00:00:00Z"] {
+        let page = client.get(&format!("/tsq?since={since}&until=2999-01-01")).await;
+        assert_eq!(page.status, StatusCode::OK, "{since}");
+    }
+    for (bad, says) in [
+        ("/tsq?type=Payment", "choose the domain too"),
+        ("/tsq?after=garbage", "malformed"),
+        ("/tsq?domain=no%20spaces", "domain"),
+        ("/query?status=LOST", "LOST"),
+        ("/query?correlation=42", "not a correlation id"),
+        ("/commands/payments/not-a-uuid", "not a command id"),
+    ] {
+        let page = client.get(bad).await;
+        assert!(page.status.is_client_error(), "{bad}: {}", page.status);
+        assert!(page.body.contains(says), "{bad}: {}", page.body);
+    }
+    let query = client.get("/query?status=IN_TROUBLESHOOTING_QUEUE&status=PENDING&domain=payments&type=Payment&from=2000-01-01&until=2999-01-01").await.body;
+    let next = query.split("id=\"next\" href=\"").nth(1).and_then(|r| r.split('"').next());
+    let second = client.get(&next.expect("a next page").replace("&amp;", "&")).await.body;
+    assert!(second.contains(&pending.to_string()) || query.contains(&pending.to_string()));
+    assert!(client.get("/query?domain=nothing-here").await.body.contains("No command matches"));
+
+    // Bulk forms that make no sense are refused before anything happens.
+    for (fields, says) in [
+        (vec![("do", "retry:selected")], "no item is selected"),
+        (vec![("do", "explode:selected"), ("id", "payments/x")], "unknown action"),
+        (vec![("do", "retry:everything")], "unknown scope"),
+        (vec![("do", "retry")], "names no action"),
+        (vec![("do", "retry:selected"), ("id", "payments/not-a-uuid")], "is not a command"),
+    ] {
+        let page = client.post("/tsq/preview", &fields, Csrf::Right).await;
+        assert_eq!(page.status, StatusCode::BAD_REQUEST, "{fields:?}");
+        assert!(page.body.contains(says), "{fields:?}: {}", page.body);
+    }
+    let item = format!("payments/{}", ids[0]);
+    let complete = [("do", "complete:selected"), ("id", item.as_str())];
+    let preview = client.post("/tsq/preview", &complete, Csrf::Right).await.body;
+    assert!(preview.contains("name=\"result\""), "{preview}");
+    let mut not_json = complete.to_vec();
+    not_json.push(("result", "{oops"));
+    let refused = client.post("/tsq/act", &not_json, Csrf::Right).await;
+    assert!(refused.body.contains("the result is not JSON"), "{}", refused.body);
+    let mut wrong = complete.to_vec();
+    wrong.push(("result", "{\"x\": 1}"));
+    let per_item = client.post("/tsq/act", &wrong, Csrf::Right).await.body;
+    assert!(
+        per_item.contains("0 of 1 item(s)") && per_item.contains("does not match"),
+        "{per_item}"
+    );
+    let mut right = complete.to_vec();
+    right.push(("result", "null"));
+    assert!(client.post("/tsq/act", &right, Csrf::Right).await.body.contains("1 of 1 item(s)"));
+    let all = [("do", "complete:filter"), ("domain", "payments"), ("result", "null")];
+    let done = client.post("/tsq/act", &all, Csrf::Right).await.body;
+    assert!(done.contains("51 of 51 item(s): complete done"), "{done}");
+
+    // One command's page: a pending one is canceled before it starts.
+    let page = format!("/commands/payments/{pending}");
+    let shown = client.get(&page).await.body;
+    assert!(shown.contains("Cancel before it starts") && shown.contains("No reply yet"), "{shown}");
+    let act = format!("{page}/act");
+    for (fields, says) in [
+        (vec![("action", "cancel_pending")], "needs a reason"),
+        (vec![("action", "complete"), ("result", "{")], "not JSON"),
+        (vec![("action", "fly")], "unknown action"),
+    ] {
+        let refused = client.post(&act, &fields, Csrf::Right).await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{fields:?}");
+        assert!(refused.body.contains(says), "{fields:?}: {}", refused.body);
+    }
+    let fields = [("action", "cancel_pending"), ("reason", "duplicate")];
+    let canceled = client.post(&act, &fields, Csrf::Right).await;
+    assert_eq!(canceled.status, StatusCode::SEE_OTHER);
+    assert_eq!(bus.command::<Payment>(pending).await.expect("cmd").status, CommandStatus::Canceled);
+
+    // The editor: not JSON, no change, and a command no longer in the TSQ.
+    let edit = format!("/commands/payments/{}/edit", ids[0]);
+    let form = client.get(&edit).await.body;
+    assert!(form.contains("Payload schema"), "{form}");
+    let not_json = client.post(&edit, &[("payload", "{"), ("step", "save")], Csrf::Right).await;
+    assert!(not_json.body.contains("The payload is not JSON"), "{}", not_json.body);
+    let payload = "{\"account\": \"x\", \"amount\": 1}";
+    let ended = client.post(&edit, &[("payload", payload), ("step", "check")], Csrf::Right).await;
+    assert_eq!(ended.status, StatusCode::CONFLICT, "{}", ended.body);
+    assert!(ended.body.contains("not in the troubleshooting queue"), "{}", ended.body);
 }
