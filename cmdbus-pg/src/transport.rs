@@ -126,11 +126,9 @@ impl PgTransport {
     /// priorities and limits; returns what it leased and whether the common
     /// one found it had to leave the work to the full one.
     async fn lease(&self, params: &CommandsLease, full: bool) -> Result<(Polled, bool)> {
-        let statement = if full {
-            &self.inner.statements.commands_lease_full
-        } else {
-            &self.inner.statements.commands_lease
-        };
+        let statements = &self.inner.statements;
+        let lease = if full { &statements.commands_lease_full } else { &statements.commands_lease };
+        let statement = lease.for_domains(params.domains.len());
         let mut query = sqlx::query(sql(statement))
             .bind(&params.domains)
             .bind(i64::try_from(params.limit).unwrap_or(i64::MAX))
