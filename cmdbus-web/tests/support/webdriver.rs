@@ -3,6 +3,7 @@
 //! by CSS selector, type, click, read text, take screenshots.
 
 use std::{
+    os::unix::process::CommandExt,
     process::{Child, Command, Stdio},
     time::Duration,
 };
@@ -36,7 +37,10 @@ impl Browser {
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
+        // Its own process group, so the browsers it starts end with it
+        // even when a failing test drops it without quitting.
         let driver = Command::new("chromedriver")
+            .process_group(0)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -155,17 +159,16 @@ impl Browser {
         std::fs::write(path, png).expect("screenshot written");
     }
 
-    /// Ends the session and chromedriver.
-    pub(crate) async fn quit(mut self) {
+    /// Ends the session, then chromedriver and its browsers (on drop).
+    pub(crate) async fn quit(self) {
         let _ = self.call("DELETE", &format!("/session/{}", self.session), None).await;
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
     }
 }
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        let _ = self.driver.kill();
+        let group = format!("-{}", self.driver.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.driver.wait();
     }
 }
