@@ -60,20 +60,26 @@ impl Form {
         )))
     }
 
+    /// The domain in field `domain` and the type in `type`, if named. A
+    /// type is named within its domain, so a type alone is refused.
+    pub(crate) fn domain_and_type(&self) -> Result<Option<(&str, Option<&str>)>, Refusal> {
+        match (self.get("domain"), self.get("type")) {
+            (None, Some(_)) => Err(Refusal::bad_request(
+                "a type is named within its domain: choose the domain too",
+            )),
+            (domain, command_type) => Ok(domain.map(|domain| (domain, command_type))),
+        }
+    }
+
     /// The TSQ filter in fields `domain`, `type`, `code`, `since`, `until`.
     pub(crate) fn tsq_filter(&self) -> Result<TsqFilter, Refusal> {
         let mut filter = TsqFilter::new();
-        match (self.get("domain"), self.get("type")) {
-            (Some(domain), Some(command_type)) => {
+        match self.domain_and_type()? {
+            Some((domain, Some(command_type))) => {
                 filter = filter.command_type(domain, command_type);
             }
-            (Some(domain), None) => filter = filter.domain(domain),
-            (None, Some(_)) => {
-                return Err(Refusal::bad_request(
-                    "a type is named within its domain: choose the domain too",
-                ));
-            }
-            (None, None) => {}
+            Some((domain, None)) => filter = filter.domain(domain),
+            None => {}
         }
         if let Some(code) = self.get("code") {
             filter = filter.error_code(code);

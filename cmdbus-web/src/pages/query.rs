@@ -18,15 +18,10 @@ fn query_of(form: &Form) -> Result<CommandQuery, Refusal> {
         let status: CommandStatus = status.parse()?;
         query = query.status(status);
     }
-    match (form.get("domain"), form.get("type")) {
-        (Some(domain), Some(command_type)) => query = query.command_type(domain, command_type),
-        (Some(domain), None) => query = query.domain(domain),
-        (None, Some(_)) => {
-            return Err(Refusal::bad_request(
-                "a type is named within its domain: choose the domain too",
-            ));
-        }
-        (None, None) => {}
+    match form.domain_and_type()? {
+        Some((domain, Some(command_type))) => query = query.command_type(domain, command_type),
+        Some((domain, None)) => query = query.domain(domain),
+        None => {}
     }
     if let Some(correlation) = form.get("correlation") {
         let id: Uuid = correlation.parse().map_err(|_| {
