@@ -4,6 +4,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr, clippy::unwrap_used, missing_docs)]
 
 mod baseline;
+#[cfg(feature = "console")]
 mod console;
 mod history;
 mod process;
@@ -418,6 +419,7 @@ async fn experiment(config: &Config, only: &str) {
         }
         "drain-default" => drain_default_rate(config).await,
         "process" => process::rate(config).await,
+        #[cfg(feature = "console")]
         "console" => {
             for (name, ms) in console::timings(&config.url, 1_000_000, 100_000).await {
                 println!("{name:<32} {ms:>8.1}");
