@@ -130,14 +130,18 @@ impl Statements {
                    AND ($2::timestamptz IS NULL OR (b.created_at, b.batch_id) < ($2, $3::uuid))
                  ORDER BY b.created_at DESC, b.batch_id DESC LIMIT $4"
             )),
-            commands_lease: Lease::new(schema, &lease(include_str!("sql/commands_lease.sql"), "")),
-            commands_lease_full: Lease::new(
+            commands_lease: Lease::new(
                 schema,
-                &lease(
+                &lease(include_str!("sql/commands_lease_domains.sql"), ""),
+                &lease(include_str!("sql/commands_lease.sql"), ""),
+            ),
+            commands_lease_full: {
+                let full = lease(
                     include_str!("sql/commands_lease_full.sql"),
                     include_str!("sql/commands_lease_counted.sql"),
-                ),
-            ),
+                );
+                Lease::new(schema, &full, &full)
+            },
             transitions_apply: r(TRANSITIONS),
             transitions_apply_plain: r(&without_batches(TRANSITIONS)),
             leases_expired: r(include_str!("sql/leases_expired.sql")),
@@ -167,10 +171,12 @@ pub(crate) struct Lease {
 }
 
 impl Lease {
-    fn new(schema: &Schema, sql: &str) -> Self {
+    /// `several` serves workers of several domains; the one-domain form is
+    /// `one` with its domain list as one row.
+    fn new(schema: &Schema, several: &str, one: &str) -> Self {
         Self {
-            domains: Arc::from(schema.render(sql)),
-            one_domain: Arc::from(schema.render(&one_domain(sql))),
+            domains: Arc::from(schema.render(several)),
+            one_domain: Arc::from(schema.render(&one_domain(one))),
         }
     }
 
@@ -217,7 +223,7 @@ mod tests {
         for head in
             [include_str!("sql/commands_lease.sql"), include_str!("sql/commands_lease_full.sql")]
         {
-            let statement = Lease::new(&schema, &lease(head, ""));
+            let statement = Lease::new(&schema, &lease(head, ""), &lease(head, ""));
             let (many, one) = (statement.for_domains(2), statement.for_domains(1));
             assert!(many.matches("unnest($1::text[]) AS d(domain)").count() >= 2, "due and next");
             assert!(!one.contains("unnest($1::text[]) AS d(domain)"), "{one}");

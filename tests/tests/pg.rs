@@ -537,3 +537,43 @@ async fn migrations_applied_by_an_external_tool_are_accepted() {
     assert!(bus.wait_reply::<Deposit>(id, WAIT).await.is_ok());
     worker.shutdown().await;
 }
+
+/// A worker of several domains locks only what it leases: while its lease
+/// statement runs (held open here by a trigger that sleeps on each leased
+/// row), every other due command stays free for other workers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_over_several_domains_locks_only_what_it_leases() {
+    let bus = pg_bus().await;
+    let schema = bus.transport().schema().to_owned();
+    for _ in 0..10 {
+        bus.send(Deposit { mode: Mode::Succeed }).await.expect("send");
+        bus.send(Receipt {}).await.expect("send");
+    }
+    let slow = format!(
+        r#"CREATE FUNCTION "{schema}".slow_lease() RETURNS trigger LANGUAGE plpgsql AS $$
+           BEGIN IF NEW.status = 'IN_PROGRESS' THEN PERFORM pg_sleep(0.5); END IF; RETURN NEW; END $$;
+           CREATE TRIGGER slow_lease BEFORE UPDATE ON "{schema}".commands
+               FOR EACH ROW EXECUTE FUNCTION "{schema}".slow_lease();"#
+    );
+    sqlx::raw_sql(AssertSqlSafe(slow)).execute(bus.pool()).await.expect("trigger");
+    let transport = bus.transport().clone();
+    let lease = tokio::spawn(async move {
+        let domains = vec![DOMAIN.to_owned(), "pg-it-receipts".to_owned()];
+        let params =
+            cmdbus::backend::CommandsLease::new(domains, 4, WAIT, "several-domains".into());
+        transport.commands_poll(params).await
+    });
+    // The statement has chosen and locked its rows before the first sleep.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let free = format!(
+        r#"SELECT count(*) FROM (SELECT 1 FROM "{schema}".commands
+           WHERE status = 'PENDING' FOR UPDATE SKIP LOCKED) free"#
+    );
+    let mut probe = bus.pool().begin().await.expect("begin");
+    let unlocked: i64 =
+        sqlx::query_scalar(AssertSqlSafe(free)).fetch_one(&mut *probe).await.expect("probe");
+    probe.rollback().await.expect("rollback");
+    let polled = lease.await.expect("join").expect("lease");
+    assert_eq!(polled.commands.len(), 4);
+    assert_eq!(unlocked, 16, "20 due, 4 being leased: the other 16 must stay free");
+}

@@ -7,7 +7,8 @@
 -- The attempt's RECEIVED event is received_at + leased_by on the row (see
 -- audit_trail in 0002_storage_v2.sql). Each domain is walked on its own
 -- index range (no sort of the backlog); paused domains and types are
--- skipped. commands_lease_tail.sql ends the statement.
+-- skipped. A worker of several domains uses commands_lease_domains.sql,
+-- which locks only what it leases. commands_lease_tail.sql ends the statement.
 WITH special AS (
     SELECT EXISTS (SELECT 1 FROM {schema}.limits WHERE domain = ANY($1::text[]))
         OR EXISTS (SELECT 1 FROM {schema}.commands
