@@ -418,6 +418,11 @@ async fn experiment(config: &Config, only: &str) {
             p50
         }
         "drain-default" => drain_default_rate(config).await,
+        // e2e with HISTORY finished commands in the tables (default 1M).
+        "history" => {
+            let finished = std::env::var("HISTORY").ok().and_then(|s| s.parse().ok());
+            history::e2e_with_history(config, finished.unwrap_or(1_000_000)).await
+        }
         "process" => process::rate(config).await,
         #[cfg(feature = "console")]
         "console" => {

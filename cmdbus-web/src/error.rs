@@ -69,13 +69,7 @@ impl From<cmdbus::Error> for Refusal {
 
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
-        let page = maud::html! {
-            (maud::DOCTYPE)
-            html lang="en" {
-                head { meta charset="utf-8"; title { "cmdbus console" } }
-                body { p role="alert" class="error" { (self.message) } }
-            }
-        };
-        (self.status, axum::response::Html(page.into_string())).into_response()
+        let body = maud::html! { p role="alert" class="error" { (self.message) } };
+        (self.status, crate::html::document("refused", None, false, body)).into_response()
     }
 }

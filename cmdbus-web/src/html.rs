@@ -15,10 +15,13 @@ use uuid::Uuid;
 
 use crate::Caller;
 
-/// A page with the console's navigation; `refresh`: reload every few
-/// seconds (the overview's live view, no JavaScript).
-pub(crate) fn page(caller: &Caller, title: &str, refresh: bool, body: Markup) -> Html<String> {
-    let console = &caller.console;
+/// The document around every page, refusals included: the one `<head>`.
+pub(crate) fn document(
+    title: &str,
+    stylesheet: Option<&str>,
+    refresh: bool,
+    body: Markup,
+) -> Html<String> {
     Html(
         html! {
             (DOCTYPE)
@@ -27,45 +30,40 @@ pub(crate) fn page(caller: &Caller, title: &str, refresh: bool, body: Markup) ->
                     meta charset="utf-8";
                     @if refresh { meta http-equiv="refresh" content="5"; }
                     title { (title) " · cmdbus" }
-                    link rel="stylesheet" href=(console.url("/console.css"));
+                    @if let Some(href) = stylesheet { link rel="stylesheet" href=(href); }
                 }
-                body {
-                    nav {
-                        a href=(console.url("/")) { "Overview" }
-                        a href=(console.url("/tsq")) { "Troubleshooting queue" }
-                        a href=(console.url("/query")) { "Query" }
-                        span.who { (caller.user.name) " · " (caller.user.role) }
-                        @if console.sessions.is_some() {
-                            form.inline method="post" action=(console.url("/logout")) {
-                                (csrf(caller))
-                                button type="submit" { "Log out" }
-                            }
-                        }
-                    }
-                    main { h1 { (title) } (body) }
-                }
+                body { (body) }
             }
         }
         .into_string(),
     )
 }
 
-/// A page without navigation (login).
-pub(crate) fn bare(title: &str, body: Markup) -> Html<String> {
-    Html(
-        html! {
-            (DOCTYPE)
-            html lang="en" {
-                head {
-                    meta charset="utf-8";
-                    title { (title) " · cmdbus" }
-                    link rel="stylesheet" href="console.css";
+/// A page with the console's navigation; `refresh`: reload every few
+/// seconds (the overview's live view, no JavaScript).
+pub(crate) fn page(caller: &Caller, title: &str, refresh: bool, body: Markup) -> Html<String> {
+    let console = &caller.console;
+    let body = html! {
+        nav {
+            a href=(console.url("/")) { "Overview" }
+            a href=(console.url("/tsq")) { "Troubleshooting queue" }
+            a href=(console.url("/query")) { "Query" }
+            span.who { (caller.user.name) " · " (caller.user.role) }
+            @if console.sessions.is_some() {
+                form.inline method="post" action=(console.url("/logout")) {
+                    (csrf(caller))
+                    button type="submit" { "Log out" }
                 }
-                body { main { (body) } }
             }
         }
-        .into_string(),
-    )
+        main { h1 { (title) } (body) }
+    };
+    document(title, Some(&console.url("/console.css")), refresh, body)
+}
+
+/// A page without navigation (login).
+pub(crate) fn bare(title: &str, body: Markup) -> Html<String> {
+    document(title, Some("console.css"), false, html! { main { (body) } })
 }
 
 /// The hidden CSRF field every form carries.

@@ -205,9 +205,13 @@ pub(crate) async fn act(
         }
         other => return Err(Refusal::bad_request(format!("unknown action {other:?}"))),
     }?;
-    let back = html::command_url(&caller, &record.domain, record.command_id);
-    Ok(Redirect::to(&format!("{back}{}", html::query_string([("done", Some(done))])))
-        .into_response())
+    Ok(back_with_notice(&caller, &record, done))
+}
+
+/// Back to the command's page, which shows `notice` (what was done).
+fn back_with_notice(caller: &Caller, record: &CommandRecord, notice: &str) -> Response {
+    let back = html::command_url(caller, &record.domain, record.command_id);
+    Redirect::to(&format!("{back}{}", html::query_string([("done", Some(notice))]))).into_response()
 }
 
 pub(crate) async fn edit_form(
@@ -274,13 +278,8 @@ pub(crate) async fn edit(
     let key = CommandKey::new(record.domain.clone(), record.command_id);
     match tsq.edit_and_retry(key, &caller.user.name, &payload, dry_run).await {
         Ok(edit) if edit.applied => {
-            let back = html::command_url(&caller, &record.domain, record.command_id);
             let done = format!("Payload edited ({} field(s)) and retried.", edit.changes.len());
-            Ok(Redirect::to(&format!(
-                "{back}{}",
-                html::query_string([("done", Some(done.as_str()))])
-            ))
-            .into_response())
+            Ok(back_with_notice(&caller, &record, &done))
         }
         Ok(edit) => {
             let changes = html! {
