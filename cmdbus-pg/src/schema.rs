@@ -132,8 +132,8 @@ impl Statements {
             )),
             commands_lease: Lease::new(
                 schema,
-                &lease(include_str!("sql/commands_lease_domains.sql"), ""),
-                &lease(include_str!("sql/commands_lease.sql"), ""),
+                &lease(COMMON_LEASE_SEVERAL_DOMAINS, ""),
+                &lease(COMMON_LEASE, ""),
             ),
             commands_lease_full: {
                 let full = lease(
@@ -155,6 +155,15 @@ impl Statements {
         }
     }
 }
+
+/// The common lease's `due`, for workers of one domain and of several,
+/// after the head both share.
+const COMMON_LEASE: &str =
+    concat!(include_str!("sql/commands_lease_head.sql"), include_str!("sql/commands_lease.sql"));
+const COMMON_LEASE_SEVERAL_DOMAINS: &str = concat!(
+    include_str!("sql/commands_lease_head.sql"),
+    include_str!("sql/commands_lease_domains.sql")
+);
 
 /// A lease statement: its own head (the CTEs that choose `due`), the tail
 /// both share, and what the full one adds to the tail.
@@ -220,9 +229,7 @@ mod tests {
     #[test]
     fn a_one_domain_lease_has_no_array_to_guess_the_size_of() {
         let schema = Schema::new("cmdbus").unwrap();
-        for head in
-            [include_str!("sql/commands_lease.sql"), include_str!("sql/commands_lease_full.sql")]
-        {
+        for head in [COMMON_LEASE, include_str!("sql/commands_lease_full.sql")] {
             let statement = Lease::new(&schema, &lease(head, ""), &lease(head, ""));
             let (many, one) = (statement.for_domains(2), statement.for_domains(1));
             assert!(many.matches("unnest($1::text[]) AS d(domain)").count() >= 2, "due and next");

@@ -8,16 +8,8 @@
 -- audit_trail in 0002_storage_v2.sql). Each domain is walked on its own
 -- index range (no sort of the backlog); paused domains and types are
 -- skipped. A worker of several domains uses commands_lease_domains.sql,
--- which locks only what it leases. commands_lease_tail.sql ends the statement.
-WITH special AS (
-    SELECT EXISTS (SELECT 1 FROM {schema}.limits WHERE domain = ANY($1::text[]))
-        OR EXISTS (SELECT 1 FROM {schema}.commands
-                   WHERE status = 'PENDING' AND priority <> 0 AND domain = ANY($1::text[]))
-        AS needed
-),
-waits AS (
-    SELECT NULL::bigint AS ms
-),
+-- which locks only what it leases. commands_lease_head.sql starts the
+-- statement, commands_lease_tail.sql ends it.
 due AS (
     SELECT c.row_id, c.domain, c.command_id, 1 AS pick, c.priority, c.due_at, c.seq
     FROM unnest($1::text[]) AS d(domain)

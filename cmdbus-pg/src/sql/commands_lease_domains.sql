@@ -6,16 +6,8 @@
 -- walk would hold up to $2 rows per domain for the statement and hide from
 -- other workers commands this one does not lease. Twice $2 candidates per
 -- domain leave room for rows other workers are leasing at this moment.
--- commands_lease_tail.sql ends the statement.
-WITH special AS (
-    SELECT EXISTS (SELECT 1 FROM {schema}.limits WHERE domain = ANY($1::text[]))
-        OR EXISTS (SELECT 1 FROM {schema}.commands
-                   WHERE status = 'PENDING' AND priority <> 0 AND domain = ANY($1::text[]))
-        AS needed
-),
-waits AS (
-    SELECT NULL::bigint AS ms
-),
+-- commands_lease_head.sql starts the statement, commands_lease_tail.sql
+-- ends it.
 candidates AS (
     SELECT c.row_id
     FROM unnest($1::text[]) AS d(domain)
