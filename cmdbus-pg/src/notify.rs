@@ -1,9 +1,10 @@
 //! LISTEN/NOTIFY wake-ups.
 //!
 //! A NOTIFY inside a transaction takes a global lock through the commit's WAL
-//! flush and roughly halves throughput when sends stream in. So only a rare
-//! single send notifies inside its own statement (the fastest wake-up); a
-//! stream of sends pokes the [`Notifier`] after commit, which coalesces pokes
+//! flush, serializing concurrent sends' commits. So only a lone send (no
+//! other send of the transport running) notifies inside its own statement
+//! (the fastest wake-up); concurrent sends poke the [`Notifier`] after
+//! commit, which coalesces pokes
 //! into at most one `pg_notify` per domain per window. A lost wake-up is covered
 //! by the worker's fallback poll. Replies work the same way on a second
 //! channel, so `wait_reply` returns as soon as the reply is committed.
