@@ -455,6 +455,13 @@ async fn prune_deletes_only_finished_history() {
     let left = f.bus.status_counts(Some("cli-it")).await.expect("counts");
     let left: Vec<(String, i64)> = left.iter().map(|c| (c.status.to_string(), c.count)).collect();
     assert_eq!(left, [("IN_TROUBLESHOOTING_QUEUE".to_owned(), 1), ("PENDING".to_owned(), 1)]);
+    // Its query key went with it (migration 0011's trigger); the others' stayed.
+    let sql = format!(r#"SELECT command_id FROM "{}".command_keys ORDER BY command_id"#, f.schema);
+    let keys: Vec<Uuid> =
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_all(f.bus.pool()).await.expect("keys");
+    let mut kept: Vec<Uuid> = f.ids.iter().copied().filter(|id| *id != f.ids[0]).collect();
+    kept.sort();
+    assert_eq!(keys, kept);
 }
 
 /// The number of audit events of one command, read straight from the table.

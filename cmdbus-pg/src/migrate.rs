@@ -18,10 +18,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (8, "batches", include_str!("../migrations/0008_batches.sql")),
     (9, "processes", include_str!("../migrations/0009_processes.sql")),
     (10, "payload_edits", include_str!("../migrations/0010_payload_edits.sql")),
+    (11, "command_keys", include_str!("../migrations/0011_command_keys.sql")),
 ];
 
 /// The newest schema version this library knows.
-pub const SCHEMA_VERSION: i32 = 10;
+pub const SCHEMA_VERSION: i32 = 11;
 
 /// What opening a bus does to its schema.
 #[derive(Clone, Copy, Debug)]

@@ -119,7 +119,25 @@ impl Selection {
         }
     }
 
+    /// Whether every filter is on what never changes (domain, type,
+    /// correlation id, created time): then the page is found in
+    /// `command_keys`, which holds those columns' indexes (migration 0011).
+    fn on_keys_only(&self) -> bool {
+        self.statuses.is_empty()
+            && !self.by_updated
+            && self.updated == (None, None)
+            && !self.scheduled
+            && self.error_code.is_none()
+            && self.batch_id.is_none()
+    }
+
     /// The page query; `explain` prefixes `EXPLAIN` to show its plan.
+    ///
+    /// A page is chosen by id first, on the indexes that hold it in order,
+    /// and only its rows are read: from `command_keys` when only what never
+    /// changes is filtered; with one walk of the status index per status,
+    /// merged, when several statuses are asked for (one `status = ANY`
+    /// walk would sort every match).
     fn page_sql(
         &self,
         schema: &Schema,
@@ -128,13 +146,35 @@ impl Selection {
         explain: bool,
     ) -> QueryBuilder<Postgres> {
         let explain = if explain { "EXPLAIN " } else { "" };
-        let mut sql = QueryBuilder::new(format!("{explain}SELECT {RECORD_COLUMNS} FROM "));
-        sql.push(schema.render("{schema}.commands"));
-        self.push_where(&mut sql, after);
-        let order = self.sort_column();
-        sql.push(format!(" ORDER BY {order} DESC, command_id DESC LIMIT "));
+        let commands = schema.render("{schema}.commands");
+        let mut sql =
+            QueryBuilder::new(format!("{explain}SELECT {RECORD_COLUMNS} FROM {commands}"));
+        let order = format!(" ORDER BY {} DESC, command_id DESC LIMIT ", self.sort_column());
         // One extra row tells whether there is a next page.
-        sql.push_bind(i64::try_from(limit + 1).unwrap_or(i64::MAX));
+        let rows = i64::try_from(limit + 1).unwrap_or(i64::MAX);
+        let page_ids = |sql: &mut QueryBuilder<Postgres>, table: &str, selection: &Self| {
+            sql.push("(SELECT command_id, domain FROM ").push(table);
+            selection.push_where(sql, after);
+            sql.push(&order).push_bind(rows).push(")");
+        };
+        if self.on_keys_only() {
+            sql.push(" WHERE (command_id, domain) IN (");
+            page_ids(&mut sql, &schema.render("{schema}.command_keys"), self);
+            sql.push(")");
+        } else if self.statuses.len() > 1 {
+            sql.push(" WHERE (command_id, domain) IN (");
+            for (i, status) in self.statuses.iter().enumerate() {
+                if i > 0 {
+                    sql.push(" UNION ALL ");
+                }
+                let one = Self { statuses: vec![*status], ..self.clone() };
+                page_ids(&mut sql, &commands, &one);
+            }
+            sql.push(")");
+        } else {
+            self.push_where(&mut sql, after);
+        }
+        sql.push(order).push_bind(rows);
         sql
     }
 

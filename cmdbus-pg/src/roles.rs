@@ -46,6 +46,7 @@ pub fn grants_sql(schema: &str, role: Role, role_name: &str) -> Result<String, E
     let common = format!(
         "GRANT USAGE ON SCHEMA {{schema}} TO {g};
          GRANT SELECT ON {{schema}}.schema_migrations TO {g};
+         GRANT SELECT ON {{schema}}.command_keys TO {g};
          GRANT USAGE ON ALL SEQUENCES IN SCHEMA {{schema}} TO {g};"
     );
     // Workers and operators both change commands only through transitions

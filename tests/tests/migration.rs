@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use cmdbus::{AuditEvent, Command, CommandStatus, HandlerError, Operator, TypedReply, handler};
-use cmdbus_pg::PgBus;
+use cmdbus_pg::{CommandQuery, PgBus};
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
@@ -95,6 +95,16 @@ async fn a_version_1_schema_keeps_its_history_and_is_served_after_migrating() {
     let tsq = bus.troubleshooting().list(&cmdbus::TsqFilter::new(), 10, None).await.expect("tsq");
     assert_eq!(tsq.items.len(), 1);
     assert_eq!(tsq.items[0].last_error.as_ref().map(|e| e.code.as_str()), Some("bad"));
+    // Queries on what never changes are served by migration 0011's
+    // command_keys, filled from the version-1 rows.
+    let by_type = bus.query(&CommandQuery::new().of_type::<Note>()).await.expect("query");
+    let mut found: Vec<Uuid> = by_type.items.iter().map(|c| c.command_id).collect();
+    found.sort();
+    assert_eq!(found, [id(PENDING), id(LEASED), id(COMPLETED), id(IN_TSQ)]);
+    let correlated = CommandQuery::new().correlation_id(by_type.items[0].correlation_id);
+    let one = bus.query(&correlated).await.expect("query");
+    assert_eq!(one.items.len(), 1);
+    assert_eq!(one.items[0].command_id, by_type.items[0].command_id);
 
     // Served by version 2: the pending one runs, the expired lease is
     // rescued and runs, the TSQ item is retried by an operator and runs.

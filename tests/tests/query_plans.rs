@@ -104,6 +104,16 @@ async fn filters_return_exactly_the_expected_rows_across_pages() {
             CommandQuery::new().updated_between(now - Duration::hours(20), now),
             "updated_at >= now() - interval '20 hours'",
         ),
+        // One walk per status, merged.
+        (
+            CommandQuery::new()
+                .status(CommandStatus::Failed)
+                .status(CommandStatus::Canceled)
+                .domain("d2"),
+            "status IN ('FAILED', 'CANCELED') AND domain = 'd2'",
+        ),
+        // Found in command_keys.
+        (CommandQuery::new().domain("d3"), "domain = 'd3'"),
     ];
     for (query, predicate) in cases {
         let expected: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
@@ -177,4 +187,40 @@ async fn process_listing_uses_an_index_for_every_filter() {
         }
     }
     assert_eq!(seen.len(), (1..=100_000).filter(|i| i % 7 == 5).count());
+}
+
+/// `command_keys` (migration 0011) holds the created/type/correlation
+/// indexes; its rows follow the commands whoever writes them: a team's own
+/// INSERT, DELETE and TRUNCATE included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_keys_follow_the_commands_whoever_writes_them() {
+    let bus = pg_bus().await;
+    let s = bus.transport().schema().to_owned();
+    let run = |sql: String| {
+        let pool = bus.pool().clone();
+        async move { sqlx::raw_sql(AssertSqlSafe(sql)).execute(&pool).await.expect("sql") }
+    };
+    let keys = || async {
+        let sql = format!(
+            r#"SELECT count(*) FILTER (WHERE c.command_id IS NOT NULL), count(*)
+               FROM "{s}".command_keys k
+               LEFT JOIN "{s}".commands c USING (domain, command_id, command_type, correlation_id, created_at)"#
+        );
+        sqlx::query_as::<_, (i64, i64)>(AssertSqlSafe(sql))
+            .fetch_one(bus.pool())
+            .await
+            .expect("keys")
+    };
+    run(format!(
+        r#"INSERT INTO "{s}".commands (domain, command_id, command_type, correlation_id, reply_to, status, max_attempts, payload)
+           SELECT 'd', gen_random_uuid(), 'T', gen_random_uuid(), 'default', 'PENDING', 3, '{{}}'
+           FROM generate_series(1, 10)"#
+    ))
+    .await;
+    assert_eq!(keys().await, (10, 10), "one matching key row per command");
+    run(format!(r#"DELETE FROM "{s}".commands WHERE command_id IN (SELECT command_id FROM "{s}".commands LIMIT 4)"#))
+        .await;
+    assert_eq!(keys().await, (6, 6));
+    run(format!(r#"TRUNCATE "{s}".commands CASCADE"#)).await;
+    assert_eq!(keys().await, (0, 0));
 }

@@ -211,6 +211,12 @@ async fn each_role_does_its_part_and_nothing_else() {
         denied(pool, format!(r#"DELETE FROM "{s}".commands"#)).await;
         denied(pool, format!(r#"DROP TABLE "{s}".audit"#)).await;
         denied(pool, format!(r#"DELETE FROM "{s}".processes"#)).await;
+        // The query keys follow the commands (triggers run as the owner);
+        // no role writes them itself, although every role's sends store them.
+        denied(pool, format!(r#"DELETE FROM "{s}".command_keys"#)).await;
+        denied(pool, format!(r#"UPDATE "{s}".command_keys SET command_type = 'x'"#)).await;
+        denied(pool, format!(r#"INSERT INTO "{s}".command_keys SELECT * FROM "{s}".command_keys"#))
+            .await;
     }
     // Only workers write process instances (operators act through events).
     for pool in [&pools[0], &pools[2]] {
