@@ -35,29 +35,22 @@ DROP INDEX {schema}.commands_created_idx;
 DROP INDEX {schema}.commands_type_created_idx;
 DROP INDEX {schema}.commands_correlation_idx;
 
-CREATE FUNCTION {schema}.command_keys_sent() RETURNS trigger
+-- One function for the three triggers below: `sent` and `gone` are their
+-- transition tables (PL/pgSQL plans a statement when it first runs, so each
+-- branch names only its own trigger's table).
+CREATE FUNCTION {schema}.command_keys_follow() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $$
 BEGIN
-    INSERT INTO {schema}.command_keys (domain, command_id, command_type, correlation_id, created_at)
-    SELECT domain, command_id, command_type, correlation_id, created_at FROM sent;
-    RETURN NULL;
-END
-$$;
-
-CREATE FUNCTION {schema}.command_keys_deleted() RETURNS trigger
-    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $$
-BEGIN
-    DELETE FROM {schema}.command_keys k
-    USING gone g
-    WHERE k.created_at = g.created_at AND k.command_id = g.command_id AND k.domain = g.domain;
-    RETURN NULL;
-END
-$$;
-
-CREATE FUNCTION {schema}.command_keys_truncated() RETURNS trigger
-    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $$
-BEGIN
-    TRUNCATE {schema}.command_keys;
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO {schema}.command_keys (domain, command_id, command_type, correlation_id, created_at)
+        SELECT domain, command_id, command_type, correlation_id, created_at FROM sent;
+    ELSIF TG_OP = 'DELETE' THEN
+        DELETE FROM {schema}.command_keys k
+        USING gone g
+        WHERE k.created_at = g.created_at AND k.command_id = g.command_id AND k.domain = g.domain;
+    ELSE
+        TRUNCATE {schema}.command_keys;
+    END IF;
     RETURN NULL;
 END
 $$;
@@ -65,10 +58,10 @@ $$;
 -- Once per statement, with every row it stored or deleted: a batch of a
 -- thousand commands is one more INSERT, not a thousand.
 CREATE TRIGGER commands_keys_sent AFTER INSERT ON {schema}.commands
-    REFERENCING NEW TABLE AS sent FOR EACH STATEMENT EXECUTE FUNCTION {schema}.command_keys_sent();
+    REFERENCING NEW TABLE AS sent FOR EACH STATEMENT EXECUTE FUNCTION {schema}.command_keys_follow();
 CREATE TRIGGER commands_keys_deleted AFTER DELETE ON {schema}.commands
-    REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION {schema}.command_keys_deleted();
+    REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION {schema}.command_keys_follow();
 CREATE TRIGGER commands_keys_truncated AFTER TRUNCATE ON {schema}.commands
-    FOR EACH STATEMENT EXECUTE FUNCTION {schema}.command_keys_truncated();
+    FOR EACH STATEMENT EXECUTE FUNCTION {schema}.command_keys_follow();
 
 INSERT INTO {schema}.schema_migrations (version, name) VALUES (11, 'command_keys');
