@@ -221,6 +221,6 @@ async fn query_keys_follow_the_commands_whoever_writes_them() {
     run(format!(r#"DELETE FROM "{s}".commands WHERE command_id IN (SELECT command_id FROM "{s}".commands LIMIT 4)"#))
         .await;
     assert_eq!(keys().await, (6, 6));
-    run(format!(r#"TRUNCATE "{s}".commands CASCADE"#)).await;
+    run(format!(r#"TRUNCATE "{s}".commands"#)).await;
     assert_eq!(keys().await, (0, 0));
 }
