@@ -38,7 +38,11 @@ lint: ## rustfmt check, clippy -D warnings on all targets, rustdoc -D warnings
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-features --all-targets -- -D warnings
 	$(CARGO) clippy -p cmdbus -p cmdbus-pg -- -D warnings
-	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --all-features -q -p cmdbus -p cmdbus-macros -p cmdbus-pg -p cmdbus-cli -p cmdbus-web
+	@# The CLI binary is named `cmdbus` like the library, so both write
+	@# target/doc/cmdbus: in one invocation their rustdocs race on that
+	@# directory. The binary goes first, then the libraries overwrite it.
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --all-features -q -p cmdbus-cli
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --all-features -q -p cmdbus -p cmdbus-macros -p cmdbus-pg -p cmdbus-web
 
 typecheck: ## cargo check on all targets
 	$(CARGO) check --workspace --all-features --all-targets
