@@ -437,6 +437,13 @@ async fn experiment(config: &Config, only: &str) {
             base.drop_schema_only().await;
             rate
         }
+        "baseline-latency" => {
+            let base = Arc::new(Baseline::create(pool(&config.url).await).await);
+            let (p50, p99) = base.latency(config, &config.url).await;
+            base.drop_schema_only().await;
+            println!("start p50 {p50:.2} p99 {p99:.2}");
+            p50
+        }
         "latency" => {
             let (p50, p99, c50, c99) = latency(config).await;
             println!("start p50 {p50:.2} p99 {p99:.2} complete p50 {c50:.2} p99 {c99:.2}");
