@@ -1,6 +1,7 @@
 //! Every supported query filter is served by an index: on 100k commands,
 //! no plan may contain a sequential scan. Also checks each filter returns
-//! exactly the expected rows across pages.
+//! exactly the expected rows across pages, and that the worker's statements
+//! find rows by key in the plans PostgreSQL keeps.
 
 use std::collections::HashSet;
 
@@ -223,4 +224,76 @@ async fn query_keys_follow_the_commands_whoever_writes_them() {
     assert_eq!(keys().await, (6, 6));
     run(format!(r#"TRUNCATE "{s}".commands"#)).await;
     assert_eq!(keys().await, (0, 0));
+}
+
+/// The statements that record outcomes and extend leases find each row by
+/// its primary key in the plan PostgreSQL keeps for reuse (the generic
+/// plan), even when that plan is made while the table is still new and
+/// small: the plan outlives the table's growth, so a sequential scan chosen
+/// then would be paid on every completion later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outcomes_and_heartbeats_find_rows_by_key_on_a_new_table() {
+    use cmdbus::Transport;
+    use cmdbus::backend::{CommandsLease, LeaseRef, NewCommand, Outcome, OutcomeKind};
+    use sqlx::Row;
+
+    // One connection: the statements the transport prepared are the ones
+    // this test then reads back from pg_prepared_statements.
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&cmdbus_tests::database_url())
+        .await
+        .expect("PostgreSQL is reachable");
+    let bus = PgBus::builder(pool)
+        .schema(cmdbus_tests::fresh_schema())
+        .build()
+        .await
+        .expect("bus builds");
+    let transport = bus.transport();
+    let id = Uuid::now_v7();
+    let payload = serde_json::value::to_raw_value(&1).expect("json");
+    let command =
+        NewCommand::new("plans".into(), "Probe".into(), id, id, "default".into(), 3, payload);
+    transport.commands_send(vec![command]).await.expect("send");
+    let visibility = std::time::Duration::from_secs(30);
+    let params = CommandsLease::new(vec!["plans".into()], 10, visibility, "probe".into());
+    let leased = transport.commands_lease(params).await.expect("lease");
+    let lease = LeaseRef::of(&leased[0]);
+    let lost = transport.leases_extend(vec![lease.clone()], visibility).await.expect("extend");
+    assert!(lost.is_empty());
+    let reply = serde_json::value::to_raw_value(&()).expect("json");
+    let outcome = Outcome::new(lease, leased[0].attempt, OutcomeKind::Completed { reply });
+    transport.commands_record(&[outcome]).await.expect("record");
+
+    let mut conn = bus.pool().acquire().await.expect("the one connection");
+    sqlx::query("SET plan_cache_mode = force_generic_plan")
+        .execute(&mut *conn)
+        .await
+        .expect("generic plans");
+    for (statement, marker) in
+        [("recording outcomes", "Stores transitions"), ("heartbeat", "The worker's heartbeat")]
+    {
+        let prepared = sqlx::query(
+            "SELECT name, cardinality(parameter_types) AS params FROM pg_prepared_statements
+             WHERE statement LIKE '%' || $1 || '%'",
+        )
+        .bind(marker)
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap_or_else(|e| panic!("{statement} was prepared on the connection: {e}"));
+        let name: String = prepared.get("name");
+        let params: i32 = prepared.get("params");
+        let nulls = vec!["NULL"; usize::try_from(params).expect("count")].join(", ");
+        let explain = format!("EXPLAIN (COSTS OFF) EXECUTE {name}({nulls})");
+        let plan: Vec<String> = sqlx::query_scalar(AssertSqlSafe(explain))
+            .fetch_all(&mut *conn)
+            .await
+            .expect("explain");
+        let plan = plan.join("\n");
+        assert!(
+            plan.contains("Index Scan using commands_pkey on commands")
+                && !plan.contains("Seq Scan on commands"),
+            "{statement} does not find rows by key:\n{plan}"
+        );
+    }
 }
