@@ -68,8 +68,9 @@ impl Baseline {
     }
 
     /// Leases up to `limit`, then completes them; returns each leased
-    /// command's send→lease latency in ms (NaN when it carries no send time).
-    async fn lease_and_complete_timed(&self, limit: i64) -> Vec<f64> {
+    /// command's send time (µs since the epoch) and send→lease latency in ms
+    /// (NaN when it carries no send time).
+    async fn lease_and_complete_timed(&self, limit: i64) -> Vec<(f64, f64)> {
         let lease = format!(
             r#"WITH due AS (
                 SELECT id FROM "{s}".jobs WHERE status = 'PENDING' AND due_at <= now()
@@ -92,7 +93,8 @@ impl Baseline {
             .iter()
             .map(|(_, payload)| {
                 let payload: serde_json::Value = serde_json::from_str(payload).unwrap_or_default();
-                payload["sent_at_us"].as_f64().map_or(f64::NAN, |sent| (now - sent) / 1000.0)
+                let sent = payload["sent_at_us"].as_f64().unwrap_or(f64::NAN);
+                (sent, (now - sent) / 1000.0)
             })
             .collect();
         self.complete(rows.into_iter().map(|(id, _)| id).collect()).await;
@@ -152,7 +154,7 @@ impl Baseline {
     /// send→start latency (p50, p99 in ms) of a hand-written client at a
     /// fixed 500 commands/s: one statement inserts the command, its audit row
     /// and a NOTIFY; a LISTENing connection leases on each wake-up (and
-    /// completes what it leased).
+    /// completes what it leased). Like cmdbus's, measured after the warm-up.
     pub(crate) async fn latency(self: &Arc<Self>, config: &Config, url: &str) -> (f64, f64) {
         let channel = format!("{}_wake", self.schema);
         let mut listener = sqlx::postgres::PgListener::connect(url).await.expect("listen");
@@ -183,7 +185,7 @@ impl Baseline {
             s = self.schema
         );
         let mut ticker = tokio::time::interval(Duration::from_millis(2));
-        let until = std::time::Instant::now() + config.window;
+        let (from_us, until) = crate::latency_window(config);
         let mut sends = Vec::new();
         while std::time::Instant::now() < until {
             ticker.tick().await;
@@ -203,7 +205,13 @@ impl Baseline {
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
         stop.store(true, Ordering::Relaxed);
-        let mut started = consumer.await.expect("consumer");
+        let mut started: Vec<f64> = consumer
+            .await
+            .expect("consumer")
+            .into_iter()
+            .filter(|&(sent_us, _)| sent_us >= from_us as f64)
+            .map(|(_, latency)| latency)
+            .collect();
         started.sort_by(f64::total_cmp);
         (crate::percentile(&started, 50.0), crate::percentile(&started, 99.0))
     }

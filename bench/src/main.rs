@@ -31,8 +31,10 @@ pub(crate) const LEASE_BATCH: usize = 64;
 
 /// Handler runs, all scenarios.
 static HANDLED: AtomicU64 = AtomicU64::new(0);
-/// Whether the handler records send→start latency.
+/// Whether the handler records send→start latency, and of the commands
+/// due from when (µs since the epoch).
 static RECORD_LATENCY: AtomicBool = AtomicBool::new(false);
+static RECORD_FROM_US: AtomicU64 = AtomicU64::new(0);
 static START_LATENCIES_US: LazyLock<Mutex<Vec<u64>>> = LazyLock::new(Mutex::default);
 
 #[command(domain = "bench")]
@@ -42,7 +44,9 @@ struct Noop {
 
 #[handler]
 async fn noop(cmd: Noop) -> Result<(), HandlerError> {
-    if RECORD_LATENCY.load(Ordering::Relaxed) {
+    if RECORD_LATENCY.load(Ordering::Relaxed)
+        && cmd.sent_at_us >= RECORD_FROM_US.load(Ordering::Relaxed)
+    {
         let latency = now_us().saturating_sub(cmd.sent_at_us);
         START_LATENCIES_US.lock().unwrap().push(latency);
     }
@@ -165,6 +169,17 @@ pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.min(sorted.len() - 1)]
 }
 
+/// When latencies count from (µs since the epoch) and when sending stops: a
+/// latency run sends through the warm-up, as the throughput runs do, and
+/// measures only what was sent after it. Every new pool connection first
+/// parses and plans each statement and loads the tables' catalog entries
+/// (10-15 ms per connection for cmdbus's schema in the first 100 ms of a
+/// run), which would otherwise be most of a 10 s run's p99.
+pub(crate) fn latency_window(config: &Config) -> (u64, Instant) {
+    let from_us = now_us() + config.warmup.as_micros() as u64;
+    (from_us, Instant::now() + config.warmup + config.window)
+}
+
 /// send→handler-start and send→completed latency at a fixed 500 commands/s.
 async fn latency(config: &Config) -> (f64, f64, f64, f64) {
     latency_of(config, Duration::ZERO).await
@@ -186,7 +201,9 @@ async fn latency_of(config: &Config, delay: Duration) -> (f64, f64, f64, f64) {
     RECORD_LATENCY.store(true, Ordering::Relaxed);
     let every = if delay.is_zero() { Duration::from_millis(2) } else { Duration::from_millis(10) };
     let mut ticker = tokio::time::interval(every);
-    let until = Instant::now() + config.window;
+    let (from_us, until) = latency_window(config);
+    // The handler sees when each command is due.
+    RECORD_FROM_US.store(from_us + delay.as_micros() as u64, Ordering::Relaxed);
     let mut sends = Vec::new();
     while Instant::now() < until {
         ticker.tick().await;
@@ -208,10 +225,11 @@ async fn latency_of(config: &Config, delay: Duration) -> (f64, f64, f64, f64) {
     start.sort_by(f64::total_cmp);
     let completes_sql = format!(
         r#"SELECT extract(epoch FROM finished_at - created_at)::float8 * 1000 FROM "{}".commands
-           WHERE status = 'COMPLETED' ORDER BY 1"#,
+           WHERE status = 'COMPLETED' AND created_at >= to_timestamp($1 / 1e6) ORDER BY 1"#,
         bus.transport().schema()
     );
     let complete: Vec<f64> = sqlx::query_scalar(AssertSqlSafe(completes_sql))
+        .bind(from_us as f64)
         .fetch_all(bus.pool())
         .await
         .expect("latencies");
