@@ -124,7 +124,7 @@ impl PgTransport {
     async fn lease(&self, params: &CommandsLease, full: bool) -> Result<(Polled, bool)> {
         let statements = &self.inner.statements;
         let lease = if full { &statements.commands_lease_full } else { &statements.commands_lease };
-        let statement = lease.for_domains(params.domains.len());
+        let statement = lease.for_lease(params.domains.len(), params.limit);
         let mut query = sqlx::query(sql(statement))
             .bind(&params.domains)
             .bind(i64::try_from(params.limit).unwrap_or(i64::MAX))

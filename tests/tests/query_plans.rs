@@ -297,3 +297,50 @@ async fn outcomes_and_heartbeats_find_rows_by_key_on_a_new_table() {
         );
     }
 }
+
+/// Once `commands` has statistics, a one-domain lease of the worker's batch
+/// size is not planned anew on every call: PostgreSQL keeps its plan.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_keeps_its_plan_on_a_table_with_statistics() {
+    use cmdbus::Transport;
+    use cmdbus::backend::CommandsLease;
+
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&cmdbus_tests::database_url())
+        .await
+        .expect("PostgreSQL is reachable");
+    let bus = PgBus::builder(pool)
+        .schema(cmdbus_tests::fresh_schema())
+        .build()
+        .await
+        .expect("bus builds");
+    let schema = bus.transport().schema().to_owned();
+    let backlog = format!(
+        r#"INSERT INTO "{schema}".commands
+             (domain, command_id, command_type, correlation_id, reply_to, status, max_attempts, payload)
+           SELECT 'plans', id, 'Probe', id, 'default', 'PENDING', 3, '{{}}'::jsonb
+           FROM (SELECT gen_random_uuid() AS id FROM generate_series(1, 20000)) ids"#
+    );
+    sqlx::query(AssertSqlSafe(backlog)).execute(bus.pool()).await.expect("backlog");
+    sqlx::query(AssertSqlSafe(format!(r#"ANALYZE "{schema}".commands"#)))
+        .execute(bus.pool())
+        .await
+        .expect("analyze");
+    let visibility = std::time::Duration::from_secs(30);
+    for _ in 0..8 {
+        let params = CommandsLease::new(vec!["plans".into()], 64, visibility, "probe".into());
+        let leased = bus.transport().commands_lease(params).await.expect("lease");
+        assert_eq!(leased.len(), 64);
+    }
+    let (generic, custom): (i64, i64) = sqlx::query_as(
+        "SELECT sum(generic_plans)::int8, sum(custom_plans)::int8 FROM pg_prepared_statements
+         WHERE statement LIKE '%The start of the common lease statement%'",
+    )
+    .fetch_one(bus.pool())
+    .await
+    .expect("plan counts");
+    // PostgreSQL plans the first five runs for their values, then keeps the
+    // generic plan unless it looks dearer.
+    assert!(custom <= 5, "every lease was planned anew: {custom} custom plans, {generic} generic");
+}

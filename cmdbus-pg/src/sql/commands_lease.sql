@@ -21,6 +21,8 @@ due AS (
           AND NOT EXISTS (SELECT 1 FROM {schema}.pauses p
                           WHERE p.domain = c.domain AND p.command_type IN ('', c.command_type))
         ORDER BY due_at, seq
+        -- For limits 1, 2, 4, … the limit is written in here (schema.rs,
+        -- Lease::with_fixed_limits), so the plan is kept.
         LIMIT $2
         FOR UPDATE SKIP LOCKED
     ) c
