@@ -226,6 +226,18 @@ async fn query_keys_follow_the_commands_whoever_writes_them() {
     assert_eq!(keys().await, (0, 0));
 }
 
+/// A bus on a fresh schema whose pool has one connection: the statements
+/// the transport prepared are the ones a test then reads back from
+/// `pg_prepared_statements`.
+async fn one_connection_bus() -> PgBus {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&cmdbus_tests::database_url())
+        .await
+        .expect("PostgreSQL is reachable");
+    PgBus::builder(pool).schema(cmdbus_tests::fresh_schema()).build().await.expect("bus builds")
+}
+
 /// The statements that record outcomes and extend leases find each row by
 /// its primary key in the plan PostgreSQL keeps for reuse (the generic
 /// plan), even when that plan is made while the table is still new and
@@ -237,18 +249,7 @@ async fn outcomes_and_heartbeats_find_rows_by_key_on_a_new_table() {
     use cmdbus::backend::{CommandsLease, LeaseRef, NewCommand, Outcome, OutcomeKind};
     use sqlx::Row;
 
-    // One connection: the statements the transport prepared are the ones
-    // this test then reads back from pg_prepared_statements.
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .connect(&cmdbus_tests::database_url())
-        .await
-        .expect("PostgreSQL is reachable");
-    let bus = PgBus::builder(pool)
-        .schema(cmdbus_tests::fresh_schema())
-        .build()
-        .await
-        .expect("bus builds");
+    let bus = one_connection_bus().await;
     let transport = bus.transport();
     let id = Uuid::now_v7();
     let payload = serde_json::value::to_raw_value(&1).expect("json");
@@ -305,16 +306,7 @@ async fn a_lease_keeps_its_plan_on_a_table_with_statistics() {
     use cmdbus::Transport;
     use cmdbus::backend::CommandsLease;
 
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .connect(&cmdbus_tests::database_url())
-        .await
-        .expect("PostgreSQL is reachable");
-    let bus = PgBus::builder(pool)
-        .schema(cmdbus_tests::fresh_schema())
-        .build()
-        .await
-        .expect("bus builds");
+    let bus = one_connection_bus().await;
     let schema = bus.transport().schema().to_owned();
     let backlog = format!(
         r#"INSERT INTO "{schema}".commands
