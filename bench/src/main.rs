@@ -31,10 +31,9 @@ pub(crate) const LEASE_BATCH: usize = 64;
 
 /// Handler runs, all scenarios.
 static HANDLED: AtomicU64 = AtomicU64::new(0);
-/// Whether the handler records send→start latency, and of the commands
-/// due from when (µs since the epoch).
-static RECORD_LATENCY: AtomicBool = AtomicBool::new(false);
-static RECORD_FROM_US: AtomicU64 = AtomicU64::new(0);
+/// The handler records the send→start latency of commands due from this
+/// instant (µs since the epoch); `u64::MAX`: of none.
+static RECORD_FROM_US: AtomicU64 = AtomicU64::new(u64::MAX);
 static START_LATENCIES_US: LazyLock<Mutex<Vec<u64>>> = LazyLock::new(Mutex::default);
 
 #[command(domain = "bench")]
@@ -44,9 +43,7 @@ struct Noop {
 
 #[handler]
 async fn noop(cmd: Noop) -> Result<(), HandlerError> {
-    if RECORD_LATENCY.load(Ordering::Relaxed)
-        && cmd.sent_at_us >= RECORD_FROM_US.load(Ordering::Relaxed)
-    {
+    if cmd.sent_at_us >= RECORD_FROM_US.load(Ordering::Relaxed) {
         let latency = now_us().saturating_sub(cmd.sent_at_us);
         START_LATENCIES_US.lock().unwrap().push(latency);
     }
@@ -198,7 +195,6 @@ async fn latency_of(config: &Config, delay: Duration) -> (f64, f64, f64, f64) {
     let bus = fresh_bus(&config.url).await;
     let worker = start_worker(&bus).await;
     START_LATENCIES_US.lock().unwrap().clear();
-    RECORD_LATENCY.store(true, Ordering::Relaxed);
     let every = if delay.is_zero() { Duration::from_millis(2) } else { Duration::from_millis(10) };
     let mut ticker = tokio::time::interval(every);
     let (from_us, until) = latency_window(config);
@@ -218,7 +214,7 @@ async fn latency_of(config: &Config, delay: Duration) -> (f64, f64, f64, f64) {
         send.await.expect("join").expect("send");
     }
     tokio::time::sleep(Duration::from_secs(1) + delay).await;
-    RECORD_LATENCY.store(false, Ordering::Relaxed);
+    RECORD_FROM_US.store(u64::MAX, Ordering::Relaxed);
     worker.shutdown().await;
     let mut start: Vec<f64> =
         START_LATENCIES_US.lock().unwrap().iter().map(|us| *us as f64 / 1000.0).collect();

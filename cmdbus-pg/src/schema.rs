@@ -135,7 +135,7 @@ impl Statements {
                 &lease(COMMON_LEASE_SEVERAL_DOMAINS, ""),
                 &lease(COMMON_LEASE, ""),
             )
-            .with_fixed_limits(schema, &lease(COMMON_LEASE, "")),
+            .with_fixed_limits(),
             commands_lease_full: {
                 let full = lease(
                     include_str!("sql/commands_lease_full.sql"),
@@ -209,12 +209,11 @@ impl Lease {
     /// an analyzed 50k-row table). With the limit written in, the plan is
     /// kept. The outer `LIMIT $2` stays, so the statement takes the same
     /// parameters. Other limits use the statement with `$2`.
-    fn with_fixed_limits(mut self, schema: &Schema, one: &str) -> Self {
+    fn with_fixed_limits(mut self) -> Self {
         self.one_domain_fixed = (0..FIXED_LIMITS)
             .map(|i| {
-                let fixed =
-                    one.replace(WALK_LIMIT, &WALK_LIMIT.replace("$2", &(1u32 << i).to_string()));
-                Arc::from(schema.render(&one_domain(&fixed)))
+                let walk = WALK_LIMIT.replace("$2", &(1u32 << i).to_string());
+                Arc::from(self.one_domain.replace(WALK_LIMIT, &walk))
             })
             .collect();
         self
@@ -225,11 +224,8 @@ impl Lease {
         if domains != 1 {
             return &self.domains;
         }
-        let fixed = limit
-            .is_power_of_two()
-            .then(|| self.one_domain_fixed.get(limit.trailing_zeros() as usize))
-            .flatten();
-        fixed.unwrap_or(&self.one_domain)
+        let fixed = self.one_domain_fixed.get(limit.trailing_zeros() as usize);
+        fixed.filter(|_| limit.is_power_of_two()).unwrap_or(&self.one_domain)
     }
 }
 
@@ -281,7 +277,7 @@ mod tests {
         let schema = Schema::new("cmdbus").unwrap();
         let common = lease(COMMON_LEASE, "");
         assert_eq!(common.matches(WALK_LIMIT).count(), 1, "{common}");
-        let statement = Lease::new(&schema, &common, &common).with_fixed_limits(&schema, &common);
+        let statement = Lease::new(&schema, &common, &common).with_fixed_limits();
         for limit in [1, 2, 64, 256, 1024] {
             let fixed = statement.for_lease(1, limit);
             let walk = format!("        LIMIT {limit}\n        FOR UPDATE SKIP LOCKED");
@@ -293,8 +289,8 @@ mod tests {
             assert!(general.contains(WALK_LIMIT) || domains > 1, "{domains} {limit}");
             assert!(!general.contains("        LIMIT 64\n"), "{domains} {limit}");
         }
-        let full = Lease::new(&schema, &common, &common);
-        assert_eq!(full.for_lease(1, 64), &full.one_domain, "no fixed forms unless asked");
+        let plain = Lease::new(&schema, &common, &common);
+        assert_eq!(plain.for_lease(1, 64), &plain.one_domain, "no fixed forms unless asked");
     }
 
     #[test]
