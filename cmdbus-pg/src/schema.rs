@@ -256,7 +256,7 @@ mod tests {
             assert!(TRANSITIONS.contains(batch_only), "{batch_only}");
             assert!(!plain.contains(batch_only), "{batch_only} in\n{plain}");
         }
-        assert!(plain.contains("AS applied\nFROM input i"), "{plain}");
+        assert!(plain.contains("AS applied\nFROM updated u"), "{plain}");
         assert!(plain.contains("replied AS ("), "{plain}");
     }
 

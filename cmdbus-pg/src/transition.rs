@@ -48,15 +48,21 @@ where
     if batches {
         query = query.bind(transport.channel());
     }
-    let rows = query
-        .fetch_all(executor)
+    let row = query
+        .fetch_one(executor)
         .await
         .explained(transport.pool(), "recording transitions")
         .await?;
-    rows.iter()
-        .map(|row| row.try_get("applied"))
-        .collect::<std::result::Result<_, sqlx::Error>>()
-        .map_err(crate::rows::db("reading transition results"))
+    let positions: Vec<i64> =
+        row.try_get("applied").map_err(crate::rows::db("reading transition results"))?;
+    let mut applied = vec![false; transitions.len()];
+    for position in positions {
+        // Positions count from 1 (WITH ORDINALITY).
+        if let Some(slot) = usize::try_from(position - 1).ok().and_then(|i| applied.get_mut(i)) {
+            *slot = true;
+        }
+    }
+    Ok(applied)
 }
 
 /// Transitions (and their events, flattened) as parallel arrays.

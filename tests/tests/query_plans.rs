@@ -296,6 +296,9 @@ async fn outcomes_and_heartbeats_find_rows_by_key_on_a_new_table() {
                 && !plan.contains("Seq Scan on commands"),
             "{statement} does not find rows by key:\n{plan}"
         );
+        // Read once, by the update: joining the input back to the rows
+        // updated was a nested loop over both, quadratic in the batch.
+        assert!(!plan.contains("CTE input"), "{statement} reads its input twice:\n{plan}");
     }
 }
 

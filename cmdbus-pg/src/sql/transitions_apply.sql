@@ -164,8 +164,8 @@ replied AS (
     FROM updated
     WHERE reply_status IS NOT NULL
 )
-SELECT i.ord, (u.command_id IS NOT NULL) AS applied
-       /* batches */, (SELECT count(*) FROM fired_woken) AS completions
-FROM input i
-LEFT JOIN updated u ON u.ord = i.ord
-ORDER BY i.ord
+-- The positions of the transitions applied, as one array: joining them back
+-- to the input was planned as a nested loop over both (the generic plan
+-- expects one row each), quadratic in the batch: 13 of 19 ms for 256.
+SELECT coalesce(array_agg(u.ord), '{}') AS applied /* batches */, (SELECT count(*) FROM fired_woken) AS completions
+FROM updated u
