@@ -294,6 +294,29 @@ mod tests {
     }
 
     #[test]
+    fn only_leases_commit_without_waiting_for_the_wal_flush() {
+        let statements = Statements::new(&Schema::new("cmdbus").unwrap());
+        let unflushed = "set_config('synchronous_commit', 'off', true)";
+        for lease in [&statements.commands_lease, &statements.commands_lease_full] {
+            for (domains, limit) in [(1, 64), (1, 3), (2, 64)] {
+                let statement = lease.for_lease(domains, limit);
+                assert_eq!(statement.matches(unflushed).count(), 1, "{statement}");
+            }
+        }
+        // What a crash must not lose: sends, outcomes, heartbeats.
+        for durable in [
+            &statements.command_send,
+            &statements.commands_send,
+            &statements.transitions_apply,
+            &statements.transitions_apply_plain,
+            &statements.lease_extend,
+            &statements.leases_extend,
+        ] {
+            assert!(!durable.contains("synchronous_commit"), "{durable}");
+        }
+    }
+
+    #[test]
     fn schema_names_are_validated() {
         for ok in ["cmdbus", "_private", "tenant_42"] {
             assert_eq!(Schema::new(ok).unwrap().name(), ok);

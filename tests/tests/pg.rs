@@ -116,6 +116,48 @@ async fn start_worker(bus: &PgBus) -> cmdbus::Worker {
         .expect("worker starts")
 }
 
+/// A lease commits without waiting for the WAL flush (a crash may lose it
+/// harmlessly), but only its own transaction: an outcome recorded next on
+/// the same connection waits for the flush as the server is configured to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_leaves_the_connections_commit_setting_as_it_was() {
+    use cmdbus::backend::{CommandsLease, LeaseRef, NewCommand, Outcome, OutcomeKind};
+
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&cmdbus_tests::database_url())
+        .await
+        .expect("PostgreSQL is reachable");
+    let bus = PgBus::builder(pool).schema(fresh_schema()).build().await.expect("bus");
+    let setting = || async {
+        let value: String = sqlx::query_scalar("SHOW synchronous_commit")
+            .fetch_one(bus.pool())
+            .await
+            .expect("show");
+        value
+    };
+    let configured = setting().await;
+    let transport = bus.transport();
+    let id = Uuid::now_v7();
+    let payload = serde_json::value::to_raw_value(&1).expect("json");
+    let command =
+        NewCommand::new(DOMAIN.into(), "Probe".into(), id, id, "default".into(), 3, payload);
+    transport.commands_send(vec![command]).await.expect("send");
+    let visibility = Duration::from_secs(30);
+    let params = CommandsLease::new(vec![DOMAIN.into()], 8, visibility, "probe".into());
+    let leased = transport.commands_lease(params.clone()).await.expect("lease");
+    assert_eq!(leased.len(), 1);
+    assert_eq!(setting().await, configured, "after a lease");
+    assert!(transport.commands_lease(params).await.expect("empty lease").is_empty());
+    assert_eq!(setting().await, configured, "after an empty lease");
+    let reply = serde_json::value::to_raw_value(&()).expect("json");
+    let lease = LeaseRef::of(&leased[0]);
+    let outcome = Outcome::new(lease, leased[0].attempt, OutcomeKind::Completed { reply });
+    transport.commands_record(&[outcome]).await.expect("record");
+    let status = transport.command_get(DOMAIN, id).await.expect("get").map(|r| r.status);
+    assert_eq!(status, Some(CommandStatus::Completed));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicate_send_from_16_tasks_creates_one_command() {
     let bus = pg_bus().await;

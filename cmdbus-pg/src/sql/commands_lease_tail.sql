@@ -37,7 +37,14 @@ SELECT l.domain, l.command_id, l.command_type, l.correlation_id, l.reply_to, l.p
        l.attempts, l.max_attempts, l.lease_id, l.lease_expires_at, l.created_at, l.traceparent,
        l.batch_id,
        LEAST(next.next_due_ms, (SELECT ms FROM waits)) AS next_due_ms,
-       (SELECT needed FROM special) AS needs_full
+       (SELECT needed FROM special) AS needs_full,
+       -- A lease is the one write a server crash may lose without harm, so
+       -- its commit does not wait for the WAL flush (for this transaction
+       -- only): lost, the command is still PENDING and is delivered again,
+       -- as if the worker had stopped before leasing. The next synchronous
+       -- commit of anyone (an outcome, a handler's transaction) makes it
+       -- durable first: WAL is flushed in order.
+       (SELECT set_config('synchronous_commit', 'off', true)) AS commit_unflushed
 FROM next
 LEFT JOIN leased l ON true
 ORDER BY l.pick, l.priority DESC, l.due_at, l.seq
