@@ -854,6 +854,7 @@ impl Transport for PgTransport {
     async fn queue_stats(&self, domains: &[String]) -> Result<Vec<QueueStats>> {
         let rows = sqlx::query(sql(&self.inner.statements.queue_stats))
             .bind(domains)
+            .bind(i64::try_from(cmdbus::QUEUE_DEPTH_COUNTED_UP_TO).unwrap_or(i64::MAX))
             .fetch_all(&self.inner.pool)
             .await
             .explained(&self.inner.pool, "reading queue stats")

@@ -162,7 +162,7 @@ pub use schedule::{MissedTicks, Schedule, Tick};
 pub use sent::Sent;
 pub use status::{AuditEntry, AuditEvent, CommandStatus};
 pub use trace::TraceParent;
-pub use transport::Transport;
+pub use transport::{QUEUE_DEPTH_COUNTED_UP_TO, Transport};
 pub use troubleshooting::{BulkOutcome, Troubleshooting, TsqCount, TsqFilter, TypedItem};
 // Backend-author items, public in `backend`, by their short names inside the crate.
 pub(crate) use backend::{

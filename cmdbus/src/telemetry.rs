@@ -11,7 +11,7 @@
 //! | `cmdbus_commands_moved_to_tsq_total` | counter | domain, command_type, reason |
 //! | `cmdbus_handler_duration_seconds` | histogram | domain, command_type, outcome |
 //! | `cmdbus_lease_to_complete_seconds` | histogram | domain |
-//! | `cmdbus_queue_depth` | gauge | domain |
+//! | `cmdbus_queue_depth` | gauge | domain (counted up to [`QUEUE_DEPTH_COUNTED_UP_TO`](crate::QUEUE_DEPTH_COUNTED_UP_TO)) |
 //! | `cmdbus_oldest_pending_age_seconds` | gauge | domain |
 
 use std::time::Duration;

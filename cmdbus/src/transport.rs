@@ -387,8 +387,9 @@ pub trait Transport: Clone + Send + Sync + 'static {
     /// A subscription that fires when commands of `domains` may be due.
     fn wakeups(&self, domains: &[String]) -> impl Future<Output = Result<WakeUps>> + Send;
 
-    /// Due PENDING commands per domain of `domains` and how long the oldest
-    /// has waited (for metrics and health).
+    /// Due PENDING commands per domain of `domains`, counted up to
+    /// [`QUEUE_DEPTH_COUNTED_UP_TO`], and how long the oldest has waited
+    /// (for metrics and health).
     fn queue_stats(
         &self,
         domains: &[String],
@@ -594,11 +595,17 @@ pub enum RecordResult {
 pub struct QueueStats {
     /// Domain.
     pub domain: String,
-    /// PENDING commands that are due.
+    /// PENDING commands that are due, at most [`QUEUE_DEPTH_COUNTED_UP_TO`].
     pub due: u64,
     /// How long the oldest due command has been due.
     pub oldest_due_age: Duration,
 }
+
+/// How far [`Transport::queue_stats`] counts a backlog. Every worker samples
+/// its queues every rescue interval; counting all of a million due commands
+/// took PostgreSQL ~0.3 s each time, while a deeper backlog tells an
+/// operator nothing a count of ten thousand does not.
+pub const QUEUE_DEPTH_COUNTED_UP_TO: u64 = 10_000;
 
 impl QueueStats {
     /// Builds the stats; for backends.

@@ -225,6 +225,7 @@ macro_rules! conformance_suite {
             a_delayed_command_runs_when_due_not_before,
             a_pending_command_is_canceled_before_it_starts,
             paused_work_stays_pending_until_resumed,
+            queue_stats_count_up_to_a_bound_and_age_from_the_oldest,
             a_limit_caps_commands_in_flight,
             a_rate_limit_spreads_leases_over_time,
             a_batch_with_an_invalid_command_stores_nothing,
@@ -1033,6 +1034,34 @@ pub async fn paused_work_stays_pending_until_resumed<T: Transport>(transport: T)
     wait_for(&transport, held, CommandStatus::Completed).await;
     assert!(bus.pauses().await.expect("pauses").is_empty());
     worker.shutdown().await;
+}
+
+/// The queue sample behind the depth and age gauges counts due commands up
+/// to [`QUEUE_DEPTH_COUNTED_UP_TO`](crate::QUEUE_DEPTH_COUNTED_UP_TO), so a
+/// deep backlog costs every worker's sample the same, and leaves out
+/// commands not due yet and paused ones.
+pub async fn queue_stats_count_up_to_a_bound_and_age_from_the_oldest<T: Transport>(transport: T) {
+    let bus = Bus::new(transport.clone());
+    let bound = usize::try_from(crate::QUEUE_DEPTH_COUNTED_UP_TO).expect("fits");
+    let domains = [DOMAIN.to_owned(), "cmdbus-conformance-idle".to_owned()];
+    let later = SendOptions::new().delay(Duration::from_secs(600));
+    bus.send_with(Echo { text: "later".into() }, later).await.expect("send");
+    assert!(transport.queue_stats(&domains).await.expect("stats").is_empty(), "nothing due");
+
+    bus.send_batch((0..bound + 5).map(|i| Echo { text: i.to_string() })).await.expect("send");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let stats = transport.queue_stats(&domains).await.expect("stats");
+    assert_eq!(stats.len(), 1, "idle domains are left out: {stats:?}");
+    assert_eq!(
+        (stats[0].domain.as_str(), stats[0].due),
+        (DOMAIN, crate::QUEUE_DEPTH_COUNTED_UP_TO)
+    );
+    assert!(stats[0].oldest_due_age >= Duration::from_millis(50), "{stats:?}");
+
+    let operator = crate::Operator::new("ops@example.com").expect("operator");
+    let echo = crate::FlowTarget::of::<Echo>();
+    assert!(bus.pause(&echo, &operator, "not waiting for a worker").await.expect("pause"));
+    assert!(transport.queue_stats(&domains).await.expect("stats").is_empty(), "paused");
 }
 
 /// A limit on a command type caps how many of it are leased at once, even

@@ -1034,7 +1034,7 @@ impl Transport for MemoryTransport {
             let entry = stats
                 .entry(c.command.domain.clone())
                 .or_insert_with(|| QueueStats::new(c.command.domain.clone(), 0, Duration::ZERO));
-            entry.due += 1;
+            entry.due = (entry.due + 1).min(crate::QUEUE_DEPTH_COUNTED_UP_TO);
             entry.oldest_due_age = entry.oldest_due_age.max(age);
         }
         Ok(stats.into_values().collect())
