@@ -139,6 +139,19 @@ pub async fn pg_bus() -> PgBus {
     PgBus::builder(pool().await).schema(fresh_schema()).build().await.expect("bus builds")
 }
 
+/// A bus on a fresh schema whose pool has one connection: what a test reads
+/// back through it (prepared statements, session settings) is what the
+/// transport left on the connection it used.
+pub async fn one_connection_bus() -> PgBus {
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(&database_url())
+        .await
+        .expect("PostgreSQL is reachable (run `make postgres`)");
+    PgBus::builder(pool).schema(fresh_schema()).build().await.expect("bus builds")
+}
+
 /// Runs `sql` (with `$1` = `id`) behind the library's back, as a DBA with
 /// superuser rights could: with triggers off, the payload-edit guard among
 /// them. For tests of rows edited into something the library never writes.

@@ -9,7 +9,7 @@ use cmdbus::{
     handler,
 };
 use cmdbus_pg::{PgBus, PgHandlerContext, PgTransport};
-use cmdbus_tests::{fresh_schema, pg_bus, pool};
+use cmdbus_tests::{fresh_schema, one_connection_bus, pg_bus, pool};
 use sqlx::{AssertSqlSafe, Row};
 use uuid::Uuid;
 
@@ -123,12 +123,7 @@ async fn start_worker(bus: &PgBus) -> cmdbus::Worker {
 async fn a_lease_leaves_the_connections_commit_setting_as_it_was() {
     use cmdbus::backend::{CommandsLease, LeaseRef, NewCommand, Outcome, OutcomeKind};
 
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .connect(&cmdbus_tests::database_url())
-        .await
-        .expect("PostgreSQL is reachable");
-    let bus = PgBus::builder(pool).schema(fresh_schema()).build().await.expect("bus");
+    let bus = one_connection_bus().await;
     let setting = || async {
         let value: String = sqlx::query_scalar("SHOW synchronous_commit")
             .fetch_one(bus.pool())

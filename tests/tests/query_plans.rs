@@ -9,7 +9,7 @@ use chrono::{Duration, Utc};
 use cmdbus::CommandStatus;
 use cmdbus::TsqFilter;
 use cmdbus_pg::{CommandQuery, PgBus};
-use cmdbus_tests::pg_bus;
+use cmdbus_tests::{one_connection_bus, pg_bus};
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
@@ -224,18 +224,6 @@ async fn query_keys_follow_the_commands_whoever_writes_them() {
     assert_eq!(keys().await, (6, 6));
     run(format!(r#"TRUNCATE "{s}".commands"#)).await;
     assert_eq!(keys().await, (0, 0));
-}
-
-/// A bus on a fresh schema whose pool has one connection: the statements
-/// the transport prepared are the ones a test then reads back from
-/// `pg_prepared_statements`.
-async fn one_connection_bus() -> PgBus {
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .connect(&cmdbus_tests::database_url())
-        .await
-        .expect("PostgreSQL is reachable");
-    PgBus::builder(pool).schema(cmdbus_tests::fresh_schema()).build().await.expect("bus builds")
 }
 
 /// The statements that record outcomes and extend leases find each row by
