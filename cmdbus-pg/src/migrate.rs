@@ -19,10 +19,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (9, "processes", include_str!("../migrations/0009_processes.sql")),
     (10, "payload_edits", include_str!("../migrations/0010_payload_edits.sql")),
     (11, "command_keys", include_str!("../migrations/0011_command_keys.sql")),
+    (12, "settled_indexes", include_str!("../migrations/0012_settled_indexes.sql")),
 ];
 
 /// The newest schema version this library knows.
-pub const SCHEMA_VERSION: i32 = 11;
+pub const SCHEMA_VERSION: i32 = 12;
 
 /// What opening a bus does to its schema.
 #[derive(Clone, Copy, Debug)]

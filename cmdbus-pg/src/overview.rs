@@ -51,8 +51,16 @@ pub(crate) async fn overview(transport: &PgTransport, window: Duration) -> Resul
                     count(*) FILTER (WHERE status = 'IN_PROGRESS') AS in_progress,
                     count(*) FILTER (WHERE status = 'IN_TROUBLESHOOTING_QUEUE') AS in_tsq,
                     min(due_at) FILTER (WHERE status = 'PENDING' AND due_at <= now()) AS oldest_due
-             FROM {schema}.commands
-             WHERE status IN ('PENDING', 'IN_PROGRESS', 'IN_TROUBLESHOOTING_QUEUE')
+             -- One status at a time: each is found through its own
+             -- partial index (migration 0012); `status IN (…)` would not.
+             FROM (SELECT domain, command_type, status, due_at FROM {schema}.commands
+                   WHERE status = 'PENDING'
+                   UNION ALL
+                   SELECT domain, command_type, status, due_at FROM {schema}.commands
+                   WHERE status = 'IN_PROGRESS'
+                   UNION ALL
+                   SELECT domain, command_type, status, due_at FROM {schema}.commands
+                   WHERE status = 'IN_TROUBLESHOOTING_QUEUE') c
              GROUP BY domain, command_type
          ), leased AS (
              -- Apart from `live`: a DISTINCT aggregate there would make the

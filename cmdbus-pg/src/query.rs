@@ -50,7 +50,18 @@ impl Selection {
     }
 
     fn sort_column(&self) -> &'static str {
-        if self.by_updated { "updated_at" } else { "created_at" }
+        if self.by_updated { self.updated_column() } else { "created_at" }
+    }
+
+    /// The last-change time as the indexes hold it: a finished command's is
+    /// `finished_at` (the two are equal, `commands_finished_updated_check`),
+    /// whose index holds finished rows in that order (migration 0012).
+    fn updated_column(&self) -> &'static str {
+        if !self.statuses.is_empty() && self.statuses.iter().all(|s| s.is_terminal()) {
+            "finished_at"
+        } else {
+            "updated_at"
+        }
     }
 
     /// Appends ` WHERE …` for every filter; values are bind parameters.
@@ -96,7 +107,8 @@ impl Selection {
             next(sql);
             sql.push("last_error ->> 'code' = ").push_bind(code.clone());
         }
-        for (column, (from, until)) in [("created_at", self.created), ("updated_at", self.updated)]
+        for (column, (from, until)) in
+            [("created_at", self.created), (self.updated_column(), self.updated)]
         {
             if let Some(from) = from {
                 next(sql);
@@ -131,13 +143,23 @@ impl Selection {
             && self.batch_id.is_none()
     }
 
+    /// The statuses walked one at a time and merged: each status has its
+    /// own indexes (migration 0012), so a page over several, or over any
+    /// status when a filter needs the status indexes, merges one walk per
+    /// status (one `status = ANY` walk would sort every match).
+    fn walks(&self) -> Option<Vec<CommandStatus>> {
+        match self.statuses.as_slice() {
+            [] if !self.scheduled && self.batch_id.is_none() => Some(CommandStatus::ALL.to_vec()),
+            [] | [_] => None,
+            many => Some(many.to_vec()),
+        }
+    }
+
     /// The page query; `explain` prefixes `EXPLAIN` to show its plan.
     ///
     /// A page is chosen by id first, on the indexes that hold it in order,
     /// and only its rows are read: from `command_keys` when only what never
-    /// changes is filtered; with one walk of the status index per status,
-    /// merged, when several statuses are asked for (one `status = ANY`
-    /// walk would sort every match).
+    /// changes is filtered, else with one walk per status ([`Self::walks`]).
     fn page_sql(
         &self,
         schema: &Schema,
@@ -149,21 +171,23 @@ impl Selection {
         let commands = schema.render("{schema}.commands");
         let mut sql =
             QueryBuilder::new(format!("{explain}SELECT {RECORD_COLUMNS} FROM {commands}"));
-        let order = format!(" ORDER BY {} DESC, command_id DESC LIMIT ", self.sort_column());
+        let order = |selection: &Self| {
+            format!(" ORDER BY {} DESC, command_id DESC LIMIT ", selection.sort_column())
+        };
         // One extra row tells whether there is a next page.
         let rows = i64::try_from(limit + 1).unwrap_or(i64::MAX);
         let page_ids = |sql: &mut QueryBuilder<Postgres>, table: &str, selection: &Self| {
             sql.push("(SELECT command_id, domain FROM ").push(table);
             selection.push_where(sql, after);
-            sql.push(&order).push_bind(rows).push(")");
+            sql.push(order(selection)).push_bind(rows).push(")");
         };
         if self.on_keys_only() {
             sql.push(" WHERE (command_id, domain) IN (");
             page_ids(&mut sql, &schema.render("{schema}.command_keys"), self);
             sql.push(")");
-        } else if self.statuses.len() > 1 {
+        } else if let Some(statuses) = self.walks() {
             sql.push(" WHERE (command_id, domain) IN (");
-            for (i, status) in self.statuses.iter().enumerate() {
+            for (i, status) in statuses.iter().enumerate() {
                 if i > 0 {
                     sql.push(" UNION ALL ");
                 }
@@ -174,7 +198,7 @@ impl Selection {
         } else {
             self.push_where(&mut sql, after);
         }
-        sql.push(order).push_bind(rows);
+        sql.push(order(self)).push_bind(rows);
         sql
     }
 
@@ -414,6 +438,12 @@ mod tests {
         assert!(!text.contains("drop table"), "{text}");
         assert_eq!(text.matches('$').count(), 11, "{text}");
         assert!(text.contains("batch_id = $5"), "{text}");
+        // Finished rows are paged by finished_at, which equals updated_at.
+        assert!(text.contains("(finished_at, command_id) < ($10, $11)"), "{text}");
+        let pending = Selection { statuses: vec![CommandStatus::Pending], ..selection };
+        let mut sql = QueryBuilder::<Postgres>::new("SELECT 1 FROM t");
+        pending.push_where(&mut sql, Some(Cursor::new(Utc::now(), Uuid::nil())));
+        let text = sql.sql().as_str().to_owned();
         assert!(text.contains("(updated_at, command_id) < ($10, $11)"), "{text}");
     }
 }

@@ -69,6 +69,28 @@ async fn every_supported_filter_uses_an_index() {
         ),
         ("scheduled", CommandQuery::new().scheduled()),
         ("no filter", CommandQuery::new()),
+        // Each status through its own indexes (migration 0012).
+        ("pending", CommandQuery::new().status(CommandStatus::Pending)),
+        ("in progress", CommandQuery::new().status(CommandStatus::InProgress).domain("d2")),
+        ("in the tsq", CommandQuery::new().status(CommandStatus::InTroubleshootingQueue)),
+        (
+            "finished, updated range",
+            CommandQuery::new()
+                .status(CommandStatus::Completed)
+                .updated_between(now - Duration::days(2), now - Duration::days(1)),
+        ),
+        (
+            "pending, updated range",
+            CommandQuery::new()
+                .status(CommandStatus::Pending)
+                .updated_between(now - Duration::days(2), now - Duration::days(1)),
+        ),
+        (
+            "domain + updated range",
+            CommandQuery::new()
+                .domain("d0")
+                .updated_between(now - Duration::days(2), now - Duration::days(1)),
+        ),
     ];
     for (name, query) in queries {
         let plan = bus.explain(&query).await.expect("explain");
@@ -115,6 +137,23 @@ async fn filters_return_exactly_the_expected_rows_across_pages() {
         ),
         // Found in command_keys.
         (CommandQuery::new().domain("d3"), "domain = 'd3'"),
+        // Paged by finished_at, which is their updated_at.
+        (
+            CommandQuery::new()
+                .status(CommandStatus::Canceled)
+                .updated_between(now - Duration::days(30), now),
+            "status = 'CANCELED' AND updated_at >= now() - interval '30 days'",
+        ),
+        // Leased rows, sorted as found through the lease index.
+        (
+            CommandQuery::new().status(CommandStatus::InProgress).domain("d1"),
+            "status = 'IN_PROGRESS' AND domain = 'd1'",
+        ),
+        // One walk per status, merged.
+        (
+            CommandQuery::new().domain("d0").updated_between(now - Duration::days(20), now),
+            "domain = 'd0' AND updated_at >= now() - interval '20 days'",
+        ),
     ];
     for (query, predicate) in cases {
         let expected: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
