@@ -162,6 +162,12 @@ impl PgBus {
         crate::overview::overview(self.bus.transport(), window).await
     }
 
+    /// PostgreSQL's plan for [`overview`](Self::overview) (`EXPLAIN`), to
+    /// check it reads live commands through their indexes.
+    pub async fn explain_overview(&self, window: Duration) -> Result<String> {
+        crate::overview::explain(self.bus.transport(), window).await
+    }
+
     /// Deletes finished commands (COMPLETED, FAILED, CANCELED) last changed
     /// before `before`, with their replies and audit rows — the explicit
     /// retention action; the library never deletes history by itself. Needs

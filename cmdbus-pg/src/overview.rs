@@ -43,7 +43,32 @@ pub struct TypeHealth {
 /// Health of every domain and type with live commands or recent history,
 /// ordered by domain and type; "recently" is within `window` of now.
 pub(crate) async fn overview(transport: &PgTransport, window: Duration) -> Result<Vec<TypeHealth>> {
-    let sql = transport.schema_ref().render(
+    let pool = transport.pool();
+    let rows = sqlx::query(sqlx::AssertSqlSafe(overview_sql(transport)))
+        .bind(window.as_secs_f64())
+        .fetch_all(pool)
+        .await
+        .explained(pool, "reading queue health")
+        .await?;
+    rows.iter().map(type_health).collect()
+}
+
+/// PostgreSQL's plan for [`overview`], one line per plan node.
+pub(crate) async fn explain(transport: &PgTransport, window: Duration) -> Result<String> {
+    let pool = transport.pool();
+    let lines: Vec<String> =
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("EXPLAIN {}", overview_sql(transport))))
+            .bind(window.as_secs_f64())
+            .fetch_all(pool)
+            .await
+            .explained(pool, "explaining queue health")
+            .await?;
+    Ok(lines.join("\n"))
+}
+
+/// `$1`: the window in seconds.
+fn overview_sql(transport: &PgTransport) -> String {
+    transport.schema_ref().render(
         "WITH live AS (
              SELECT domain, command_type,
                     count(*) FILTER (WHERE status = 'PENDING' AND due_at <= now()) AS due,
@@ -87,32 +112,24 @@ pub(crate) async fn overview(transport: &PgTransport, window: Duration) -> Resul
          FROM live FULL JOIN recent USING (domain, command_type)
               LEFT JOIN leased USING (domain, command_type)
          ORDER BY domain, command_type",
-    );
-    let pool = transport.pool();
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(window.as_secs_f64())
-        .fetch_all(pool)
-        .await
-        .explained(pool, "reading queue health")
-        .await?;
-    rows.iter()
-        .map(|row| {
-            let get = || db("decoding queue health");
-            let oldest: Option<DateTime<Utc>> = row.try_get("oldest_due").map_err(get())?;
-            let now: DateTime<Utc> = row.try_get("now").map_err(get())?;
-            Ok(TypeHealth {
-                domain: row.try_get("domain").map_err(get())?,
-                command_type: row.try_get("command_type").map_err(get())?,
-                due: row.try_get("due").map_err(get())?,
-                scheduled: row.try_get("scheduled").map_err(get())?,
-                in_progress: row.try_get("in_progress").map_err(get())?,
-                in_tsq: row.try_get("in_tsq").map_err(get())?,
-                completed_recently: row.try_get("completed").map_err(get())?,
-                failed_recently: row.try_get("failed").map_err(get())?,
-                canceled_recently: row.try_get("canceled").map_err(get())?,
-                oldest_due_age: oldest.map(|at| (now - at).to_std().unwrap_or_default()),
-                workers_now: row.try_get("workers").map_err(get())?,
-            })
-        })
-        .collect()
+    )
+}
+
+fn type_health(row: &sqlx::postgres::PgRow) -> Result<TypeHealth> {
+    let get = || db("decoding queue health");
+    let oldest: Option<DateTime<Utc>> = row.try_get("oldest_due").map_err(get())?;
+    let now: DateTime<Utc> = row.try_get("now").map_err(get())?;
+    Ok(TypeHealth {
+        domain: row.try_get("domain").map_err(get())?,
+        command_type: row.try_get("command_type").map_err(get())?,
+        due: row.try_get("due").map_err(get())?,
+        scheduled: row.try_get("scheduled").map_err(get())?,
+        in_progress: row.try_get("in_progress").map_err(get())?,
+        in_tsq: row.try_get("in_tsq").map_err(get())?,
+        completed_recently: row.try_get("completed").map_err(get())?,
+        failed_recently: row.try_get("failed").map_err(get())?,
+        canceled_recently: row.try_get("canceled").map_err(get())?,
+        oldest_due_age: oldest.map(|at| (now - at).to_std().unwrap_or_default()),
+        workers_now: row.try_get("workers").map_err(get())?,
+    })
 }
