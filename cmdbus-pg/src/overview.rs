@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use cmdbus::Result;
-use sqlx::Row;
+use sqlx::{Postgres, QueryBuilder, Row};
 
 use crate::{pool_timeout::Explain, rows::db, transport::PgTransport};
 
@@ -44,8 +44,8 @@ pub struct TypeHealth {
 /// ordered by domain and type; "recently" is within `window` of now.
 pub(crate) async fn overview(transport: &PgTransport, window: Duration) -> Result<Vec<TypeHealth>> {
     let pool = transport.pool();
-    let rows = sqlx::query(sqlx::AssertSqlSafe(overview_sql(transport)))
-        .bind(window.as_secs_f64())
+    let rows = overview_sql(transport, window, "")
+        .build()
         .fetch_all(pool)
         .await
         .explained(pool, "reading queue health")
@@ -55,20 +55,14 @@ pub(crate) async fn overview(transport: &PgTransport, window: Duration) -> Resul
 
 /// PostgreSQL's plan for [`overview`], one line per plan node.
 pub(crate) async fn explain(transport: &PgTransport, window: Duration) -> Result<String> {
-    let pool = transport.pool();
-    let lines: Vec<String> =
-        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("EXPLAIN {}", overview_sql(transport))))
-            .bind(window.as_secs_f64())
-            .fetch_all(pool)
-            .await
-            .explained(pool, "explaining queue health")
-            .await?;
-    Ok(lines.join("\n"))
+    crate::query::explain(overview_sql(transport, window, "EXPLAIN "), transport.pool()).await
 }
 
-/// `$1`: the window in seconds.
-fn overview_sql(transport: &PgTransport) -> String {
-    transport.schema_ref().render(
+/// The overview statement, after `prefix` (`EXPLAIN ` shows its plan).
+fn overview_sql(transport: &PgTransport, window: Duration, prefix: &str) -> QueryBuilder<Postgres> {
+    let schema = transport.schema_ref();
+    let mut sql = QueryBuilder::new(prefix);
+    sql.push(schema.render(
         "WITH live AS (
              SELECT domain, command_type,
                     count(*) FILTER (WHERE status = 'PENDING' AND due_at <= now()) AS due,
@@ -100,7 +94,11 @@ fn overview_sql(transport: &PgTransport) -> String {
                     count(*) FILTER (WHERE status = 'FAILED') AS failed,
                     count(*) FILTER (WHERE status = 'CANCELED') AS canceled
              FROM {schema}.commands
-             WHERE finished_at >= now() - make_interval(secs => $1)
+             WHERE finished_at >= now() - make_interval(secs => ",
+    ));
+    sql.push_bind(window.as_secs_f64());
+    sql.push(schema.render(
+        ")
              GROUP BY domain, command_type
          )
          SELECT domain, command_type,
@@ -112,7 +110,8 @@ fn overview_sql(transport: &PgTransport) -> String {
          FROM live FULL JOIN recent USING (domain, command_type)
               LEFT JOIN leased USING (domain, command_type)
          ORDER BY domain, command_type",
-    )
+    ));
+    sql
 }
 
 fn type_health(row: &sqlx::postgres::PgRow) -> Result<TypeHealth> {

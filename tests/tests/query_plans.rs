@@ -13,6 +13,15 @@ use cmdbus_tests::{one_connection_bus, pg_bus};
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
+/// Stores the test's rows (`sql`) and analyzes `table`, so that plans are
+/// made for them.
+async fn load(bus: &PgBus, sql: String, table: &str) {
+    sqlx::raw_sql(AssertSqlSafe(sql)).execute(bus.pool()).await.expect("seed");
+    let schema = bus.transport().schema();
+    let analyze = format!(r#"ANALYZE "{schema}".{table}"#);
+    sqlx::raw_sql(AssertSqlSafe(analyze)).execute(bus.pool()).await.expect("analyze");
+}
+
 /// 100k commands: 4 domains × 5 types, every status, created over 100 days.
 async fn seeded() -> PgBus {
     let bus = pg_bus().await;
@@ -31,11 +40,7 @@ async fn seeded() -> PgBus {
                   CASE WHEN i % 6 IN (2, 3, 5) THEN now() - (i || ' minutes')::interval END
            FROM generate_series(1, 100000) AS i"#
     );
-    sqlx::query(AssertSqlSafe(seed)).execute(bus.pool()).await.expect("seed");
-    sqlx::query(AssertSqlSafe(format!(r#"ANALYZE "{schema}".commands"#)))
-        .execute(bus.pool())
-        .await
-        .expect("analyze");
+    load(&bus, seed, "commands").await;
     bus
 }
 
@@ -202,10 +207,9 @@ async fn the_overview_reads_live_commands_and_recent_history_through_indexes() {
                   CASE WHEN i % 3 = 2 THEN '{{"code": "x"}}'::jsonb END,
                   CASE WHEN i % 3 = 1 THEN gen_random_uuid() END,
                   CASE WHEN i % 3 = 1 THEN now() + interval '1 minute' END
-           FROM generate_series(1, 300) AS i;
-           ANALYZE "{schema}".commands;"#
+           FROM generate_series(1, 300) AS i"#
     );
-    sqlx::raw_sql(AssertSqlSafe(seed)).execute(bus.pool()).await.expect("seed");
+    load(&bus, seed, "commands").await;
     let hour = std::time::Duration::from_secs(3600);
     let plan = bus.explain_overview(hour).await.expect("explain");
     assert!(!plan.contains("Seq Scan on commands"), "the overview scans the history:\n{plan}");
@@ -232,11 +236,7 @@ async fn process_listing_uses_an_index_for_every_filter() {
                   CASE WHEN i % 7 IN (3, 4, 6) THEN now() END
            FROM generate_series(1, 100000) AS i"#
     );
-    sqlx::query(AssertSqlSafe(seed)).execute(bus.pool()).await.expect("seed");
-    sqlx::query(AssertSqlSafe(format!(r#"ANALYZE "{schema}".processes"#)))
-        .execute(bus.pool())
-        .await
-        .expect("analyze");
+    load(&bus, seed, "processes").await;
     let filters = [
         ("all", ProcessFilter::new()),
         ("status", ProcessFilter::new().status(ProcessStatus::Stuck)),
@@ -379,11 +379,7 @@ async fn a_lease_keeps_its_plan_on_a_table_with_statistics() {
            SELECT 'plans', id, 'Probe', id, 'default', 'PENDING', 3, '{{}}'::jsonb
            FROM (SELECT gen_random_uuid() AS id FROM generate_series(1, 20000)) ids"#
     );
-    sqlx::query(AssertSqlSafe(backlog)).execute(bus.pool()).await.expect("backlog");
-    sqlx::query(AssertSqlSafe(format!(r#"ANALYZE "{schema}".commands"#)))
-        .execute(bus.pool())
-        .await
-        .expect("analyze");
+    load(&bus, backlog, "commands").await;
     let visibility = std::time::Duration::from_secs(30);
     for _ in 0..8 {
         let params = CommandsLease::new(vec!["plans".into()], 64, visibility, "probe".into());
