@@ -80,7 +80,13 @@ async fn pool(url: &str) -> PgPool {
 
 async fn fresh_bus(url: &str) -> PgBus {
     let schema = format!("bench_{}", uuid::Uuid::new_v4().simple());
-    PgBus::builder(pool(url).await).schema(schema).build().await.expect("bus")
+    // The pool PgBus::connect opens, sized like the baseline's.
+    let pool = cmdbus_pg::pool_options()
+        .max_connections(24)
+        .connect(url)
+        .await
+        .expect("PostgreSQL reachable");
+    PgBus::builder(pool).schema(schema).build().await.expect("bus")
 }
 
 async fn drop_schema(bus: &PgBus) {

@@ -3,7 +3,7 @@
 use std::{ops::Deref, time::Duration};
 
 use cmdbus::{Bus, Command, CommandRecord, Page, Result, SendOptions, Sent, TsqFilter};
-use sqlx::{PgConnection, PgPool, postgres::PgPoolOptions};
+use sqlx::{PgConnection, PgPool};
 
 use crate::{
     CommandQuery, StatusCount,
@@ -29,33 +29,22 @@ pub struct PgBus {
 impl PgBus {
     /// Connects to `url`, applies migrations in schema `cmdbus`.
     ///
-    /// The pool holds up to 16 connections (10 s to acquire one). Size it
+    /// The pool is [`pool_options`](crate::pool_options): up to 16
+    /// connections, 10 s to acquire one, a connection checked with a round
+    /// trip only when it was idle. Size it
     /// yourself with [`builder`](Self::builder) when workers and senders
     /// share a process: a worker uses a few connections at once for its
     /// leases, completions and maintenance, plus one per running handler
     /// that opened a [transaction](crate::PgHandlerContext::transaction)
     /// (its LISTEN connection is its own, outside the pool); a sender holds
     /// one for each send's round trip.
-    ///
-    /// ```no_run
-    /// # async fn run() -> cmdbus::Result<()> {
-    /// use cmdbus_pg::sqlx::postgres::PgPoolOptions;
-    /// let pool = PgPoolOptions::new()
-    ///     .max_connections(40)
-    ///     .connect_lazy("postgres://app@db/app")
-    ///     .map_err(|e| cmdbus::Error::backend("connecting", e))?;
-    /// let bus = cmdbus_pg::PgBus::builder(pool).schema("cmdbus").build().await?;
-    /// # Ok(()) }
-    /// ```
     pub async fn connect(url: &str) -> Result<Self> {
         Self::connect_schema(url, DEFAULT_SCHEMA).await
     }
 
     /// Connects to `url`, applies migrations in `schema`.
     pub async fn connect_schema(url: &str, schema: &str) -> Result<Self> {
-        let pool = PgPoolOptions::new()
-            .max_connections(16)
-            .acquire_timeout(Duration::from_secs(10))
+        let pool = crate::pool_options()
             .connect(url)
             .await
             .map_err(|e| cmdbus::Error::backend("connecting to PostgreSQL", e))?;

@@ -132,3 +132,50 @@ async fn everything_is_accounted_for_across_connection_loss() {
     drop(bus);
     database.drop_now().await;
 }
+
+/// The bus's pool checks a connection with a round trip only when it was
+/// idle longer than `CHECK_IDLE_AFTER`: a connection the server dropped
+/// while idle is replaced unseen, one used a moment before fails its next
+/// statement once (as a statement running at the cut would), and the pool
+/// opens a new connection for the statement after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_connection_idle_past_the_window_is_checked_before_use() {
+    let database = TestDatabase::create().await;
+    let pool =
+        cmdbus_pg::pool_options().max_connections(1).connect(&database.url).await.expect("connect");
+    let bus = PgBus::builder(pool).build().await.expect("bus");
+    let cut = || async {
+        sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+            .bind(&database.name)
+            .execute(database.admin())
+            .await
+            .expect("terminate");
+        // Let the backend act on the signal before the next statement.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+
+    // Used a moment ago: not checked, so the statement meets the cut.
+    let recent = loop {
+        bus.send(Tick { n: 1 }).await.expect("send");
+        let used = Instant::now();
+        // sqlx checks a connection as it returns to the pool (in the
+        // background): cut after that, so only a check on acquire could
+        // find the connection gone.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        cut().await;
+        // A stalled machine may have let the window pass: try again.
+        if used.elapsed() < cmdbus_pg::CHECK_IDLE_AFTER / 2 {
+            break bus.send(Tick { n: 2 }).await;
+        }
+    };
+    assert!(recent.is_err(), "a recently used connection was checked first: {recent:?}");
+    bus.send(Tick { n: 3 }).await.expect("the next statement gets a new connection");
+
+    // Idle past the window: checked, found gone, replaced; the send succeeds.
+    tokio::time::sleep(cmdbus_pg::CHECK_IDLE_AFTER + Duration::from_millis(200)).await;
+    cut().await;
+    bus.send(Tick { n: 4 }).await.expect("an idle connection is checked and replaced");
+
+    drop(bus);
+    database.drop_now().await;
+}
