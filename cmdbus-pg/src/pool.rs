@@ -2,16 +2,16 @@
 //!
 //! sqlx checks every connection with a round trip to the server before it
 //! hands it out (`test_before_acquire`), so each send, lease and completion
-//! waits for two round trips instead of one. (It checks again, in the
-//! background, as a connection returns to the pool.) A connection that was in use a
-//! moment ago is as likely to be alive as the round trip that would check
-//! it, so only a connection idle longer than [`CHECK_IDLE_AFTER`] is
-//! checked, as HikariCP does. What is given up: after the server drops a
-//! connection that was used within that window (a restart, an operator's
-//! `pg_terminate_backend`), the next statement on it fails once, as one
-//! running at the cut would, and the pool opens a new connection for the
-//! one after. Workers retry leases and completions by themselves; a sender
-//! retries a failed send with the same command id (idempotent).
+//! waits for two round trips instead of one (it checks again, in the
+//! background, as a connection returns to the pool). A connection used a
+//! moment ago is almost always still there, so only one idle longer than
+//! [`CHECK_IDLE_AFTER`] is checked, as HikariCP does. What is given up:
+//! after the server drops a connection used within that window (a restart,
+//! an operator's `pg_terminate_backend`), the next statement on it fails
+//! once, as one running at the cut would, and the pool opens a new
+//! connection for the one after. Workers retry leases and completions by
+//! themselves; a sender retries a failed send with the same command id
+//! (idempotent).
 
 use std::time::Duration;
 
