@@ -74,15 +74,22 @@ pub(crate) async fn measure_rate(counter: &AtomicU64, warmup: Duration, window: 
     done as f64 / at.elapsed().as_secs_f64()
 }
 
+/// Connections in the pools of both sides (the baseline's and the bus's).
+const POOL_SIZE: u32 = 24;
+
 async fn pool(url: &str) -> PgPool {
-    PgPoolOptions::new().max_connections(24).connect(url).await.expect("PostgreSQL reachable")
+    PgPoolOptions::new()
+        .max_connections(POOL_SIZE)
+        .connect(url)
+        .await
+        .expect("PostgreSQL reachable")
 }
 
 async fn fresh_bus(url: &str) -> PgBus {
     let schema = format!("bench_{}", uuid::Uuid::new_v4().simple());
     // The pool PgBus::connect opens, sized like the baseline's.
     let pool = cmdbus_pg::pool_options()
-        .max_connections(24)
+        .max_connections(POOL_SIZE)
         .connect(url)
         .await
         .expect("PostgreSQL reachable");

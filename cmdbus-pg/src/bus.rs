@@ -29,10 +29,8 @@ pub struct PgBus {
 impl PgBus {
     /// Connects to `url`, applies migrations in schema `cmdbus`.
     ///
-    /// The pool is [`pool_options`](crate::pool_options): up to 16
-    /// connections, 10 s to acquire one, a connection checked with a round
-    /// trip only when it was idle. Size it
-    /// yourself with [`builder`](Self::builder) when workers and senders
+    /// The pool is [`pool_options`](crate::pool_options). Size it yourself
+    /// with [`builder`](Self::builder) when workers and senders
     /// share a process: a worker uses a few connections at once for its
     /// leases, completions and maintenance, plus one per running handler
     /// that opened a [transaction](crate::PgHandlerContext::transaction)
