@@ -208,8 +208,7 @@ impl Lease {
     /// and every lease was planned anew (0.2-0.5 ms; 7 custom plans of 7 on
     /// an analyzed 50k-row table). With the limit written in, the plan is
     /// kept. The outer `LIMIT $2` stays, so the statement takes the same
-    /// parameters. Other limits use the statement with `$2`; the worker
-    /// asks for them only when its batch size is set to one.
+    /// parameters. Other limits use the statement with `$2`.
     fn with_fixed_limits(mut self) -> Self {
         self.one_domain_fixed = (0..FIXED_LIMITS)
             .map(|i| {

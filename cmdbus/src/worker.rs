@@ -385,7 +385,7 @@ impl<T: Transport> Runtime<T> {
                 // Work may be waiting: lease again as soon as there is room.
                 backlog = true;
             } else {
-                let limit = lease_size(room, self.config.batch_size);
+                let limit = room.min(self.config.batch_size);
                 let leased = self.lease(limit, &mut leased_total).await;
                 lease_errors = if leased.is_ok() { 0 } else { lease_errors.saturating_add(1) };
                 self.update_health(|h| {
@@ -698,17 +698,6 @@ impl Pace {
     }
 }
 
-/// How many commands to lease when `room` fit here and one round trip
-/// takes at most `batch`: the whole batch if it fits, else the largest
-/// power of two that does. Leasing ahead makes `room` any number (136 on
-/// average in a drain), and a transport may keep one prepared plan per
-/// size: PostgreSQL's lease has one for each power of two, while any other
-/// size is planned again on every lease once the table has statistics,
-/// about a quarter of a 128-command lease's CPU (ADR 005).
-fn lease_size(room: usize, batch: usize) -> usize {
-    if room >= batch { batch } else { room.checked_ilog2().map_or(0, |log| 1 << log) }
-}
-
 /// What a worker holds: running handler tasks and leased commands waiting
 /// for a free slot.
 #[derive(Default)]
@@ -828,17 +817,5 @@ mod tests {
         // 16 slots × 10 per 100 ms, once the one-second runs have faded.
         assert!((140..=160).contains(&pace.prefetch()), "{}", pace.prefetch());
         assert_eq!(Pace::new(0, 16).prefetch(), 0);
-    }
-
-    #[test]
-    fn leases_are_sized_in_powers_of_two_below_the_batch() {
-        assert_eq!(lease_size(136, 256), 128);
-        assert_eq!(lease_size(255, 256), 128);
-        assert_eq!(lease_size(16, 256), 16);
-        assert_eq!(lease_size(1, 256), 1);
-        assert_eq!(lease_size(0, 256), 0);
-        assert_eq!(lease_size(300, 256), 256, "a full batch when it fits");
-        assert_eq!(lease_size(300, 100), 100, "whatever batch size was chosen");
-        assert_eq!(lease_size(99, 100), 64);
     }
 }
